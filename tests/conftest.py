@@ -1,0 +1,81 @@
+"""Shared fixtures: one real etcd per test session, a unique key prefix per test, and etcdctl.
+
+Async tests use the anyio pytest plugin (``@pytest.mark.anyio``) on the asyncio backend, which grpc.aio needs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from typing import Protocol
+from uuid import uuid4
+
+import pytest
+
+from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, etcd_binary, free_port
+
+
+class EtcdCtl(Protocol):
+    def __call__(self, *args: str, endpoint: str | None = None) -> subprocess.CompletedProcess[str]: ...
+
+
+def _free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct free ports (free_port() alone may hand back the same port twice)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port(host)
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+def _make_etcdctl(default_endpoint: str) -> EtcdCtl:
+    binary = str(etcd_binary("etcdctl"))
+    # Drop the caller's ETCDCTL_* settings: a test talks to the endpoint it names, as nobody in particular.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")} | {"ETCDCTL_API": "3"}
+
+    def etcdctl(*args: str, endpoint: str | None = None) -> subprocess.CompletedProcess[str]:
+        cmd = [binary, f"--endpoints={endpoint or default_endpoint}", *args]
+        try:
+            return subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, timeout=30)
+        except subprocess.CalledProcessError as exc:
+            exc.add_note(f"etcdctl stderr: {exc.stderr.strip()}")  # CalledProcessError hides it otherwise
+            raise
+
+    return etcdctl
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedEtcd]:
+    base = tmp_path_factory.mktemp("etcd")
+    client_port, peer_port = _free_ports(2)
+    # A log file rather than stderr: output from a session-wide etcd would land in whichever test is running.
+    server = EmbeddedEtcd(base / "data", client_port, peer_port, log_file=base / "etcd.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def etcd_endpoint(etcd_server: EmbeddedEtcd) -> str:
+    return etcd_server.client_url
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A prefix no other test uses, so tests share one etcd without seeing each other's keys."""
+    return f"t/{uuid4().hex[:12]}/"
+
+
+@pytest.fixture(scope="session")
+def etcdctl(etcd_endpoint: str) -> EtcdCtl:
+    """Run etcdctl against the session etcd (or ``endpoint=``) to check writes independently of our code."""
+    return _make_etcdctl(etcd_endpoint)
