@@ -155,7 +155,7 @@ async def _apply(etcd: EtcdClient, steps: list[Step], result: ImportResult, prog
         res = await etcd.txn([c for c, _ in batch], [op for _, op in batch])
         if not res.succeeded:
             raise ConflictError(
-                f"import stopped: a key in operations {start + 1}-{start + len(batch)} changed after the plan was made. "
+                f"import stopped: a key in operations {start + 1}-{start + len(batch)} changed after planning. "
                 f"{start} of {total} operations were applied, that batch and the rest were not. "
                 "Run kv_import again to plan from the current state."
             )
