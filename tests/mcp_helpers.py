@@ -1,0 +1,133 @@
+"""Drive the real ``kk-etcd-mcp serve`` process through the mcp package's client."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+from mcp import Client
+from mcp.client.sse import sse_client
+from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp_types import CallToolResult
+
+from kk_etcd_mcp.etcd.embedded import free_port
+
+
+def server_env(endpoint: str, **settings: str) -> dict[str, str]:
+    """The environment for a server process: ours minus any KK_ETCD_* leaking in, plus the given settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KK_ETCD_")}
+    env["KK_ETCD_ENDPOINTS"] = endpoint
+    env["KK_ETCD_REQUEST_TIMEOUT"] = env.get("KK_TEST_REQUEST_TIMEOUT", "3")
+    for name, value in settings.items():
+        env[f"KK_ETCD_{name.upper()}"] = value
+    return env
+
+
+@asynccontextmanager
+async def stdio_client(
+    endpoint: str, *args: str, env: Mapping[str, str] | None = None, **settings: str
+) -> AsyncIterator[Client]:
+    """A client session with ``kk-etcd-mcp serve`` started over stdio (stderr passes through)."""
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "kk_etcd_mcp", "serve", *args],
+        env=dict(env) if env is not None else server_env(endpoint, **settings),
+    )
+    async with Client(params) as client:
+        yield client
+
+
+@dataclass
+class HttpServer:
+    process: subprocess.Popen[bytes]
+    url: str
+    port: int
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early with code {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"server did not listen on port {port} within {timeout}s")
+
+
+@contextmanager
+def http_server(endpoint: str, transport: str = "streamable-http", *args: str, **settings: str) -> Iterator[HttpServer]:
+    """``kk-etcd-mcp serve`` over an HTTP transport on a free loopback port; stopped with SIGTERM."""
+    port = free_port()
+    env = server_env(endpoint, transport=transport, port=str(port), **settings)
+    process = subprocess.Popen([sys.executable, "-m", "kk_etcd_mcp", "serve", *args], env=env)
+    try:
+        _wait_for_port(port, process)
+        path = "/sse" if transport == "sse" else "/mcp"
+        yield HttpServer(process=process, url=f"http://127.0.0.1:{port}{path}", port=port)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@asynccontextmanager
+async def http_client(url: str, token: str | None = None) -> AsyncIterator[Client]:
+    """A client session over streamable HTTP, with a bearer token when given."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx2.AsyncClient(headers=headers, timeout=30) as http, Client(
+        streamable_http_client(url, http_client=http)
+    ) as client:
+        yield client
+
+
+@asynccontextmanager
+async def sse_session(url: str, token: str | None = None) -> AsyncIterator[Client]:
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    async with Client(sse_client(url, headers=headers)) as client:
+        yield client
+
+
+class ToolFailed(AssertionError):
+    pass
+
+
+async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    """Call a tool that must succeed; returns its structured result."""
+    result = await client.call_tool(tool, arguments)
+    if result.is_error:
+        raise ToolFailed(f"{tool} failed: {error_text(result)}")
+    assert result.structured_content is not None, f"{tool} returned no structured content"
+    return result.structured_content
+
+
+async def call_error(client: Client, tool: str, **arguments: Any) -> str:
+    """Call a tool that must fail; returns the error text the model would read."""
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error, f"{tool} unexpectedly succeeded: {result.structured_content}"
+    text = error_text(result)
+    assert "Traceback" not in text
+    return text
+
+
+def error_text(result: CallToolResult) -> str:
+    return " ".join(getattr(c, "text", "") for c in result.content)
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
