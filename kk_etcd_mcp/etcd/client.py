@@ -114,7 +114,8 @@ class EtcdClient:
         await self.close()
 
     async def close(self) -> None:
-        await self._raw.close()
+        with anyio.CancelScope(shield=True):  # also on shutdown by cancellation
+            await self._raw.close()
 
     # Plumbing -------------------------------------------------------------------------------------
 

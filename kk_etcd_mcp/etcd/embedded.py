@@ -310,6 +310,16 @@ class EmbeddedEtcd:
     def pause(self) -> None:
         """SIGSTOP: etcd stops answering but keeps its sockets open, like a hung server."""
         self._signal(signal.SIGSTOP)
+        self._wait_for_state("T")  # the signal is delivered asynchronously; return once it took effect
+
+    def _wait_for_state(self, state: str, timeout: float = 2.0) -> None:
+        stat = Path(f"/proc/{self.pid}/stat")
+        deadline = time.monotonic() + timeout
+        while stat.exists() and time.monotonic() < deadline:
+            # /proc/<pid>/stat: "pid (comm) state ..."; comm may contain spaces, so split after ")".
+            if stat.read_text().rsplit(")", 1)[-1].split()[0] == state:
+                return
+            time.sleep(0.01)
 
     def resume(self) -> None:
         """SIGCONT after pause()."""

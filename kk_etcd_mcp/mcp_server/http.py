@@ -26,12 +26,13 @@ class BearerTokenMiddleware:
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
-        self._expected = f"Bearer {token}".encode()
+        self._expected = token.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            given = Headers(scope=scope).get("authorization", "").encode()
-            if not hmac.compare_digest(given, self._expected):  # constant time: no timing oracle
+            scheme, _, given = Headers(scope=scope).get("authorization", "").partition(" ")
+            # The scheme is case-insensitive (RFC 7235); the token compare is constant-time.
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self._expected):
                 response = JSONResponse(
                     {
                         "error": "unauthorized",

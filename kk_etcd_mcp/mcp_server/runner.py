@@ -18,6 +18,7 @@ from ..etcd.embedded import EmbeddedEtcd, default_data_dir
 from ..settings import Settings, is_loopback
 from .app import build_server
 from .http import make_http_server
+from .stdio import run_stdio
 
 log = logging.getLogger(__name__)
 
@@ -69,29 +70,53 @@ async def embedded_etcd(settings: Settings) -> AsyncIterator[EmbeddedEtcd | None
         yield etcd
     finally:
         log.info("stopping embedded etcd (data kept in %s)", data_dir)
-        await etcd.astop()
-
-
-async def _on_signal(action: Callable[[], None]) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            log.info("received %s; shutting down", signal.Signals(signum).name)
-            action()
+        with anyio.CancelScope(shield=True):  # runs during cancellation too
+            await etcd.astop()
 
 
 async def serve(settings: Settings) -> None:
-    async with AsyncExitStack() as stack:
-        if settings.embedded_etcd:
-            await stack.enter_async_context(embedded_etcd(settings))
-        etcd = await stack.enter_async_context(etcd_client(settings))
-        server = build_server(settings, etcd)
-        log.info("kk-etcd-mcp connected to etcd at %s (toolsets: %s)", etcd.endpoints, ", ".join(settings.toolsets))
+    try:
+        await _serve(settings)
+    except BaseExceptionGroup as group:
+        # A start-up failure (etcd data dir, port in use, ...) surfaces wrapped by the task group;
+        # hand the caller the error itself so it is reported as one clear line.
+        leaves = _leaves(group)
+        if len(leaves) == 1 and isinstance(leaves[0], Exception):
+            raise leaves[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
+
+
+async def _serve(settings: Settings) -> None:
+    # Signals are caught before anything starts, so a SIGTERM during start-up still stops the
+    # embedded etcd instead of leaving it running.
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with anyio.create_task_group() as tg:
-            if settings.transport == "stdio":
-                tg.start_soon(_on_signal, tg.cancel_scope.cancel)
-                await server.run_stdio_async()
-            else:
-                http = make_http_server(server, settings)
-                tg.start_soon(_on_signal, http.stop)
-                await http.serve()
+            stop: Callable[[], None] = tg.cancel_scope.cancel
+
+            async def stop_on_signal() -> None:
+                async for signum in signals:
+                    log.info("received %s; shutting down", signal.Signals(signum).name)
+                    stop()
+
+            tg.start_soon(stop_on_signal)
+            async with AsyncExitStack() as stack:
+                if settings.embedded_etcd:
+                    await stack.enter_async_context(embedded_etcd(settings))
+                etcd = await stack.enter_async_context(etcd_client(settings))
+                server = build_server(settings, etcd)
+                toolsets = ", ".join(settings.toolsets)
+                log.info("kk-etcd-mcp connected to etcd at %s (toolsets: %s)", etcd.endpoints, toolsets)
+                if settings.transport == "stdio":
+                    await run_stdio(server)
+                else:
+                    http = make_http_server(server, settings)
+                    stop = http.stop  # let uvicorn finish open requests, then return
+                    await http.serve()
             tg.cancel_scope.cancel()

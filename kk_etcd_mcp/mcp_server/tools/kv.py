@@ -3,7 +3,7 @@
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
-from pydantic import Field
+from pydantic import Field, ValidatorFunctionWrapHandler, WithJsonSchema, WrapValidator
 
 from ...config_center import (
     ConfigCenter,
@@ -22,6 +22,21 @@ Key = Annotated[str, Field(description="etcd key, e.g. 'app/db/url'.")]
 Revision = Annotated[int, Field(description="A store revision (see mod_revision in kv_get/kv_history).")]
 
 
+def _string_or_structure(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    return value if isinstance(value, dict | list) else handler(value)
+
+
+# The annotation is `str` on purpose: MCPServer json-decodes a string argument whose annotation is not
+# exactly `str` ('{"a":1}' would be re-serialised, 'true' or 'null' rejected), yet a string value
+# must be stored as given. Objects and lists still pass, through the validator and the schema.
+Value = Annotated[
+    str,
+    WrapValidator(_string_or_structure),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "object"}, {"type": "array"}]}),
+    Field(description="The value. A string is stored as given; an object/list is serialised as `format`."),
+]
+
+
 def register_kv_tools(tools: ToolRegistrar, center: ConfigCenter) -> None:
     async def kv_get(
         key: Key, revision: Annotated[int, Field(description="Read as of this revision; 0 = latest.")] = 0
@@ -31,10 +46,7 @@ def register_kv_tools(tools: ToolRegistrar, center: ConfigCenter) -> None:
 
     async def kv_put(
         key: Key,
-        value: Annotated[
-            str | dict[str, Any] | list[Any],
-            Field(description="The value. A string is stored as given; an object/list is serialised as `format`."),
-        ],
+        value: Value,
         format: Annotated[
             Literal["text", "json", "yaml"], Field(description="json/yaml are validated before writing.")
         ] = "text",

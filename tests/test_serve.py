@@ -1,0 +1,145 @@
+"""``kk-etcd-mcp serve`` as a whole: etcd down at start, the embedded etcd, the etcd command."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp_helpers import call, call_error, server_env, stdio_client
+
+from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, free_port
+
+pytestmark = pytest.mark.anyio
+
+HANG_GUARD = 30  # fails a test that would hang; no test asserts on elapsed time
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+async def _wait_closed(port: int) -> None:
+    with anyio.fail_after(HANG_GUARD):
+        while _answers(port):
+            await anyio.sleep(0.1)
+
+
+async def test_etcd_down_at_start_then_up_without_restart(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    async with stdio_client(url) as client:
+        text = await call_error(client, "kv_get", key="app/x")
+        assert f"etcd unavailable at {url}: " in text
+
+        etcd = EmbeddedEtcd(tmp_path / "data", port, free_port(), log_file=tmp_path / "etcd.log")
+        await etcd.astart()
+        try:
+            with anyio.fail_after(HANG_GUARD):
+                while (await client.call_tool("kv_put", {"key": "app/x", "value": "1"})).is_error:
+                    await anyio.sleep(0.2)
+            assert (await call(client, "kv_get", key="app/x"))["value"] == "1"
+        finally:
+            await etcd.astop()
+
+
+async def test_serve_with_embedded_etcd_starts_uses_and_stops_it(tmp_path: Path) -> None:
+    port = free_port()
+    settings = {
+        "embedded_etcd": "true",
+        "data_dir": str(tmp_path / "etcd-data"),
+        "peer_port": str(free_port()),
+    }
+    url = f"http://127.0.0.1:{port}"
+    async with stdio_client(url, **settings) as client:
+        assert _answers(port)
+        await call(client, "kv_put", key="app/x", value="kept")
+    await _wait_closed(port)  # stopped with the server
+    assert (tmp_path / "etcd-data" / "member").is_dir()
+    assert (tmp_path / "etcd-data.log").is_file()
+
+    async with stdio_client(url, **settings) as client:  # same data dir: the value survived
+        assert (await call(client, "kv_get", key="app/x"))["value"] == "kept"
+    await _wait_closed(port)
+
+
+async def test_embedded_etcd_is_not_started_when_etcd_answers(etcd_endpoint: str, key_prefix: str) -> None:
+    async with stdio_client(etcd_endpoint, embedded_etcd="true", data_dir="/nonexistent/never-used") as client:
+        await call(client, "kv_put", key=f"{key_prefix}x", value="1")
+    assert not Path("/nonexistent/never-used").exists()
+
+
+async def test_etcd_command_runs_in_foreground_until_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    env = server_env(f"http://127.0.0.1:{port}")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kk_etcd_mcp",
+            "etcd",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--peer-port",
+            str(free_port()),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with anyio.fail_after(HANG_GUARD):
+            while not _answers(port):
+                assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+                await anyio.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=HANG_GUARD)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0
+    assert out == b""  # etcd's own output goes to stderr
+    assert b"etcd is running at" in err
+    await _wait_closed(port)
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT", "stdin EOF"])
+async def test_stdio_server_stops_cleanly_with_its_embedded_etcd(tmp_path: Path, stop: str) -> None:
+    port = free_port()
+    env = server_env(
+        f"http://127.0.0.1:{port}", embedded_etcd="true", data_dir=str(tmp_path / "d"), peer_port=str(free_port())
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kk_etcd_mcp", "serve"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with anyio.fail_after(HANG_GUARD):
+            while not _answers(port):
+                assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+                await anyio.sleep(0.1)
+        await anyio.sleep(0.5)  # past start-up, into serving
+        if stop == "stdin EOF":
+            out, err = process.communicate(timeout=HANG_GUARD)  # closes stdin
+        else:
+            process.send_signal(getattr(signal, stop))  # stdin stays open: only the signal can stop it
+            process.wait(timeout=HANG_GUARD)
+            out, err = process.communicate()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err.decode()
+    assert out == b""
+    assert b"stopping embedded etcd" in err
+    await _wait_closed(port)
