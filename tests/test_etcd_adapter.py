@@ -104,23 +104,27 @@ async def test_watch_resumes_after_broken_stream_without_gaps_or_duplicates(
 ) -> None:
     host, port = etcd_endpoint.removeprefix("http://").split(":")
     events: list[WatchEvent] = []
-    async with tcp_proxy(host, int(port)) as proxy, EtcdClient([etcd_endpoint]) as writer:
-        async with EtcdClient([proxy.url]) as watcher, anyio.create_task_group() as tg:
-            tg.start_soon(_collect, watcher, key_prefix, events)
-            await anyio.sleep(0.5)  # let the watch be created
-            await writer.put(f"{key_prefix}1", "a")
-            await _until(lambda: len(events) == 1, "first event")
+    async with (
+        tcp_proxy(host, int(port)) as proxy,
+        EtcdClient([etcd_endpoint]) as writer,
+        EtcdClient([proxy.url]) as watcher,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(_collect, watcher, key_prefix, events)
+        await anyio.sleep(0.5)  # let the watch be created
+        await writer.put(f"{key_prefix}1", "a")
+        await _until(lambda: len(events) == 1, "first event")
 
-            proxy.cut()  # the stream breaks; writes go on directly
-            for i in range(2, 6):
-                await writer.put(f"{key_prefix}{i}", "b")
-            await writer.delete(f"{key_prefix}1")
-            proxy.restore()
+        proxy.cut()  # the stream breaks; writes go on directly
+        for i in range(2, 6):
+            await writer.put(f"{key_prefix}{i}", "b")
+        await writer.delete(f"{key_prefix}1")
+        proxy.restore()
 
-            await _until(lambda: len(events) == 6, "events written during the break")
-            await writer.put(f"{key_prefix}6", "c")
-            await _until(lambda: len(events) == 7, "event after the break")
-            tg.cancel_scope.cancel()
+        await _until(lambda: len(events) == 6, "events written during the break")
+        await writer.put(f"{key_prefix}6", "c")
+        await _until(lambda: len(events) == 7, "event after the break")
+        tg.cancel_scope.cancel()
     revisions = [e.kv.mod_revision for e in events]
     assert revisions == sorted(set(revisions)), "an event was duplicated or reordered"
     assert [(e.type, e.kv.key.decode().removeprefix(key_prefix)) for e in events] == [
@@ -149,11 +153,15 @@ async def test_watch_raises_compacted_instead_of_hanging(own_etcd: EmbeddedEtcd)
         compacted_at.append(last.revision)
         proxy.restore()
 
-    async with tcp_proxy("127.0.0.1", own_etcd.client_port) as proxy, EtcdClient([own_etcd.client_url]) as writer:
-        async with EtcdClient([proxy.url]) as watcher, anyio.create_task_group() as tg:
-            tg.start_soon(break_and_compact, proxy, writer)
-            with anyio.fail_after(HANG_GUARD), pytest.raises(CompactedError) as err:
-                await _collect(watcher, "p/", events)
+    async with (
+        tcp_proxy("127.0.0.1", own_etcd.client_port) as proxy,
+        EtcdClient([own_etcd.client_url]) as writer,
+        EtcdClient([proxy.url]) as watcher,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(break_and_compact, proxy, writer)
+        with anyio.fail_after(HANG_GUARD), pytest.raises(CompactedError) as err:
+            await _collect(watcher, "p/", events)
     assert err.value.compact_revision == compacted_at[0]
     assert "compacted" in str(err.value)
 
