@@ -16,6 +16,10 @@ import yaml
 
 from ..errors import InvalidValueError
 
+# libyaml's safe loader/dumper when PyYAML was built with it: several times faster, same semantics.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
 ValueFormat = Literal["json", "yaml", "text"]
 Encoding = Literal["utf-8", "base64"]
 
@@ -39,7 +43,7 @@ def parse_value(text: str, fmt: ValueFormat) -> Any:
             ) from None
     if fmt == "yaml":
         try:
-            return yaml.safe_load(text)
+            return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -58,7 +62,7 @@ def encode_value(value: str | dict[str, Any] | list[Any], fmt: ValueFormat) -> b
     if fmt == "json":
         return json.dumps(value, indent=2, ensure_ascii=False).encode()
     if fmt == "yaml":
-        return yaml.safe_dump(value, sort_keys=False, allow_unicode=True).encode()
+        return yaml.dump(value, Dumper=_YAML_DUMPER, sort_keys=False, allow_unicode=True).encode()
     raise InvalidValueError("format text takes a string value; pass format json or yaml for an object or list")
 
 
@@ -83,7 +87,7 @@ def recognise(text: str) -> tuple[ValueFormat, Any]:
                 return "json", data
     if "\n" in stripped or ": " in stripped or stripped.startswith("- "):
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
         except yaml.YAMLError:
             return "text", None
         if isinstance(data, dict | list):

@@ -1,0 +1,119 @@
+"""Where kv_get's time goes inside one process, layer by layer (no transport, no second process).
+
+    python bench/kv_layers.py [--calls 2000] [--warmup 200] [--value text|json|yaml]
+
+Each row adds one layer on top of the previous one, so the difference between two rows is the cost of
+that layer; the "cpu only" rows repeat the pure-Python steps without etcd. A companion to
+bench/kv_latency.py: use it to see which layer a change makes cheaper.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+from mcp import Client
+
+from kk_etcd_mcp.config_center import ConfigCenter, KeyPolicy
+from kk_etcd_mcp.config_center.service import entry
+from kk_etcd_mcp.etcd import EtcdClient
+from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, free_port
+from kk_etcd_mcp.mcp_server.app import build_server
+from kk_etcd_mcp.settings import Settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from kv_latency import GET_KEY, VALUES
+from noop_server import build as build_noop
+
+
+def _pct(samples: list[float], pct: float) -> float:
+    ordered = sorted(samples)
+    return ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1]
+
+
+async def _measure(call: Callable[[], Awaitable[Any]] | Callable[[], Any], calls: int, warmup: int) -> list[float]:
+    is_async = None
+    perf = time.perf_counter
+    samples: list[float] = []
+    for i in range(warmup + calls):
+        t0 = perf()
+        res = call()
+        if is_async is None:
+            is_async = hasattr(res, "__await__")
+        if is_async:
+            await res
+        if i >= warmup:
+            samples.append(perf() - t0)
+    return samples
+
+
+async def run(args: argparse.Namespace) -> None:
+    value = VALUES[args.value]
+    rows: list[tuple[str, list[float]]] = []
+    with tempfile.TemporaryDirectory(prefix="kk-layers-") as tmp:
+        ports = [free_port(), free_port()]
+        while ports[0] == ports[1]:
+            ports[1] = free_port()
+        etcd = EmbeddedEtcd(Path(tmp) / "etcd", ports[0], ports[1], log_file=Path(tmp) / "etcd.log")
+        await etcd.astart()
+        try:
+            async with EtcdClient([etcd.client_url]) as client:
+                await client.put(GET_KEY, value)
+                settings = Settings(endpoints=[etcd.client_url])
+                center = ConfigCenter(client, KeyPolicy(settings.allowed_prefixes, (), settings.registry_prefix))
+                server = build_server(settings, client)
+                tool = server._tool_manager.get_tool("kv_get")
+                assert tool is not None
+                noop = build_noop()
+                kv = await client.get(GET_KEY)
+                assert kv is not None
+                model = entry(kv)
+                key_bytes = GET_KEY.encode()
+                policy = center.policy
+
+                async def tool_fn() -> Any:
+                    return await tool.fn(key=GET_KEY)
+
+                cases: list[tuple[str, Callable[[], Any]]] = [
+                    ("EtcdClient.get", lambda: client.get(GET_KEY)),
+                    ("+ ConfigCenter.get", lambda: center.get(GET_KEY)),
+                    ("+ tool fn (translate_errors)", tool_fn),
+                    ("+ MCPServer.call_tool", lambda: server.call_tool("kv_get", {"key": GET_KEY})),
+                    ("noop: MCPServer.call_tool", lambda: noop.call_tool("noop", {})),
+                    ("cpu only: policy.check_key", lambda: policy.check_key(key_bytes)),
+                    ("cpu only: entry(kv)", lambda: entry(kv)),
+                    ("cpu only: validate args", lambda: tool.fn_metadata.validate_arguments({"key": GET_KEY})),
+                    ("cpu only: convert_result", lambda: tool.fn_metadata.convert_result(model)),
+                ]
+                async with Client(server) as c_kk, Client(noop) as c_noop:
+                    cases += [
+                        ("in-process Client kv_get", lambda: c_kk.call_tool("kv_get", {"key": GET_KEY})),
+                        ("in-process Client noop", lambda: c_noop.call_tool("noop", {})),
+                    ]
+                    for name, call in cases:
+                        rows.append((name, await _measure(call, args.calls, args.warmup)))
+        finally:
+            await etcd.astop()
+    print(f"kv_get layers, in one process: {args.calls} calls after {args.warmup} warm-up, value {args.value!r}")
+    print(f"{'layer':<32}{'p50 us':>10}{'p95 us':>10}")
+    for name, samples in rows:
+        print(f"{name:<32}{_pct(samples, 50) * 1e6:>10.1f}{_pct(samples, 95) * 1e6:>10.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--value", choices=sorted(VALUES), default="text")
+    anyio.run(run, parser.parse_args(), backend="asyncio")
+
+
+if __name__ == "__main__":
+    main()

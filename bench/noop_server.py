@@ -1,0 +1,112 @@
+"""The protocol floor for bench/kv_latency.py: a bare MCPServer with one tool that does nothing.
+
+    python bench/noop_server.py stdio
+    python bench/noop_server.py http --port 8765     # streamable HTTP at http://127.0.0.1:8765/mcp
+
+Served the way ``kk-etcd-mcp serve`` serves (same MCPServer class, same streamable_http_app defaults,
+uvicorn without access log), so the difference to kv_get is our own work plus the etcd round trip.
+
+For ``kv_latency.py --breakdown`` only (these import kk_etcd_mcp; the floor itself does not):
+``--shape`` adds ``kv_get_shape``, kv_get's signature and result model registered the way kv_get is,
+returning a fixed entry without touching etcd; ``--kk-stdio`` serves stdio through kk-etcd-mcp's own
+stdin reader (kk_etcd_mcp.mcp_server.stdio) instead of mcp's.
+"""
+
+import argparse
+import contextlib
+import signal
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import anyio
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+from pydantic import Field
+
+
+def build(shape: bool = False) -> MCPServer:
+    server = MCPServer("noop", version="0")
+
+    @server.tool()
+    async def noop() -> str:
+        """Does nothing."""
+        return "ok"
+
+    if shape:
+        _add_shape_tool(server)
+    return server
+
+
+def _add_shape_tool(server: MCPServer) -> None:
+    from kv_latency import GET_KEY, VALUES
+
+    from kk_etcd_mcp.config_center.models import KvEntry
+    from kk_etcd_mcp.config_center.service import entry
+    from kk_etcd_mcp.etcd.types import KeyValue
+    from kk_etcd_mcp.mcp_server.toolset import ToolRegistrar
+
+    canned = KeyValue(GET_KEY.encode(), VALUES["text"].encode(), create_revision=2, mod_revision=2, version=1)
+
+    async def kv_get_shape(
+        key: Annotated[str, Field(description="etcd key, e.g. 'app/db/url'.")],
+        revision: Annotated[int, Field(description="Read as of this revision; 0 = latest.")] = 0,
+    ) -> KvEntry:
+        """kv_get's signature and result, without etcd: the value is fixed."""
+        return entry(canned)
+
+    ToolRegistrar(server, read_only=False).add(kv_get_shape, title="kv_get without etcd", read_only=True)
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn, but a SIGTERM ends serve() normally instead of being re-raised (a profiler can then write)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        def stop(signum: int, frame: object) -> None:
+            self.should_exit = True
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+async def _run_http(server: MCPServer, port: int) -> None:
+    config = uvicorn.Config(
+        server.streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1"),
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+    )
+    await _HttpServer(config).serve()
+
+
+async def _run_kk_stdio(server: MCPServer) -> None:
+    from kk_etcd_mcp.mcp_server.stdio import run_stdio  # type: ignore[import-not-found, unused-ignore]
+
+    await run_stdio(server)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("transport", choices=["stdio", "http"])
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--shape", action="store_true", help="also offer kv_get_shape (imports kk_etcd_mcp)")
+    parser.add_argument("--kk-stdio", action="store_true", help="serve stdio with kk-etcd-mcp's stdin reader")
+    args = parser.parse_args()
+    server = build(shape=args.shape)
+    runner: Any
+    if args.transport == "http":
+        anyio.run(_run_http, server, args.port)
+    else:
+        runner = _run_kk_stdio if args.kk_stdio else MCPServer.run_stdio_async
+        anyio.run(runner, server)
+
+
+if __name__ == "__main__":
+    main()
