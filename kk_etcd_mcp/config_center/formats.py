@@ -43,7 +43,7 @@ def parse_value(text: str, fmt: ValueFormat) -> Any:
             ) from None
     if fmt == "yaml":
         try:
-            return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
+            return yaml.load(text, Loader=_YAML_LOADER)  # _YAML_LOADER is a safe loader
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -87,7 +87,7 @@ def recognise(text: str) -> tuple[ValueFormat, Any]:
                 return "json", data
     if "\n" in stripped or ": " in stripped or stripped.startswith("- "):
         try:
-            data = yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
+            data = yaml.load(text, Loader=_YAML_LOADER)  # _YAML_LOADER is a safe loader
         except yaml.YAMLError:
             return "text", None
         if isinstance(data, dict | list):
