@@ -46,8 +46,9 @@ class TcpProxy:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
         self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
-        task_status.started()
-        await listener.serve(self._handle)
+        async with listener:
+            task_status.started()
+            await listener.serve(self._handle)
 
 
 async def _pump(source: SocketStream, sink: SocketStream, scope: anyio.CancelScope) -> None:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import anyio
 import grpc
@@ -94,8 +95,11 @@ class EtcdClient:
             "cert_chain": _read_file(cert_file),
             "cert_key": _read_file(key_file),
         }
+        # The name the server certificate must carry is the host as written: parse_endpoint turns
+        # "localhost" into 127.0.0.1 for the channel, but a certificate may name only "localhost".
+        server_name = urlsplit(parsed[0].url).hostname if ca_file else None
         # etcd3aio retries transient failures itself; our timeout bounds all attempts together.
-        self._raw = Etcd3Client(tls_server_name=parsed[0].host if ca_file else None, **tls)
+        self._raw = Etcd3Client(tls_server_name=server_name, **tls)
         self._raw._manager = ChannelFactory(parsed)
         self._token: str | None = None  # None: not authenticated yet; "": auth is off in etcd
         self._auth_lock = anyio.Lock()

@@ -55,14 +55,12 @@ async def watch_stream(
         create = WatchCreateRequest(
             key=key, range_end=range_end, start_revision=next_revision, prev_kv=prev_kv, progress_notify=True
         )
-
-        async def requests(create: Any = create) -> AsyncIterator[Any]:
-            yield WatchRequest(create_request=create)
-            await anyio.sleep_forever()  # closing the request stream would end the watch
-
-        call = stub.Watch(requests(), metadata=metadata() or None)
+        # The write/read API rather than a request generator: a generator left suspended in grpc's task
+        # would be finalised later on whatever loop is current, or on a closed one.
+        call = stub.Watch(metadata=metadata() or None)
         try:
-            async for resp in call:
+            await call.write(WatchRequest(create_request=create))
+            while (resp := await call.read()) is not grpc.aio.EOF:
                 if resp.canceled or resp.compact_revision:
                     _raise_for_cancel(resp, key, next_revision)
                 if resp.created:
