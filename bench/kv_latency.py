@@ -51,7 +51,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from kk_etcd_mcp.etcd import EtcdClient
-from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, free_port
+from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, free_port, free_ports
 
 BENCH_DIR = Path(__file__).resolve().parent
 NOOP_SERVER = BENCH_DIR / "noop_server.py"
@@ -217,15 +217,6 @@ def _fail_note(group: str, name: str, exc: BaseException) -> None:
 
 
 # Servers -----------------------------------------------------------------------------------------
-
-
-def _free_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
 
 
 def server_env(endpoint: str, **settings: str) -> dict[str, str]:
@@ -403,7 +394,7 @@ async def run(args: argparse.Namespace) -> Bench:
         args.profile.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kk-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        client_port, peer_port = _free_ports(2)
+        client_port, peer_port = free_ports(2)
         etcd = EmbeddedEtcd(tmp / "etcd", client_port, peer_port, log_file=tmp / "etcd.log")
         print(f"starting etcd at {etcd.client_url} ...", file=sys.stderr)
         await etcd.astart()

@@ -13,21 +13,11 @@ from uuid import uuid4
 
 import pytest
 
-from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, etcd_binary, free_port
+from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, etcd_binary, free_ports
 
 
 class EtcdCtl(Protocol):
     def __call__(self, *args: str, endpoint: str | None = None) -> subprocess.CompletedProcess[str]: ...
-
-
-def _free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """``count`` distinct free ports (free_port() alone may hand back the same port twice)."""
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port(host)
-        if port not in ports:
-            ports.append(port)
-    return ports
 
 
 def _make_etcdctl(default_endpoint: str) -> EtcdCtl:
@@ -54,7 +44,7 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="session")
 def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedEtcd]:
     base = tmp_path_factory.mktemp("etcd")
-    client_port, peer_port = _free_ports(2)
+    client_port, peer_port = free_ports(2)
     # A log file rather than stderr: output from a session-wide etcd would land in whichever test is running.
     server = EmbeddedEtcd(base / "data", client_port, peer_port, log_file=base / "etcd.log")
     server.start()

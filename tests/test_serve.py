@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,24 +11,23 @@ import anyio
 import pytest
 from mcp_helpers import call, call_error, server_env, stdio_client
 
-from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, free_port
+from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, accepts_connections, free_port
 
 pytestmark = pytest.mark.anyio
 
 HANG_GUARD = 30  # fails a test that would hang; no test asserts on elapsed time
 
 
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 async def _wait_closed(port: int) -> None:
     with anyio.fail_after(HANG_GUARD):
-        while _answers(port):
+        while accepts_connections("127.0.0.1", port):
+            await anyio.sleep(0.1)
+
+
+async def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+    with anyio.fail_after(HANG_GUARD):
+        while not accepts_connections("127.0.0.1", port):
+            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
             await anyio.sleep(0.1)
 
 
@@ -60,7 +58,7 @@ async def test_serve_with_embedded_etcd_starts_uses_and_stops_it(tmp_path: Path)
     }
     url = f"http://127.0.0.1:{port}"
     async with stdio_client(url, **settings) as client:
-        assert _answers(port)
+        assert accepts_connections("127.0.0.1", port)
         await call(client, "kv_put", key="app/x", value="kept")
     await _wait_closed(port)  # stopped with the server
     assert (tmp_path / "etcd-data" / "member").is_dir()
@@ -96,10 +94,7 @@ async def test_etcd_command_runs_in_foreground_until_sigterm(tmp_path: Path) -> 
         stderr=subprocess.PIPE,
     )
     try:
-        with anyio.fail_after(HANG_GUARD):
-            while not _answers(port):
-                assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-                await anyio.sleep(0.1)
+        await _wait_listening(port, process)
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=HANG_GUARD)
     finally:
@@ -125,10 +120,7 @@ async def test_stdio_server_stops_cleanly_with_its_embedded_etcd(tmp_path: Path,
         stderr=subprocess.PIPE,
     )
     try:
-        with anyio.fail_after(HANG_GUARD):
-            while not _answers(port):
-                assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-                await anyio.sleep(0.1)
+        await _wait_listening(port, process)
         await anyio.sleep(0.5)  # past start-up, into serving
         if stop == "stdin EOF":
             out, err = process.communicate(timeout=HANG_GUARD)  # closes stdin

@@ -6,7 +6,6 @@ One etcd per module serves https on loopback with ``--client-cert-auth``; its pe
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -18,11 +17,11 @@ from uuid import uuid4
 import anyio
 import pytest
 import trustme
-from mcp_helpers import call, stdio_client
+from mcp_helpers import call, stdio_client, stop_process
 
 from kk_etcd_mcp.errors import KkEtcdError, UnavailableError
 from kk_etcd_mcp.etcd import EtcdClient
-from kk_etcd_mcp.etcd.embedded import etcd_binary, free_port
+from kk_etcd_mcp.etcd.embedded import accepts_connections, etcd_binary, free_ports
 from kk_etcd_mcp.settings import SettingsError, load_settings
 
 pytestmark = pytest.mark.anyio
@@ -76,23 +75,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return pki
 
 
-def _free_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
-
-
-def _accepts_tcp(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
 def _log_tail(log: Path) -> str:
     try:
         return "\n".join(log.read_text(errors="replace").splitlines()[-20:])
@@ -106,7 +88,7 @@ def run_etcd(base: Path, cert: Path, key: Path, client_ca: Path | None) -> Itera
 
     Yields the client port once it accepts TCP connections; stops etcd afterwards.
     """
-    client_port, peer_port = _free_ports(2)
+    client_port, peer_port = free_ports(2)
     client_url = f"https://127.0.0.1:{client_port}"
     peer_url = f"http://127.0.0.1:{peer_port}"
     args = [
@@ -129,7 +111,7 @@ def run_etcd(base: Path, cert: Path, key: Path, client_ca: Path | None) -> Itera
         process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + HANG_GUARD
-        while not _accepts_tcp(client_port):
+        while not accepts_connections("127.0.0.1", client_port):
             if process.poll() is not None:
                 pytest.fail(f"etcd exited with code {process.returncode}:\n{_log_tail(log)}")
             if time.monotonic() > deadline:
@@ -137,12 +119,7 @@ def run_etcd(base: Path, cert: Path, key: Path, client_ca: Path | None) -> Itera
             time.sleep(0.05)
         yield client_port
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 async def wait_until_answers(make_client: Callable[[], EtcdClient]) -> None:

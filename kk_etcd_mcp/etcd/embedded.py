@@ -61,6 +61,25 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct free ports (free_port() twice in a row may hand back the same one)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port(host)
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+def accepts_connections(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether something listens on host:port right now."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def default_data_dir() -> Path:
     """Where the embedded etcd keeps its data unless configured otherwise."""
     return Path(platformdirs.user_data_dir("kk-etcd-mcp")) / "etcd"

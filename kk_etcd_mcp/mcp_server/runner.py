@@ -6,7 +6,6 @@ embedded etcd are closed in reverse order.
 
 import logging
 import signal
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -14,7 +13,7 @@ import anyio
 
 from ..etcd import EtcdClient
 from ..etcd.connection import parse_endpoint
-from ..etcd.embedded import EmbeddedEtcd, default_data_dir
+from ..etcd.embedded import EmbeddedEtcd, accepts_connections, default_data_dir
 from ..settings import Settings, is_loopback
 from .app import build_server
 from .http import make_http_server
@@ -35,14 +34,6 @@ def etcd_client(settings: Settings) -> EtcdClient:
     )
 
 
-def _answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
 @asynccontextmanager
 async def embedded_etcd(settings: Settings) -> AsyncIterator[EmbeddedEtcd | None]:
     """Start etcd as a child process when the first endpoint is loopback and nothing answers there."""
@@ -51,7 +42,7 @@ async def embedded_etcd(settings: Settings) -> AsyncIterator[EmbeddedEtcd | None
         log.warning("embedded etcd is only started for a plain loopback endpoint, not %s", endpoint.url)
         yield None
         return
-    if await anyio.to_thread.run_sync(_answers, endpoint.host, endpoint.port):
+    if await anyio.to_thread.run_sync(accepts_connections, endpoint.host, endpoint.port):
         log.info("etcd already answers at %s; not starting an embedded one", endpoint.url)
         yield None
         return
