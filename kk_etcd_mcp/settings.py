@@ -112,6 +112,13 @@ class Settings(BaseModel):
             raise ValueError("must be a non-empty token without whitespace; leave it unset for no token")
         return value
 
+    @field_validator("ca_file", "cert_file", "key_file", "password_file")
+    @classmethod
+    def _file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} does not exist or is not a file")
+        return value
+
     @field_validator("registry_prefix")
     @classmethod
     def _registry_prefix_valid(cls, value: str) -> str:

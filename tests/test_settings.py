@@ -87,6 +87,8 @@ def test_kk_etcd_config_env_picks_the_file(tmp_path: Path) -> None:
 
 
 def test_cli_flags_over_env_over_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text("not checked here, only that it exists")
     path = _toml(tmp_path, 'port = 1001\ntransport = "sse"\nallowed_prefixes = ["file/"]\nread_only = true\n')
     monkeypatch.setenv("KK_ETCD_CONFIG", str(path))
     s = _from_cli("serve")
@@ -107,11 +109,11 @@ def test_cli_flags_over_env_over_file(tmp_path: Path, monkeypatch: pytest.Monkey
         "--etcd-endpoints",
         "http://10.0.0.1:2379,https://10.0.0.2:2379",
         "--ca-file",
-        "/tmp/ca.pem",
+        str(ca_file),
     )
     assert (s.port, s.transport, s.allowed_prefixes, s.read_only) == (1003, "sse", ["flag/", "flag2/"], False)
     assert s.endpoints == ["http://10.0.0.1:2379", "https://10.0.0.2:2379"]
-    assert s.ca_file == Path("/tmp/ca.pem")
+    assert s.ca_file == ca_file
 
 
 def test_config_flag_wins_over_kk_etcd_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -343,11 +345,19 @@ def test_unreadable_password_file_exits_2(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_other_consistency_errors() -> None:
+def test_other_consistency_errors(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="ca_file"):
         load_settings(env={"KK_ETCD_ENDPOINTS": "https://10.0.0.1:2379"})
+    cert = tmp_path / "c.pem"
+    cert.write_text("x")
     with pytest.raises(SettingsError, match="cert_file and key_file"):
-        load_settings(env={"KK_ETCD_CERT_FILE": "/tmp/c.pem"})
+        load_settings(env={"KK_ETCD_CERT_FILE": str(cert)})
+
+
+@pytest.mark.parametrize("name", ["ca_file", "cert_file", "key_file", "password_file"])
+def test_missing_files_are_refused_at_load(tmp_path: Path, name: str) -> None:
+    with pytest.raises(SettingsError, match=f"setting {name} .*does not exist"):
+        load_settings(env={f"KK_ETCD_{name.upper()}": str(tmp_path / "missing")})
 
 
 # Secrets ------------------------------------------------------------------------------------------
@@ -365,7 +375,10 @@ def test_etcd_password_reads_password_file(tmp_path: Path) -> None:
 
 
 def test_unreadable_password_file_is_a_settings_error(tmp_path: Path) -> None:
-    s = load_settings(env={"KK_ETCD_PASSWORD_FILE": str(tmp_path / "missing")})
+    pw_file = tmp_path / "pw"
+    pw_file.write_text("x")
+    s = load_settings(env={"KK_ETCD_PASSWORD_FILE": str(pw_file)})
+    pw_file.unlink()  # gone after the settings were loaded
     with pytest.raises(SettingsError, match="password_file"):
         s.etcd_password()
 

@@ -215,12 +215,12 @@ async def test_mcp_server_over_mutual_tls(tls_etcd: TlsEtcd, key: str) -> None:
     assert kv is not None and kv.value == b"via mcp over tls"
 
 
-def test_https_endpoint_without_ca_file_is_refused_at_load() -> None:
+def test_https_endpoint_without_ca_file_is_refused_at_load(pki: Pki) -> None:
     with pytest.raises(SettingsError, match="ca_file"):
         load_settings(env={"KK_ETCD_ENDPOINTS": "https://127.0.0.1:2379"})
     # The same endpoint with a CA is fine.
-    settings = load_settings(env={"KK_ETCD_ENDPOINTS": "https://127.0.0.1:2379", "KK_ETCD_CA_FILE": "/ca.pem"})
-    assert settings.ca_file == Path("/ca.pem")
+    settings = load_settings(env={"KK_ETCD_ENDPOINTS": "https://127.0.0.1:2379", "KK_ETCD_CA_FILE": str(pki.ca)})
+    assert settings.ca_file == pki.ca
 
 
 async def test_server_name_is_the_host_as_written(tmp_path: Path, key: str) -> None:

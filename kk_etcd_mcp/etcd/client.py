@@ -22,6 +22,7 @@ from etcd3aio._protobuf import RequestOp
 from etcd3aio.client import Etcd3Client
 from etcd3aio.kv import KVService
 
+from ..errors import InvalidArgumentError
 from .connection import ChannelFactory, parse_endpoint
 from .convert import delete_result, put_result, range_page, txn_result
 from .errors import grpc_details, is_token_problem, map_error
@@ -66,7 +67,12 @@ def prefix_end(prefix: BytesLike) -> bytes:
 
 
 def _read_file(path: Path | None) -> bytes | None:
-    return path.read_bytes() if path is not None else None
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidArgumentError(f"cannot read TLS file {path}: {exc.strerror}") from None
 
 
 class EtcdClient:
