@@ -72,6 +72,7 @@ async def test_streamable_http_bearer_token(etcd_endpoint: str, key_prefix: str)
         with httpx2.Client(trust_env=False, timeout=10) as http:
             assert http.get(server.url).status_code == 401  # every route, not only POST
         assert _raw_post(server.url, {"Authorization": f"Bearer {token}"}).status_code == 200
+        assert _raw_post(server.url, {"Authorization": f"bearer {token}"}).status_code == 200  # RFC 7235
 
         async with http_client(server.url, token) as client:
             await call(client, "kv_put", key=f"{key_prefix}a", value="1")
