@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..errors import CompactedError, InvalidArgumentError, NotFoundError, RevisionConflictError
-from ..etcd import Compare, Delete, EtcdClient, Get, KeyValue, Put, RangePage
+import anyio
+
+from ..errors import CompactedError, InvalidArgumentError, KkEtcdError, NotFoundError, RevisionConflictError
+from ..etcd import Compare, Delete, EtcdClient, Get, KeyValue, Put, PutResult
 from . import transfer
 from .formats import Encoding, ValueFormat, decode_value, encode_value
 from .keys import KeyPolicy, show
@@ -103,8 +106,9 @@ class ConfigCenter:
             else:
                 prev, revision = await self._put_if(k, data, lease, expected_revision)
         except BaseException:
-            if lease:
-                await self.etcd.lease_revoke(lease)  # nothing was written under it
+            if lease:  # nothing was written under it; if the revoke fails too, the lease expires by itself
+                with anyio.CancelScope(shield=True), contextlib.suppress(KkEtcdError):
+                    await self.etcd.lease_revoke(lease)
             raise
         return KvPutResult(
             key=key,
@@ -121,8 +125,8 @@ class ConfigCenter:
         if not res.succeeded:
             raise RevisionConflictError(show(k), expected, _mod_revision(res.results[0]))
         put = res.results[0]
-        assert not isinstance(put, RangePage)
-        return getattr(put, "prev", None), res.revision
+        assert isinstance(put, PutResult)
+        return put.prev, res.revision
 
     async def list(
         self,

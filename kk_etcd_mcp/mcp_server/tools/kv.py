@@ -19,7 +19,6 @@ from ...config_center import (
 from ..toolset import ToolRegistrar
 
 Key = Annotated[str, Field(description="etcd key, e.g. 'app/db/url'.")]
-Revision = Annotated[int, Field(description="A store revision (see mod_revision in kv_get/kv_history).")]
 
 
 def _string_or_structure(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
