@@ -630,3 +630,13 @@ async def test_kv_import_large_reports_progress(etcd_endpoint: str, key_prefix: 
     assert len(per_revision) >= 3
     assert max(per_revision.values()) <= 128
     assert value_of(etcdctl, f"{p}0299") == b"value 299"
+
+
+async def test_kv_put_larger_than_etcd_accepts_is_refused(
+    etcd_endpoint: str, key_prefix: str, etcdctl: EtcdCtl
+) -> None:
+    key = f"{key_prefix}big"
+    async with stdio_client(etcd_endpoint) as client:
+        text = await call_error(client, "kv_put", key=key, value="x" * (1600 * 1024))
+    assert "larger than etcd accepts" in text and "Nothing was written" in text
+    assert etcdctl("get", key, "--keys-only").stdout.strip() == ""

@@ -80,7 +80,7 @@ class ConfigCenter:
         kv = await self.etcd.get(k, revision=revision)
         if kv is None:
             at = f" at revision {revision}" if revision else ""
-            raise NotFoundError(f"key not found: {key}{at}")
+            raise NotFoundError(f"key not found: {key}{at}. kv_list shows the keys that exist.")
         return entry(kv)
 
     async def put(
@@ -180,7 +180,7 @@ class ConfigCenter:
             raise InvalidArgumentError(f"limit must be between 1 and {MAX_HISTORY_LIMIT}")
         current = await self.etcd.get(k)
         if current is None:
-            raise NotFoundError(f"key not found: {key}")
+            raise NotFoundError(f"key not found: {key}. kv_list shows the keys that exist.")
         versions: list[KvVersion] = []
         note: str | None = None
         kv: KeyValue = current

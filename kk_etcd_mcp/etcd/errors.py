@@ -78,6 +78,11 @@ def _map_status(code: grpc.StatusCode, detail: str, *, endpoints: str, action: s
         return InvalidArgumentError(f"cannot {action} {subject}: the revision is newer than etcd's current one")
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
         return UnavailableError(f"etcd unavailable at {endpoints}: {detail}")
+    if "request is too large" in detail or "message larger than max" in detail:
+        return InvalidArgumentError(
+            f"cannot {action} {subject}: the request is larger than etcd accepts "
+            "(its --max-request-bytes, 1.5 MiB by default); store a smaller value. Nothing was written."
+        )
     if code == grpc.StatusCode.NOT_FOUND:
         return NotFoundError(f"cannot {action} {subject}: {detail}")
     return InvalidArgumentError(f"etcd refused to {action} {subject}: {detail}")
