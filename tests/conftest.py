@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Protocol
 from uuid import uuid4
 
@@ -39,6 +39,16 @@ def _make_etcdctl(default_endpoint: str) -> EtcdCtl:
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def one_event_loop_per_session(anyio_backend: str) -> AsyncIterator[None]:
+    """Hold anyio's test runner for the whole session, so every async test runs on one event loop.
+
+    grpc.aio delivers a call's completion events to the loop the call started on; with a loop per test,
+    a late event of one test's cancelled call could land on a loop that is already closed.
+    """
+    yield
 
 
 @pytest.fixture(scope="session")

@@ -94,6 +94,10 @@ async def watch_stream(
                 raise describe_error(exc) from exc
         finally:
             call.cancel()
+            # Let grpc finish the cancelled call on this event loop: its last completion events
+            # would otherwise be delivered later, possibly to a loop that is closed by then.
+            with anyio.move_on_after(1, shield=True):
+                await call.code()
         await anyio.sleep(backoff)
         backoff = min(backoff * 2, _MAX_BACKOFF)
 
