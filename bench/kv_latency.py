@@ -31,7 +31,6 @@ import contextlib
 import importlib.util
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,7 +50,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from kk_etcd_mcp.etcd import EtcdClient
-from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, free_port, free_ports
+from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, accepts_connections, free_port, free_ports
 
 BENCH_DIR = Path(__file__).resolve().parent
 NOOP_SERVER = BENCH_DIR / "noop_server.py"
@@ -260,11 +259,9 @@ async def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path)
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with code {process.returncode}; its log:\n{_tail(log)}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            await anyio.sleep(0.05)
+        if accepts_connections("127.0.0.1", port, timeout=0.2):
+            return
+        await anyio.sleep(0.05)
     raise TimeoutError(f"server did not listen on port {port} within {timeout:g}s; its log:\n{_tail(log)}")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult
 
-from kk_etcd_mcp.etcd.embedded import free_port
+from kk_etcd_mcp.etcd.embedded import accepts_connections, free_port
 
 
 def server_env(endpoint: str, **settings: str) -> dict[str, str]:
@@ -59,11 +58,9 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float =
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited early with code {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
+        if accepts_connections("127.0.0.1", port, timeout=0.2):
+            return
+        time.sleep(0.05)
     raise TimeoutError(f"server did not listen on port {port} within {timeout}s")
 
 

@@ -300,7 +300,7 @@ class EtcdClient:
         Survives broken streams by resuming after the last revision it delivered; raises
         ``CompactedError`` when etcd no longer has the revision to resume from.
         """
-        await self._call("watch", self._subject(key), self._noop)
+        await self._authenticate()  # maps its own failures
         channel: Any = self._raw._channel  # etcd3aio's own watch resumes from a header revision that can skip events
         async for batch in watch_stream(
             channel,
@@ -315,9 +315,6 @@ class EtcdClient:
             ),
         ):
             yield batch
-
-    async def _noop(self) -> None:
-        return None
 
     async def _forget_and_authenticate(self) -> None:
         self._forget_token()
