@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pty
 import signal
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import anyio
@@ -135,3 +139,56 @@ async def test_stdio_server_stops_cleanly_with_its_embedded_etcd(tmp_path: Path,
     assert out == b""
     assert b"stopping embedded etcd" in err
     await _wait_closed(port)
+
+
+async def test_stdio_on_a_terminal_and_a_file(tmp_path: Path, etcd_endpoint: str, key_prefix: str) -> None:
+    """stdin a terminal and stdout a regular file: the thread and blocking fallbacks of our stdio transport."""
+    requests = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        },
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "kv_get", "arguments": {"key": f"{key_prefix}missing"}},
+        },
+    ]
+    controller, terminal = pty.openpty()
+    termios_attrs = termios.tcgetattr(terminal)
+    termios_attrs[3] &= ~termios.ECHO  # the terminal must not echo our requests back
+    termios.tcsetattr(terminal, termios.TCSANOW, termios_attrs)
+    stdout_file = tmp_path / "out.jsonl"
+    with stdout_file.open("wb") as stdout:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kk_etcd_mcp", "serve"],
+            env=server_env(etcd_endpoint),
+            stdin=terminal,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+        )
+    os.close(terminal)
+    try:
+        os.write(controller, "".join(json.dumps(r) + "\n" for r in requests).encode())
+        with anyio.fail_after(HANG_GUARD):
+            while stdout_file.read_text().count("\n") < 2:
+                await anyio.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=HANG_GUARD)
+    finally:
+        os.close(controller)
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0
+    replies = {m["id"]: m for m in map(json.loads, stdout_file.read_text().splitlines())}
+    assert replies[1]["result"]["serverInfo"]["name"] == "kk-etcd-mcp"
+    assert replies[2]["result"]["isError"] is True
+    assert f"key not found: {key_prefix}missing" in replies[2]["result"]["content"][0]["text"]
