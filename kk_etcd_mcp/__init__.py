@@ -10,6 +10,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 from .config_center import ConfigCenter, KeyPolicy
 from .errors import KkEtcdError
 from .etcd import EtcdClient
+from .registry import ServiceRegistry
 from .settings import Settings, load_settings
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "EtcdClient",
     "KeyPolicy",
     "KkEtcdError",
+    "ServiceRegistry",
     "Settings",
     "__version__",
     "load_settings",

@@ -24,6 +24,10 @@ log = logging.getLogger("kk_etcd_mcp")
 # Flags the issue tracker and the etcd tools use, besides the generated --<setting-name>.
 _FLAG_ALIASES = {"endpoints": ["--etcd-endpoints"]}
 _ETCD_COMMAND_SETTINGS = ["data_dir", "peer_port", "log_level"]
+_CONNECTION_SETTINGS = [
+    "endpoints", "username", "password_file", "ca_file", "cert_file", "key_file", "request_timeout",
+    "registry_prefix", "log_level",
+]  # fmt: skip
 
 
 def _flag(name: str) -> str:
@@ -51,13 +55,35 @@ def build_parser() -> argparse.ArgumentParser:
         description="MCP server that runs etcd as a configuration center and service registry.",
     )
     parser.add_argument("--version", action="version", version=f"kk-etcd-mcp {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="{serve,etcd}")
+    commands = parser.add_subparsers(dest="command", metavar="{serve,hub,services,etcd}")
 
     serve = commands.add_parser(
         "serve", help="run the MCP server (default)", description="Run the MCP server.", allow_abbrev=False
     )
     serve.add_argument("--config", type=Path, help="TOML config file (or KK_ETCD_CONFIG)")
     _add_setting_flags(serve, [n for n in FIELDS if n not in SECRET_FIELDS])
+
+    hub = commands.add_parser(
+        "hub",
+        allow_abbrev=False,
+        help="run only the health-check hub",
+        description="Run the health-check hub without the MCP server: it campaigns for leadership and, "
+        "while it leads, checks every registered instance. Stops on Ctrl-C or SIGTERM.",
+    )
+    hub.add_argument("--config", type=Path, help="TOML config file (or KK_ETCD_CONFIG)")
+    _add_setting_flags(hub, [*_CONNECTION_SETTINGS, "hub_lease_ttl"])
+
+    services = commands.add_parser(
+        "services",
+        allow_abbrev=False,
+        help="show registered instances and their health",
+        description="Print a table of registered service instances: status, since when, check output.",
+    )
+    services.add_argument("--config", type=Path, help="TOML config file (or KK_ETCD_CONFIG)")
+    services.add_argument("--name", help="only this service")
+    services.add_argument("--type", choices=["http", "grpc", "tcp"], help="only this type")
+    services.add_argument("--watch", action="store_true", help="print the table again on every change")
+    _add_setting_flags(services, _CONNECTION_SETTINGS)
 
     etcd = commands.add_parser(
         "etcd",
@@ -102,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if command == "etcd":
             anyio.run(_run_etcd, settings, args.client_port)
+        elif command in ("hub", "services"):
+            anyio.run(_run_registry_command, settings, args)
         else:
             from .mcp_server import serve
 
@@ -112,6 +140,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+async def _run_registry_command(settings: Settings, args: argparse.Namespace) -> None:
+    import signal
+
+    from .registry import RegistryKeys
+    from .registry.console import run_hub, show_services
+
+    keys = RegistryKeys(settings.registry_prefix)
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with settings.etcd_client() as etcd, anyio.create_task_group() as tg:
+
+            async def stop_on_signal() -> None:
+                async for _ in signals:
+                    tg.cancel_scope.cancel()
+
+            tg.start_soon(stop_on_signal)
+            if args.command == "hub":
+                await run_hub(etcd, keys, settings.hub_lease_ttl)
+            else:
+                await show_services(etcd, keys, args.name, args.type, watch=args.watch)
+            tg.cancel_scope.cancel()
 
 
 async def _run_etcd(settings: Settings, client_port: int | None) -> None:

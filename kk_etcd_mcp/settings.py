@@ -14,7 +14,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -27,6 +27,9 @@ from pydantic import (
 )
 
 from .etcd.connection import parse_endpoint
+
+if TYPE_CHECKING:
+    from .etcd import EtcdClient
 
 ENV_PREFIX = "KK_ETCD_"
 CONFIG_ENV = "KK_ETCD_CONFIG"
@@ -82,6 +85,15 @@ class Settings(BaseModel):
     )
     denied_prefixes: list[str] = Field(default_factory=list, description="Key prefixes the kv tools never touch.")
     registry_prefix: str = Field(default="kk_service/", description="Root of the service registry's keys.")
+
+    # Health-check hub
+    hub: bool = Field(
+        default=True,
+        description="Run the health-check hub inside serve (it checks only while it leads; others stand by).",
+    )
+    hub_lease_ttl: int = Field(
+        default=10, ge=2, le=300, description="Seconds before a dead hub's leadership passes to a standby."
+    )
 
     # Embedded etcd
     embedded_etcd: bool = Field(
@@ -154,6 +166,20 @@ class Settings(BaseModel):
                 ) from None
             return lines[0] if lines else ""
         return None
+
+    def etcd_client(self) -> EtcdClient:
+        """An (unopened) etcd client for these settings."""
+        from .etcd import EtcdClient
+
+        return EtcdClient(
+            self.endpoints,
+            username=self.username,
+            password=self.etcd_password(),
+            ca_file=self.ca_file,
+            cert_file=self.cert_file,
+            key_file=self.key_file,
+            request_timeout=self.request_timeout,
+        )
 
 
 def is_loopback(host: str) -> bool:

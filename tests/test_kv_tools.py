@@ -88,7 +88,8 @@ def lease_ids(etcdctl: EtcdCtl) -> set[int]:
 
 def server(etcd_endpoint: str, key_prefix: str) -> AbstractAsyncContextManager[Client]:
     """A server limited to this test's keys, with the registry prefix moved under them."""
-    return stdio_client(etcd_endpoint, allowed_prefixes=key_prefix, registry_prefix=key_prefix + "reg/")
+    # No hub: its leader key and alive document would land under the registry prefix and move revisions.
+    return stdio_client(etcd_endpoint, allowed_prefixes=key_prefix, registry_prefix=key_prefix + "reg/", hub="false")
 
 
 # tests -----------------------------------------------------------------------------------------------

@@ -139,8 +139,8 @@ async def test_dns_rebinding_host_and_origin(etcd_endpoint: str) -> None:
 async def test_read_only_offers_only_read_only_tools(etcd_endpoint: str, key_prefix: str, etcdctl: EtcdCtl) -> None:
     async with stdio_client(etcd_endpoint, "--read-only") as client:
         tools = (await client.list_tools()).tools
-        assert {t.name for t in tools} == READ_ONLY_TOOLS
-        for tool in tools:
+        assert {t.name for t in tools} & KV_TOOLS == READ_ONLY_TOOLS
+        for tool in tools:  # of every toolset
             assert tool.annotations is not None and tool.annotations.read_only_hint is True, tool.name
         result = await client.call_tool("kv_put", {"key": f"{key_prefix}x", "value": "1"})
         assert result.is_error and "Unknown tool: kv_put" in error_text(result)

@@ -8,7 +8,7 @@ failures onto ``kk_etcd_mcp.errors``.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -26,6 +26,7 @@ from ..errors import InvalidArgumentError
 from .connection import ChannelFactory, parse_endpoint
 from .convert import delete_result, put_result, range_page, txn_result
 from .errors import grpc_details, is_token_problem, map_error
+from .rpc import await_rpc
 from .types import (
     Compare,
     Delete,
@@ -166,7 +167,7 @@ class EtcdClient:
         for attempt in (1, 2):
             await self._authenticate()
             try:
-                return await fn()
+                return await await_rpc(fn())
             except _RPC_FAILURES as exc:
                 if attempt == 1 and self.username is not None and is_token_problem(exc):
                     log.info("etcd token expired or missing; authenticating again")
@@ -294,7 +295,7 @@ class EtcdClient:
         *,
         start_revision: int = 0,
         prev_kv: bool = False,
-    ) -> AsyncIterator[WatchBatch]:
+    ) -> AsyncGenerator[WatchBatch, None]:
         """Batches of events for a key or range, from ``start_revision`` on (0: from now).
 
         Survives broken streams by resuming after the last revision it delivered; raises

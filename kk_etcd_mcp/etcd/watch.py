@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import suppress
 from typing import Any
 
 import anyio
@@ -20,6 +21,7 @@ from etcd3aio._protobuf import WatchCreateRequest, WatchRequest, WatchStub
 from ..errors import CompactedError, KkEtcdError, UnavailableError
 from .convert import watch_event
 from .errors import is_token_problem
+from .rpc import await_rpc
 from .types import WatchBatch
 
 log = logging.getLogger(__name__)
@@ -59,8 +61,8 @@ async def watch_stream(
         # would be finalised later on whatever loop is current, or on a closed one.
         call = stub.Watch(metadata=metadata() or None)
         try:
-            await call.write(WatchRequest(create_request=create))
-            while (resp := await call.read()) is not grpc.aio.EOF:
+            await await_rpc(call.write(WatchRequest(create_request=create)))
+            while (resp := await await_rpc(call.read())) is not grpc.aio.EOF:
                 if resp.canceled or resp.compact_revision:
                     _raise_for_cancel(resp, key, next_revision)
                 if resp.created:
@@ -96,8 +98,8 @@ async def watch_stream(
             call.cancel()
             # Let grpc finish the cancelled call on this event loop: its last completion events
             # would otherwise be delivered later, possibly to a loop that is closed by then.
-            with anyio.move_on_after(1, shield=True):
-                await call.code()
+            with anyio.CancelScope(shield=True), suppress(TimeoutError):
+                await await_rpc(call.code(), within=1)
         await anyio.sleep(backoff)
         backoff = min(backoff * 2, _MAX_BACKOFF)
 

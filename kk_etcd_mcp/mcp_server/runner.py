@@ -14,24 +14,14 @@ import anyio
 from ..etcd import EtcdClient
 from ..etcd.connection import parse_endpoint
 from ..etcd.embedded import EmbeddedEtcd, accepts_connections, default_data_dir
+from ..registry import HubRunner, RegistryKeys, RegistryService
+from ..registry.checkers import Prober
 from ..settings import Settings, is_loopback
 from .app import build_server
 from .http import make_http_server
 from .stdio import run_stdio
 
 log = logging.getLogger(__name__)
-
-
-def etcd_client(settings: Settings) -> EtcdClient:
-    return EtcdClient(
-        settings.endpoints,
-        username=settings.username,
-        password=settings.etcd_password(),
-        ca_file=settings.ca_file,
-        cert_file=settings.cert_file,
-        key_file=settings.key_file,
-        request_timeout=settings.request_timeout,
-    )
 
 
 @asynccontextmanager
@@ -63,6 +53,20 @@ async def embedded_etcd(settings: Settings) -> AsyncIterator[EmbeddedEtcd | None
         log.info("stopping embedded etcd (data kept in %s)", data_dir)
         with anyio.CancelScope(shield=True):  # runs during cancellation too
             await etcd.astop()
+
+
+@asynccontextmanager
+async def registry_service(settings: Settings, etcd: EtcdClient) -> AsyncIterator[RegistryService]:
+    """The registry tools' service, and the hub in the background when ``hub`` is on."""
+    keys = RegistryKeys(settings.registry_prefix)
+    runner = HubRunner(etcd, keys, lease_ttl=settings.hub_lease_ttl) if settings.hub else None
+    async with Prober() as prober, anyio.create_task_group() as hub_tg:
+        if runner is not None:
+            await hub_tg.start(runner.run)
+        try:
+            yield RegistryService(etcd, keys, prober, runner)
+        finally:
+            hub_tg.cancel_scope.cancel()
 
 
 async def serve(settings: Settings) -> None:
@@ -100,8 +104,9 @@ async def _serve(settings: Settings) -> None:
             async with AsyncExitStack() as stack:
                 if settings.embedded_etcd:
                     await stack.enter_async_context(embedded_etcd(settings))
-                etcd = await stack.enter_async_context(etcd_client(settings))
-                server = build_server(settings, etcd)
+                etcd = await stack.enter_async_context(settings.etcd_client())
+                registry = await stack.enter_async_context(registry_service(settings, etcd))
+                server = build_server(settings, etcd, registry)
                 toolsets = ", ".join(settings.toolsets)
                 log.info("kk-etcd-mcp connected to etcd at %s (toolsets: %s)", etcd.endpoints, toolsets)
                 if settings.transport == "stdio":

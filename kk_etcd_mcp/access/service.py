@@ -1,0 +1,268 @@
+"""AccessService: etcd users, roles, key permissions and auth on/off, behind the guardrails.
+
+Every refusal happens before anything is written. Multi-step changes (a user with roles) check what
+they can first and undo their own first step when a later one fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import anyio
+
+from ..errors import AuthenticationFailedError, InvalidArgumentError, KkEtcdError, NotFoundError, PermissionDeniedError
+from ..etcd import EtcdClient, prefix_end
+from ..etcd.auth import EtcdAuth
+from ..etcd.auth import KeyPermission as EtcdKeyPermission
+from . import guardrails
+from .guardrails import ROOT
+from .models import (
+    AuthChangeResult,
+    AuthStatusResult,
+    KeyPermission,
+    PasswordChangeResult,
+    PermissionKind,
+    RoleDeleteResult,
+    RoleInfo,
+    RoleListResult,
+    UserAddResult,
+    UserDeleteResult,
+    UserInfo,
+    UserListResult,
+)
+from .passwords import check_password, generate_password
+
+# etcd grants role root everything without storing it; RoleGet shows it so once the role is added.
+_ROOT_PERMISSION = KeyPermission(key="", range_end="\0", prefix=True, permission="readwrite")
+
+
+def _show(data: bytes) -> str:
+    return data.decode(errors="backslashreplace")
+
+
+def key_permission(perm: EtcdKeyPermission) -> KeyPermission:
+    return KeyPermission(
+        key=_show(perm.key),
+        range_end=_show(perm.range_end) if perm.range_end else None,
+        prefix=bool(perm.range_end) and perm.range_end == prefix_end(perm.key),
+        permission=perm.kind,
+    )
+
+
+def key_range(key: str, range_end: str | None, prefix: bool) -> tuple[bytes, bytes]:
+    """(key, range_end) as etcd takes them: an empty range_end is the single key."""
+    start = key.encode()
+    if prefix:
+        if range_end is not None:
+            raise InvalidArgumentError("give either prefix=true or a range_end, not both")
+        return start, prefix_end(start)
+    if range_end is None:
+        if not start:
+            raise InvalidArgumentError("the key must not be empty; with prefix=true, key '' means every key")
+        return start, b""
+    end = range_end.encode()
+    if not end:
+        raise InvalidArgumentError(
+            "range_end '' is ambiguous: leave it out for the single key, use prefix=true for a prefix, "
+            "or pass '\\u0000' for every key from `key` on"
+        )
+    if end != b"\0" and end <= start:
+        raise InvalidArgumentError(f"range_end {range_end!r} must sort after the key {key!r}")
+    return start, end
+
+
+class AccessService:
+    def __init__(self, etcd: EtcdClient) -> None:
+        self.auth = EtcdAuth(etcd)
+        self.connected_as = etcd.username
+
+    # Auth on/off -----------------------------------------------------------------------------------
+
+    async def status(self) -> AuthStatusResult:
+        state = await self.auth.status()
+        notes: list[str] = []
+        if state.source == "inferred":
+            notes.append(
+                "etcd did not report its auth status (etcd 3.4 has no AuthStatus call; etcd 3.5 answers it only "
+                "for role root), so `enabled` was inferred from how etcd answers"
+            )
+        users = roles = None
+        if state.enabled and self.connected_as is None:
+            notes.append(
+                "this server has no etcd credentials, so etcd refuses it everything: set KK_ETCD_USERNAME and "
+                "KK_ETCD_PASSWORD (or KK_ETCD_PASSWORD_FILE) and restart it"
+            )
+        else:
+            try:
+                users = len(await self.auth.user_list())
+                roles = len(await self.auth.role_list())
+            except PermissionDeniedError:
+                notes.append(f"{self.connected_as} may not list users and roles (that needs role root)")
+        return AuthStatusResult(
+            enabled=state.enabled,
+            auth_revision=state.revision,
+            users=users,
+            roles=roles,
+            connected_as=self.connected_as,
+            note="; ".join(notes) or None,
+        )
+
+    async def enable(self) -> AuthChangeResult:
+        guardrails.check_enable_credentials(self.connected_as)
+        assert self.connected_as is not None
+        state = await self.auth.status()
+        if state.enabled:
+            return self._changed(True, False, "authentication already was enabled; nothing was changed")
+        guardrails.check_root_ready(await self._roles_or_none(ROOT))
+        note = None
+        if self.connected_as != ROOT:
+            roles = await self._roles_or_none(self.connected_as)
+            note = guardrails.check_server_user_exists(self.connected_as, roles)
+        await self.auth.enable()
+        try:
+            await self.auth.status()  # the first call that needs a login: proves the server still gets in
+        except AuthenticationFailedError as exc:
+            raise AuthenticationFailedError(
+                f"authentication is now enabled in etcd, but etcd rejects this server's password for user "
+                f"{self.connected_as}, so the server is locked out. Fix KK_ETCD_PASSWORD (or KK_ETCD_PASSWORD_FILE) "
+                "and restart it, or disable authentication again as root: etcdctl --user root auth disable."
+            ) from exc
+        return self._changed(True, True, note)
+
+    async def disable(self) -> AuthChangeResult:
+        state = await self.auth.status()
+        if not state.enabled:
+            return self._changed(False, False, "authentication already was disabled; nothing was changed")
+        await self.auth.disable()
+        return self._changed(False, True, None)
+
+    def _changed(self, enabled: bool, changed: bool, note: str | None) -> AuthChangeResult:
+        return AuthChangeResult(enabled=enabled, changed=changed, connected_as=self.connected_as, note=note)
+
+    async def _roles_or_none(self, user: str) -> list[str] | None:
+        try:
+            return await self.auth.user_roles(user)
+        except NotFoundError:
+            return None
+
+    # Users -----------------------------------------------------------------------------------------
+
+    async def user_list(self) -> UserListResult:
+        users: list[UserInfo] = []
+        for name in await self.auth.user_list():
+            with contextlib.suppress(NotFoundError):  # deleted since the listing
+                users.append(UserInfo(name=name, roles=await self.auth.user_roles(name)))
+        return UserListResult(users=users)
+
+    async def user_get(self, name: str) -> UserInfo:
+        guardrails.check_name("user", name)
+        return UserInfo(name=name, roles=await self.auth.user_roles(name))
+
+    async def user_add(self, name: str, password: str | None = None, roles: Sequence[str] = ()) -> UserAddResult:
+        """Create a user holding ``roles``; without a password, a strong one is generated and returned once."""
+        guardrails.check_name("user", name)
+        wanted = list(dict.fromkeys(roles))
+        for role in wanted:
+            guardrails.check_name("role", role)
+        generated = password is None
+        if password is None:
+            password = generate_password()
+        else:
+            check_password(password)
+        for role in wanted:
+            if role != ROOT:  # role root is built in; the others must exist before anything is written
+                await self.auth.role_permissions(role)
+        await self.auth.user_add(name, password)
+        try:
+            for role in wanted:
+                await self.auth.user_grant_role(name, role)
+        except BaseException:
+            # Undo our own first step, also when cancelled; if that fails too, the first error still wins.
+            with anyio.CancelScope(shield=True), contextlib.suppress(KkEtcdError):
+                await self.auth.user_delete(name)
+            raise
+        return UserAddResult(
+            name=name, roles=sorted(wanted), password_generated=generated, password=password if generated else None
+        )
+
+    async def user_delete(self, name: str) -> UserDeleteResult:
+        guardrails.check_name("user", name)
+        guardrails.check_user_delete(name, self.connected_as)
+        await self.auth.user_delete(name)
+        return UserDeleteResult(name=name)
+
+    async def user_change_password(self, name: str, password: str | None = None) -> PasswordChangeResult:
+        guardrails.check_name("user", name)
+        guardrails.check_password_change(name, self.connected_as)
+        generated = password is None
+        if password is None:
+            password = generate_password()
+        else:
+            check_password(password)
+        await self.auth.user_change_password(name, password)
+        return PasswordChangeResult(name=name, password_generated=generated, password=password if generated else None)
+
+    async def user_grant_role(self, name: str, role: str) -> UserInfo:
+        guardrails.check_name("user", name)
+        guardrails.check_name("role", role)
+        await self.auth.user_grant_role(name, role)
+        return await self.user_get(name)
+
+    async def user_revoke_role(self, name: str, role: str) -> UserInfo:
+        guardrails.check_name("user", name)
+        guardrails.check_name("role", role)
+        guardrails.check_role_revoke(name, role)
+        await self.auth.user_revoke_role(name, role)
+        return await self.user_get(name)
+
+    # Roles -----------------------------------------------------------------------------------------
+
+    async def role_list(self) -> RoleListResult:
+        roles: list[RoleInfo] = []
+        for name in await self.auth.role_list():
+            with contextlib.suppress(NotFoundError):  # deleted since the listing
+                roles.append(await self.role_get(name))
+        return RoleListResult(roles=roles)
+
+    async def role_get(self, name: str) -> RoleInfo:
+        guardrails.check_name("role", name)
+        try:
+            perms = await self.auth.role_permissions(name)
+        except NotFoundError:
+            if name == ROOT:  # built in: granted and honoured by etcd even though it was never added
+                return RoleInfo(name=ROOT, permissions=[_ROOT_PERMISSION])
+            raise
+        return RoleInfo(name=name, permissions=[key_permission(p) for p in perms])
+
+    async def role_add(self, name: str) -> RoleInfo:
+        guardrails.check_name("role", name)
+        await self.auth.role_add(name)
+        return RoleInfo(name=name, permissions=[])
+
+    async def role_delete(self, name: str) -> RoleDeleteResult:
+        guardrails.check_name("role", name)
+        guardrails.check_role_delete(name)
+        await self.auth.role_delete(name)
+        return RoleDeleteResult(name=name)
+
+    async def role_grant_permission(
+        self,
+        role: str,
+        key: str,
+        permission: PermissionKind = "read",
+        range_end: str | None = None,
+        prefix: bool = False,
+    ) -> RoleInfo:
+        guardrails.check_name("role", role)
+        start, end = key_range(key, range_end, prefix)
+        await self.auth.role_grant_permission(role, start, end, permission)
+        return await self.role_get(role)
+
+    async def role_revoke_permission(
+        self, role: str, key: str, range_end: str | None = None, prefix: bool = False
+    ) -> RoleInfo:
+        guardrails.check_name("role", role)
+        start, end = key_range(key, range_end, prefix)
+        await self.auth.role_revoke_permission(role, start, end)
+        return await self.role_get(role)

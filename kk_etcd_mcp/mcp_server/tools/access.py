@@ -1,0 +1,172 @@
+"""Toolset ``access``: etcd users, roles, permissions, auth on/off. Thin: one AccessService call each.
+
+Passwords: a tool takes one only as an optional argument and returns one only when it generated it,
+in the result field ``password`` (marked sensitive). The server's own etcd credentials come from its
+settings, never from tool arguments.
+"""
+
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidatorFunctionWrapHandler, WithJsonSchema, WrapValidator
+
+from ...access import (
+    AccessService,
+    AuthChangeResult,
+    AuthStatusResult,
+    PasswordChangeResult,
+    RoleDeleteResult,
+    RoleInfo,
+    RoleListResult,
+    UserAddResult,
+    UserDeleteResult,
+    UserInfo,
+    UserListResult,
+)
+from ..toolset import ToolRegistrar
+
+UserName = Annotated[str, Field(description="etcd user name, e.g. 'alice'.")]
+RoleName = Annotated[str, Field(description="etcd role name, e.g. 'app-reader'. Role 'root' is etcd's admin role.")]
+Key = Annotated[str, Field(description="The key, or the start of the range, or the prefix when prefix=true.")]
+RangeEnd = Annotated[
+    str | None,
+    Field(description="Exclusive end of a key range; leave out for one key. '\\u0000' means every key from `key` on."),
+]
+Prefix = Annotated[bool, Field(description="The permission covers every key starting with `key` ('' = every key).")]
+
+
+class _Withheld:
+    """Stands in for a rejected password in pydantic's error text, which quotes the input it rejects."""
+
+    def __repr__(self) -> str:
+        return "<withheld>"
+
+
+def _optional_secret(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    return handler(_Withheld())  # "Input should be a valid string", without repeating the value
+
+
+# The annotation is `str` on purpose (see kv.Value): MCPServer json-decodes string arguments of any other
+# annotation, so a password such as "null" or "true" would change meaning or be quoted back in an error.
+Password = Annotated[
+    str,
+    WrapValidator(_optional_secret),
+    WithJsonSchema({"anyOf": [{"type": "string", "format": "password", "writeOnly": True}, {"type": "null"}]}),
+    Field(
+        description=(
+            "Leave out (recommended) to have a strong password generated and returned once in the result. "
+            "A password given here is never echoed back or logged."
+        )
+    ),
+]
+
+
+def register_access_tools(tools: ToolRegistrar, access: AccessService) -> None:
+    async def auth_status() -> AuthStatusResult:
+        """Whether etcd enforces authentication, how many users and roles exist, and who this server is."""
+        return await access.status()
+
+    async def auth_enable() -> AuthChangeResult:
+        """Turn etcd authentication on. Needs user root holding role root (it says how to create them);
+        refuses when this server has no credentials of its own, since it would lock itself out."""
+        return await access.enable()
+
+    async def auth_disable() -> AuthChangeResult:
+        """Turn etcd authentication off: every client may then do everything. Needs role root."""
+        return await access.disable()
+
+    async def user_list() -> UserListResult:
+        """Every etcd user with the roles it holds."""
+        return await access.user_list()
+
+    async def user_get(name: UserName) -> UserInfo:
+        """One etcd user and its roles."""
+        return await access.user_get(name)
+
+    async def user_add(
+        name: UserName,
+        password: Password = None,  # type: ignore[assignment]  # None is allowed by the validator and schema
+        roles: Annotated[Sequence[str], Field(description="Roles to grant; each must exist (or be 'root').")] = (),
+    ) -> UserAddResult:
+        """Create an etcd user with the given roles. Fails with `user already exists: <name>` for an existing
+        user. Without a password, a strong one is generated and returned once in `password`."""
+        return await access.user_add(name, password, roles)
+
+    async def user_delete(name: UserName) -> UserDeleteResult:
+        """Delete an etcd user. Refuses user root and the user this server connects as."""
+        return await access.user_delete(name)
+
+    async def user_change_password(
+        name: UserName,
+        password: Password = None,  # type: ignore[assignment]  # None is allowed by the validator and schema
+    ) -> PasswordChangeResult:
+        """Set a user's password; without one, a strong one is generated and returned once in `password`.
+        Refuses the user this server connects as (it would lose access)."""
+        return await access.user_change_password(name, password)
+
+    async def user_grant_role(name: UserName, role: RoleName) -> UserInfo:
+        """Grant a role to a user; returns the user's roles."""
+        return await access.user_grant_role(name, role)
+
+    async def user_revoke_role(name: UserName, role: RoleName) -> UserInfo:
+        """Revoke a role from a user; returns the user's roles. Refuses role root of user root."""
+        return await access.user_revoke_role(name, role)
+
+    async def role_list() -> RoleListResult:
+        """Every etcd role with its key permissions."""
+        return await access.role_list()
+
+    async def role_get(name: RoleName) -> RoleInfo:
+        """One role's key permissions (key, range_end, prefix, permission)."""
+        return await access.role_get(name)
+
+    async def role_add(name: RoleName) -> RoleInfo:
+        """Create a role without permissions; add them with role_grant_permission."""
+        return await access.role_add(name)
+
+    async def role_delete(name: RoleName) -> RoleDeleteResult:
+        """Delete a role (users lose it). Refuses role root."""
+        return await access.role_delete(name)
+
+    async def role_grant_permission(
+        role: RoleName,
+        key: Key,
+        permission: Annotated[
+            Literal["read", "write", "readwrite"], Field(description="What the role may do.")
+        ] = "read",
+        range_end: RangeEnd = None,
+        prefix: Prefix = False,
+    ) -> RoleInfo:
+        """Let a role read and/or write one key, a range, or a prefix (replaces a grant on the same range)."""
+        return await access.role_grant_permission(role, key, permission, range_end, prefix)
+
+    async def role_revoke_permission(
+        role: RoleName, key: Key, range_end: RangeEnd = None, prefix: Prefix = False
+    ) -> RoleInfo:
+        """Take back a permission; name the key and range exactly as granted (role_get shows them)."""
+        return await access.role_revoke_permission(role, key, range_end, prefix)
+
+    tools.add(auth_status, title="etcd authentication status", read_only=True)
+    tools.add(user_list, title="List etcd users", read_only=True)
+    tools.add(user_get, title="Read an etcd user", read_only=True)
+    tools.add(role_list, title="List etcd roles", read_only=True)
+    tools.add(role_get, title="Read an etcd role", read_only=True)
+    tools.add(auth_enable, title="Enable etcd authentication", read_only=False, idempotent=True)
+    tools.add(auth_disable, title="Disable etcd authentication", read_only=False, destructive=True, idempotent=True)
+    tools.add(user_add, title="Create an etcd user", read_only=False)
+    tools.add(user_change_password, title="Change an etcd user's password", read_only=False)
+    tools.add(user_grant_role, title="Grant a role to a user", read_only=False, idempotent=True)
+    tools.add(user_revoke_role, title="Revoke a role from a user", read_only=False, destructive=True, idempotent=True)
+    tools.add(user_delete, title="Delete an etcd user", read_only=False, destructive=True, idempotent=True)
+    tools.add(role_add, title="Create an etcd role", read_only=False)
+    tools.add(role_grant_permission, title="Grant a key permission to a role", read_only=False, idempotent=True)
+    tools.add(
+        role_revoke_permission,
+        title="Revoke a key permission from a role",
+        read_only=False,
+        destructive=True,
+        idempotent=True,
+    )
+    tools.add(role_delete, title="Delete an etcd role", read_only=False, destructive=True, idempotent=True)

@@ -1,0 +1,138 @@
+"""The resources probes share: one aiohttp session, TLS contexts, one gRPC channel per instance.
+
+``Prober.check`` never raises for a failing target: every failure is a critical ``CheckResult``.
+Cancellation still propagates, and so does ``RuntimeError`` for a check on a closed prober.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+import anyio
+
+from ..model import CheckSpec
+from .grpc import open_channel, probe_grpc
+from .http import probe_http, tls_context
+from .result import CheckResult, cap_output, error_reason
+from .tcp import probe_tcp
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "kk-etcd-mcp health check"
+
+
+class Prober:
+    """Runs checks for many instances; use ``async with Prober() as prober`` or call ``aclose()``.
+
+    ``limit_per_host`` caps concurrent HTTP connections per host:port (instances sharing one are
+    queued, and the wait counts against their timeout); there is no overall cap, since each
+    instance has at most one check in flight. ``keepalive_timeout`` should exceed the usual
+    check interval, or every check opens a new connection.
+    """
+
+    def __init__(self, *, limit_per_host: int = 100, keepalive_timeout: float = 60.0) -> None:
+        self._limit_per_host = limit_per_host
+        self._keepalive_timeout = keepalive_timeout
+        self._session: aiohttp.ClientSession | None = None
+        self._tls: dict[str, ssl.SSLContext] = {}  # by CA file; thousands of instances share a few
+        self._channels: dict[str, tuple[tuple[object, ...], Any]] = {}  # instance id -> (key, channel)
+        self._closed = False
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def check(self, instance_id: str, spec: CheckSpec) -> CheckResult:
+        """Probe ``spec`` now, for the instance ``instance_id`` (whose gRPC channel is reused)."""
+        if self._closed:
+            raise RuntimeError("prober is closed")
+        start = time.perf_counter()
+        try:
+            match spec.type:
+                case "http":
+                    return await probe_http(spec, self._http_session(), ssl_context=self._tls_context(spec))
+                case "grpc":
+                    try:
+                        channel = await self._channel(instance_id, spec)
+                    except OSError as exc:
+                        output = f"gRPC check {spec.addr}: cannot read CA file {spec.ca_file}: {error_reason(exc)}"
+                        return CheckResult("critical", output, time.perf_counter() - start)
+                    return await probe_grpc(spec, channel)
+                case "tcp":
+                    return await probe_tcp(spec)
+        except Exception as exc:
+            # The probes map every target failure themselves; this is a bug in them, and it must
+            # not end the instance's check loop. Logged with its traceback, reported as critical.
+            logger.exception("check of %s failed unexpectedly", instance_id)
+            output = cap_output(f"check failed unexpectedly: {type(exc).__name__}: {exc}", 512)
+            return CheckResult("critical", output, time.perf_counter() - start)
+
+    async def forget(self, instance_id: str) -> None:
+        """Close the instance's gRPC channel (if any); call when its registration is gone."""
+        entry = self._channels.pop(instance_id, None)
+        if entry is not None:
+            await _close_channel(entry[1])
+
+    async def aclose(self) -> None:
+        """Close the HTTP session and every channel; later checks raise RuntimeError."""
+        self._closed = True
+        channels = [channel for _, channel in self._channels.values()]
+        self._channels.clear()
+        session, self._session = self._session, None
+        with anyio.CancelScope(shield=True):
+            for channel in channels:
+                await _close_channel(channel)
+            if session is not None:
+                await session.close()
+
+    def _http_session(self) -> aiohttp.ClientSession:
+        # Created on first use: aiohttp binds a session to the loop running when it is made.
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=0, limit_per_host=self._limit_per_host, keepalive_timeout=self._keepalive_timeout
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),  # checks are stateless; a jar only costs CPU
+                timeout=aiohttp.ClientTimeout(),  # no aiohttp limits: probe_http bounds each request
+                # identity: a compressed body would make the 4 KB read cost a decompression
+                headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+            )
+        return self._session
+
+    def _tls_context(self, spec: CheckSpec) -> ssl.SSLContext | None:
+        if spec.ca_file is None:
+            return None
+        context = self._tls.get(spec.ca_file)
+        if context is None:
+            try:
+                context = self._tls[spec.ca_file] = tls_context(spec.ca_file)
+            except (OSError, ssl.SSLError):
+                return None  # probe_http tries again and reports why
+        return context
+
+    async def _channel(self, instance_id: str, spec: CheckSpec) -> Any:
+        # Only what shapes the connection; a new timeout or service name reuses the channel.
+        key = (spec.addr, spec.tls, spec.ca_file, spec.interval)
+        entry = self._channels.get(instance_id)
+        if entry is not None and entry[0] == key:
+            return entry[1]
+        channel = open_channel(spec)
+        self._channels[instance_id] = (key, channel)
+        if entry is not None:
+            await _close_channel(entry[1])
+        return channel
+
+
+async def _close_channel(channel: Any) -> None:
+    with anyio.CancelScope(shield=True):  # a channel left open keeps its connection until GC
+        await channel.close()

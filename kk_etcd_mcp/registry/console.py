@@ -1,0 +1,75 @@
+"""The registry's commands: ``kk-etcd-mcp hub`` and ``kk-etcd-mcp services``."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import aclosing
+from datetime import UTC, datetime
+from typing import TextIO
+
+import anyio
+
+from ..etcd import EtcdClient, prefix_end
+from .checkers import Prober
+from .keys import RegistryKeys
+from .leadership import HubRunner
+from .model import Instance, ServiceType
+from .service import RegistryService
+
+_REDRAW_DELAY = 0.2  # coalesce a burst of changes into one redraw
+
+
+async def run_hub(etcd: EtcdClient, keys: RegistryKeys, lease_ttl: int) -> None:
+    """Campaign and check until cancelled; on the way out the lease is revoked, so a standby takes over."""
+    await HubRunner(etcd, keys, lease_ttl=lease_ttl).run()
+
+
+async def show_services(
+    etcd: EtcdClient,
+    keys: RegistryKeys,
+    name: str | None,
+    service_type: ServiceType | None,
+    *,
+    watch: bool,
+    out: TextIO = sys.stdout,
+) -> None:
+    async with Prober() as prober:
+        registry = RegistryService(etcd, keys, prober)
+        listing = await registry.list_instances(name, service_type)
+        out.write(render_table(listing.instances, listing.hub))
+        out.flush()
+        if not watch:
+            return
+        changes = etcd.watch(keys.root, prefix_end(keys.root), start_revision=0)
+        async with aclosing(changes):
+            async for _ in changes:
+                await anyio.sleep(_REDRAW_DELAY)
+                listing = await registry.list_instances(name, service_type)
+                out.write("\n" + render_table(listing.instances, listing.hub))
+                out.flush()
+
+
+def render_table(instances: list[Instance], hub: str | None, now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    header = ("TYPE", "NAME", "ADDR", "STATUS", "SINCE", "OUTPUT")
+    rows = [
+        (i.type, i.name, i.addr, i.status, _ago(i.since, now), " ".join(i.output.split())[:80])
+        for i in sorted(instances, key=lambda i: (i.name, i.type, i.addr))
+    ]
+    widths = [max(len(str(row[col])) for row in [header, *rows]) for col in range(len(header) - 1)]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1]
+             for row in [header, *rows]]  # fmt: skip
+    checker = f"checked by hub {hub}" if hub else "no hub is running: statuses are not being updated"
+    lines.append(f"{len(rows)} instance(s); {checker}")
+    return "\n".join(lines) + "\n"
+
+
+def _ago(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return "-"
+    seconds = max(0, int((now - moment).total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    return f"{seconds // 3600}h ago"

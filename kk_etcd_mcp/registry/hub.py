@@ -1,0 +1,229 @@
+"""The hub: one check loop per registered instance, kept in step with etcd by list + watch.
+
+List the registrations at revision R, then watch from R + 1, so nothing is missed and nothing is
+started twice; after a compaction, list again and reconcile. A PUT starts a loop, or restarts it when
+the check spec changed; a DELETE stops it and removes its status. Each loop lives in its own cancel
+scope in the hub's task group, so no loop outlives the hub or its registration.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import count
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ..errors import CompactedError
+from ..etcd import Compare, Delete, KeyValue, prefix_end
+from .checkers import CheckResult, Prober
+from .keys import InstanceKey
+from .model import ALIVE_STATUSES, HealthStatus, Registration
+from .state import HealthState
+from .status_writer import StatusWriter
+from .store import RegistryStore, StoredRegistration
+
+log = logging.getLogger(__name__)
+
+Transition = Callable[[InstanceKey, HealthStatus], None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class HubStats:
+    """Counters for benchmarks and diagnostics."""
+
+    checks: int = 0
+    lateness: list[float] = field(default_factory=list)  # seconds each check started after its slot
+    keep_lateness: bool = False
+
+
+@dataclass
+class Monitor:
+    key: InstanceKey
+    registration: Registration
+    mod_revision: int
+    state: HealthState
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    probe_id: str = ""
+    checked_at: datetime | None = None
+    latest_output: str = ""
+
+
+class Hub:
+    def __init__(
+        self,
+        store: RegistryStore,
+        prober: Prober,
+        writer: StatusWriter,
+        hub_id: str,
+        *,
+        on_transition: Transition | None = None,
+    ) -> None:
+        self.store = store
+        self.prober = prober
+        self.writer = writer
+        self.hub_id = hub_id
+        self.on_transition = on_transition
+        self.monitors: dict[InstanceKey, Monitor] = {}
+        self.stats = HubStats()
+        self._generation = count(1)
+        self._tg: TaskGroup | None = None
+
+    def alive_registrations(self) -> list[Registration]:
+        return [m.registration for m in self.monitors.values() if m.state.status in ALIVE_STATUSES]
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Check until cancelled (or until the writer finds another hub leading)."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            tg.start_soon(self.writer.run)
+            revision = await self._sync()
+            task_status.started()
+            prefix = self.store.keys.registrations
+            while True:
+                watch = self.store.etcd.watch(prefix, prefix_end(prefix), start_revision=revision + 1)
+                try:
+                    async with aclosing(watch):
+                        async for batch in watch:
+                            for event in batch.events:
+                                if event.type == "put":
+                                    self._apply_put(event.kv)
+                                else:
+                                    self._apply_delete(event.kv)
+                                revision = event.kv.mod_revision
+                except CompactedError as error:
+                    log.warning("%s; listing registrations again", error)
+                    revision = await self._sync()
+
+    # Reconciling ----------------------------------------------------------------------------------
+
+    async def _sync(self) -> int:
+        stored, revision = await self.store.registrations(revision=0)
+        statuses = await self.store.statuses(revision=revision)
+        seen: set[InstanceKey] = set()
+        for item in stored:
+            seen.add(item.key)
+            self._apply(item, statuses.get(item.key), stagger=True)
+        for key in list(self.monitors):
+            if key not in seen:
+                self._stop(key)
+        for key in statuses.keys() - seen:  # left behind while no hub ran
+            self.writer.set(key, None, alive_changed=False)
+        log.info("hub %s checks %d instances (registrations at revision %d)", self.hub_id, len(seen), revision)
+        return revision
+
+    def _apply_put(self, kv: KeyValue) -> None:
+        item = self.store.parse_registration(kv)
+        if item is not None:
+            self._apply(item, None, stagger=False)
+
+    def _apply_delete(self, kv: KeyValue) -> None:
+        key = self.store.keys.parse(kv.key.decode(errors="replace"))
+        if key is not None:
+            self._stop(key)
+            self.writer.set(key, None)
+
+    def _apply(self, item: StoredRegistration, stored: HealthStatus | None, *, stagger: bool) -> None:
+        current = self.monitors.get(item.key)
+        reg = item.registration
+        if reg is None:
+            self._stop(item.key)
+            self._report_invalid(item, stored)
+            return
+        if current is not None and current.registration.check == reg.check:
+            current.registration, current.mod_revision = reg, item.kv.mod_revision  # metadata/weight only
+            self.writer.touch_alive()
+            return
+        previous = current.state if current is not None else None
+        self._stop(item.key)
+        self._start(item.key, reg, item.kv.mod_revision, _seed(reg, previous, stored), stagger=stagger)
+
+    def _report_invalid(self, item: StoredRegistration, stored: HealthStatus | None) -> None:
+        output = item.problem or "invalid registration"
+        if stored is not None and stored.status == "critical" and stored.output == output:
+            return
+        now = utcnow()
+        status = HealthStatus(status="critical", output=output, since=now, checked_at=now, checker=self.hub_id)
+        log.warning("%s: %s", item.key.path, output)
+        self.writer.set(item.key, status)
+
+    # Check loops ----------------------------------------------------------------------------------
+
+    def _start(
+        self, key: InstanceKey, reg: Registration, mod_revision: int, state: HealthState, *, stagger: bool
+    ) -> None:
+        assert self._tg is not None
+        monitor = Monitor(key, reg, mod_revision, state, probe_id=f"{key.path}#{next(self._generation)}")
+        self.monitors[key] = monitor
+        first_delay = random.uniform(0, reg.check.interval) if stagger else 0.0
+        self._tg.start_soon(self._check_loop, monitor, first_delay, name=f"check {key.path}")
+
+    def _stop(self, key: InstanceKey) -> None:
+        monitor = self.monitors.pop(key, None)
+        if monitor is not None:
+            monitor.scope.cancel()
+
+    async def _check_loop(self, monitor: Monitor, first_delay: float) -> None:
+        spec = monitor.registration.check
+        with monitor.scope:
+            try:
+                slot = anyio.current_time() + first_delay
+                while True:
+                    await anyio.sleep_until(slot)
+                    started = anyio.current_time()
+                    self._count(started - slot)
+                    result = await self.prober.check(monitor.probe_id, spec)
+                    await self._record(monitor, result)
+                    slot += spec.interval
+                    if slot < anyio.current_time():  # fell behind: skip the missed slots, do not burst
+                        slot = started + spec.interval
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self.prober.forget(monitor.probe_id)
+
+    def _count(self, lateness: float) -> None:
+        self.stats.checks += 1
+        if self.stats.keep_lateness:
+            self.stats.lateness.append(lateness)
+
+    async def _record(self, monitor: Monitor, result: CheckResult) -> None:
+        now = utcnow()
+        monitor.checked_at, monitor.latest_output = now, result.output
+        state = monitor.state
+        if state.observe(result.status, result.output, now):
+            assert state.since is not None
+            status = HealthStatus(
+                status=state.status, output=state.output, since=state.since, checked_at=now, checker=self.hub_id
+            )
+            log.info("%s is %s: %s", monitor.key.path, status.status, status.output[:200])
+            self.writer.set(monitor.key, status)
+            if self.on_transition is not None:
+                self.on_transition(monitor.key, status)
+        limit = monitor.registration.check.deregister_critical_after
+        if limit is not None and state.critical_for(now) >= limit:
+            await self._deregister(monitor, limit)
+
+    async def _deregister(self, monitor: Monitor, limit: float) -> None:
+        """Delete a registration critical for too long, unless it was re-registered meanwhile."""
+        key = self.store.keys.registration(monitor.key).encode()
+        log.warning("%s critical for %gs or more: deregistering it", monitor.key.path, limit)
+        await self.store.etcd.txn([self.writer.fence(), Compare(key, "mod", "==", monitor.mod_revision)], [Delete(key)])
+
+
+def _seed(reg: Registration, previous: HealthState | None, stored: HealthStatus | None) -> HealthState:
+    """Carry the known status over, so a restart or a new leader does not flap every instance."""
+    state = HealthState(reg.check.success_before_passing, reg.check.failures_before_critical)
+    if previous is not None:
+        state.status, state.since, state.output = previous.status, previous.since, previous.output
+    elif stored is not None:
+        state.status, state.since, state.output = stored.status, stored.since, stored.output
+    return state

@@ -1,0 +1,67 @@
+"""The registry's etcd key layout (DESIGN.md "etcd key layout"), under a configurable root prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .model import ServiceType
+
+WIRE_TYPES: dict[ServiceType, str] = {"http": "Http", "grpc": "Grpc", "tcp": "Tcp"}
+TYPES_BY_WIRE: dict[str, ServiceType] = {wire: kind for kind, wire in WIRE_TYPES.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceKey:
+    type: ServiceType
+    name: str
+    addr: str
+
+    @property
+    def path(self) -> str:
+        """``<Type>/<name>/<addr>``: the part shared by registration and status keys."""
+        return f"{WIRE_TYPES[self.type]}/{self.name}/{self.addr}"
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryKeys:
+    root: str = "kk_service/"
+
+    @property
+    def registrations(self) -> str:
+        return f"{self.root}registration/"
+
+    @property
+    def statuses(self) -> str:
+        return f"{self.root}status/"
+
+    @property
+    def alive(self) -> str:
+        """kk_etcd_go's alive document: one key holding every alive instance."""
+        return f"{self.root}alive/"
+
+    @property
+    def leader(self) -> str:
+        return f"{self.root}hub/leader"
+
+    def registration(self, key: InstanceKey) -> str:
+        return f"{self.registrations}{key.path}"
+
+    def status(self, key: InstanceKey) -> str:
+        return f"{self.statuses}{key.path}"
+
+    def service_prefix(self, section: str, service_type: ServiceType | None, name: str | None) -> str:
+        """Prefix of ``section`` (registrations or statuses) narrowed to a type, then a name."""
+        if service_type is None:
+            return section
+        if name is None:
+            return f"{section}{WIRE_TYPES[service_type]}/"
+        return f"{section}{WIRE_TYPES[service_type]}/{name}/"
+
+    def parse(self, key: str) -> InstanceKey | None:
+        """The instance a registration or status key names; None for anything else."""
+        for section in (self.registrations, self.statuses):
+            if key.startswith(section):
+                parts = key[len(section) :].split("/")
+                if len(parts) == 3 and parts[0] in TYPES_BY_WIRE and parts[1] and parts[2]:
+                    return InstanceKey(TYPES_BY_WIRE[parts[0]], parts[1], parts[2])
+        return None

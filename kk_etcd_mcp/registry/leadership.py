@@ -1,0 +1,90 @@
+"""HubRunner: campaign at ``<root>hub/leader``; check while leading, stand by otherwise.
+
+Only the leader checks and writes statuses (its writes are fenced by its election key). A leader that
+stops revokes its lease, so a standby takes over at once; one that dies is replaced when its lease
+expires (``lease_ttl``). The new leader starts from the statuses in etcd, not from ``critical``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from uuid import uuid4
+
+import anyio
+
+from ..errors import KkEtcdError
+from ..etcd import EtcdClient
+from ..etcd.election import Election
+from ..etcd.session import LeaseSession
+from .checkers import Prober
+from .hub import Hub, Transition
+from .keys import RegistryKeys
+from .status_writer import LostLeadership, StatusWriter
+from .store import RegistryStore
+
+log = logging.getLogger(__name__)
+
+_MAX_BACKOFF = 5.0
+
+
+def new_hub_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:6]}"
+
+
+class HubRunner:
+    def __init__(
+        self,
+        etcd: EtcdClient,
+        keys: RegistryKeys,
+        *,
+        lease_ttl: int = 10,
+        hub_id: str | None = None,
+        on_transition: Transition | None = None,
+    ) -> None:
+        self.etcd = etcd
+        self.keys = keys
+        self.lease_ttl = lease_ttl
+        self.hub_id = hub_id or new_hub_id()
+        self.on_transition = on_transition
+        self.hub: Hub | None = None  # set while this process leads
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with Prober() as prober:
+            task_status.started()
+            backoff = 0.5
+            while True:
+                try:
+                    await self._term(prober)
+                    backoff = 0.5
+                except (KkEtcdError, LostLeadership) as error:
+                    log.warning("hub %s: %s; campaigning again in %.1fs", self.hub_id, error, backoff)
+                except Exception:  # a bug must not take the MCP server down with it: log it, start over
+                    log.exception("hub %s failed; starting again in %.1fs", self.hub_id, backoff)
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    async def _term(self, prober: Prober) -> None:
+        """One campaign and, if won, one term of checking; returns when the lease is lost."""
+        async with LeaseSession(self.etcd, self.lease_ttl) as session, anyio.create_task_group() as tg:
+            tg.start_soon(self._stop_when_lost, session, tg.cancel_scope)
+            election = Election(self.etcd, self.keys.leader, session)
+            await election.campaign(self.hub_id)
+            log.info("hub %s leads: checking registrations under %s", self.hub_id, self.keys.registrations)
+            store = RegistryStore(self.etcd, self.keys)
+            hub: Hub | None = None
+            writer = StatusWriter(
+                self.etcd, self.keys, election.is_leader_compare, lambda: hub.alive_registrations() if hub else []
+            )
+            hub = Hub(store, prober, writer, self.hub_id, on_transition=self.on_transition)
+            self.hub = hub
+            try:
+                await hub.run()
+            finally:
+                self.hub = None
+
+    async def _stop_when_lost(self, session: LeaseSession, scope: anyio.CancelScope) -> None:
+        await session.lost.wait()
+        log.warning("hub %s lost its lease: it stops checking and campaigns again", self.hub_id)
+        scope.cancel()

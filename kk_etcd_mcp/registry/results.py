@@ -1,0 +1,47 @@
+"""What registry operations return: the models tools and SDK callers see."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from .model import CheckSpec, Instance, ServiceType, Status
+
+
+class RegisterResult(BaseModel):
+    type: ServiceType
+    name: str
+    addr: str
+    key: str = Field(description="The registration's etcd key.")
+    revision: int
+    created: bool = Field(description="False when it replaced an existing registration of this instance.")
+    lease: int = Field(description="Lease the registration expires with (0: persistent until deregistered).")
+    check: CheckSpec
+
+
+class DeregisterResult(BaseModel):
+    type: ServiceType
+    name: str
+    addr: str
+    revision: int
+
+
+class InstanceList(BaseModel):
+    instances: list[Instance]
+    count: int
+    hub: str | None = Field(default=None, description="The hub that leads the checking, if any.")
+
+
+class CheckNow(BaseModel):
+    type: ServiceType
+    name: str
+    addr: str
+    result: Status = Field(description="What this check found (no thresholds applied).")
+    latency_ms: float
+    output: str
+    status: Status = Field(description="The instance's status as the hub keeps it.")
+
+
+class PickResult(BaseModel):
+    instance: Instance
+    check: CheckNow = Field(description="The live check that confirmed it.")
+    skipped: list[str] = Field(default_factory=list, description="Alive instances that failed the live check.")

@@ -1,0 +1,206 @@
+"""The Python SDK: keep a service registered while it runs, and find healthy instances of others.
+
+    async with ServiceRegistry(["http://127.0.0.1:2379"]) as registry:
+        async with registry.register("orders", "10.0.0.5:8080", "http"):
+            ...  # registered under a lease; re-registered if etcd loses it; deleted on exit
+        url = await registry.base_url("payments")
+        async with registry.grpc_channel("inventory") as channel:
+            ...
+
+Usable without the MCP server: it needs only etcd (and a hub running somewhere to keep statuses).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import anyio
+import grpc
+from pydantic import ValidationError
+
+from ..errors import InvalidArgumentError, KkEtcdError
+from ..etcd import EtcdClient
+from ..etcd.session import LeaseSession
+from .checkers import Prober
+from .keys import RegistryKeys
+from .model import CheckOptions, Instance, Registration, ServiceType
+from .service import RegistryService, Strategy, build_registration
+from .store import instance_key
+
+log = logging.getLogger(__name__)
+
+_MAX_BACKOFF = 5.0
+
+
+class ServiceRegistry:
+    def __init__(
+        self,
+        endpoints: Sequence[str] = ("http://127.0.0.1:2379",),
+        *,
+        etcd: EtcdClient | None = None,
+        prefix: str = "kk_service/",
+        username: str | None = None,
+        password: str | None = None,
+        ca_file: Path | None = None,
+        cert_file: Path | None = None,
+        key_file: Path | None = None,
+        request_timeout: float = 5.0,
+    ) -> None:
+        self._etcd = etcd or EtcdClient(
+            endpoints,
+            username=username,
+            password=password,
+            ca_file=ca_file,
+            cert_file=cert_file,
+            key_file=key_file,
+            request_timeout=request_timeout,
+        )
+        self._owns_etcd = etcd is None
+        self._keys = RegistryKeys(prefix)
+        self._stack = AsyncExitStack()
+        self._service: RegistryService | None = None
+
+    async def __aenter__(self) -> ServiceRegistry:
+        async with AsyncExitStack() as stack:
+            if self._owns_etcd:
+                await stack.enter_async_context(self._etcd)
+            prober = await stack.enter_async_context(Prober())
+            self._service = RegistryService(self._etcd, self._keys, prober)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._service = None
+        await self._stack.aclose()
+
+    @property
+    def service(self) -> RegistryService:
+        if self._service is None:
+            raise RuntimeError("ServiceRegistry is not open: use 'async with ServiceRegistry(...)'")
+        return self._service
+
+    def register(
+        self,
+        name: str,
+        addr: str,
+        type: ServiceType = "http",
+        *,
+        check: CheckOptions | dict[str, Any] | None = None,
+        metadata: dict[str, str] | None = None,
+        weight: int = 1,
+        ttl: int = 10,
+    ) -> KeptRegistration:
+        """Register while the ``async with`` body runs; raises at once when the input is invalid."""
+        try:
+            options = CheckOptions.model_validate(check) if isinstance(check, dict) else check
+        except ValidationError as exc:  # an unknown field or a bad duration: the same error as the rest
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            reason = str(first["msg"]).removeprefix("Value error, ")
+            raise InvalidArgumentError(f"invalid check for {addr}: {where}: {reason}") from None
+        if ttl < 2:  # LeaseSession would refuse it only on entry, with a ValueError
+            raise InvalidArgumentError(f"ttl must be at least 2 seconds, got {ttl}")
+        registration = build_registration(name, addr, type, options, metadata, weight)
+        return KeptRegistration(self.service, registration, ttl)
+
+    async def alive(self, name: str, type: ServiceType | None = None) -> list[Instance]:
+        """Instances the hub finds passing or warning."""
+        return await self.service.alive(name, type)
+
+    async def pick(
+        self,
+        name: str,
+        type: ServiceType | None = None,
+        strategy: Strategy = "random",
+    ) -> Instance:
+        """One alive instance that also passed a check just now; NotFoundError when there is none."""
+        return (await self.service.pick(name, type, strategy)).instance
+
+    async def base_url(self, name: str, strategy: Strategy = "random") -> str:
+        """``http(s)://host:port`` of a picked HTTP instance."""
+        instance = await self.pick(name, "http", strategy)
+        scheme = "https" if instance.check is not None and instance.check.tls else "http"
+        return f"{scheme}://{instance.addr}"
+
+    @asynccontextmanager
+    async def grpc_channel(
+        self, name: str, strategy: Strategy = "random", *, options: Sequence[tuple[str, Any]] = ()
+    ) -> AsyncIterator[grpc.aio.Channel]:
+        """A grpc.aio channel to a picked gRPC instance, closed on exit (TLS when its check uses TLS)."""
+        instance = await self.pick(name, "grpc", strategy)
+        spec = instance.check
+        if spec is not None and spec.tls:
+            roots = await anyio.Path(spec.ca_file).read_bytes() if spec.ca_file else None
+            channel = grpc.aio.secure_channel(instance.addr, grpc.ssl_channel_credentials(roots), options=options)
+        else:
+            channel = grpc.aio.insecure_channel(instance.addr, options=options)
+        try:
+            yield channel
+        finally:
+            with anyio.CancelScope(shield=True):
+                await channel.close()
+
+
+class KeptRegistration:
+    """A registration on a lease, kept alive like etcd's Session and written again if the lease is lost.
+
+    ``lost`` is set while the registration is gone from etcd (lease expired during an outage), until
+    it is written again. Leaving the context revokes the lease, which deletes the registration.
+    """
+
+    def __init__(self, service: RegistryService, registration: Registration, ttl: int) -> None:
+        self.registration = registration
+        self.key = service.keys.registration(instance_key(registration))
+        self.lease_id = 0
+        self.lost = anyio.Event()
+        self._service = service
+        self._ttl = ttl
+        self._context: AbstractAsyncContextManager[KeptRegistration] | None = None
+
+    async def __aenter__(self) -> KeptRegistration:
+        self._context = self._run()
+        return await self._context.__aenter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        assert self._context is not None, "not entered"
+        return await self._context.__aexit__(exc_type, exc, tb)
+
+    @asynccontextmanager
+    async def _run(self) -> AsyncIterator[KeptRegistration]:
+        async with anyio.create_task_group() as tg:
+            await tg.start(self._keep)  # raises when etcd refuses the first registration
+            try:
+                yield self
+            finally:  # the session revokes the lease on the way out: the registration goes with it
+                tg.cancel_scope.cancel()
+
+    async def _keep(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        started, backoff = False, 0.5
+        while True:
+            try:
+                async with LeaseSession(self._service.store.etcd, self._ttl) as session:
+                    await self._service.store.put(self.registration, lease=session.lease_id)
+                    self.lease_id, self.lost = session.lease_id, anyio.Event()
+                    log.info("registered %s on lease %x", self.key, session.lease_id)
+                    if not started:
+                        started = True
+                        task_status.started()
+                    backoff = 0.5
+                    await session.lost.wait()
+                self.lost.set()
+                log.warning("lease of %s was lost; registering it again", self.key)
+            except KkEtcdError as error:
+                if not started:
+                    raise
+                log.warning("cannot register %s yet: %s", self.key, error)
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)

@@ -1,0 +1,113 @@
+"""Writes status changes and the alive document: coalesced, batched, fenced by leadership.
+
+Check loops never wait on etcd: they hand their transitions to ``set`` and go on checking. When etcd
+is slow or away, the latest status per instance waits here and is written once etcd answers. Every
+transaction carries the leader's compare, so a hub that lost leadership writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import anyio
+
+from ..errors import KkEtcdError
+from ..etcd import Compare, Delete, EtcdClient, Put, TxnOp
+from .keys import InstanceKey, RegistryKeys
+from .model import HealthStatus, Registration
+from .wire import alive_document, status_to_json
+
+log = logging.getLogger(__name__)
+
+_BATCH = 100  # etcd refuses transactions of more than 128 operations by default
+_RETRY_DELAY = 1.0
+# etcd takes requests up to 1.5 MiB by default; an alive document larger than this is not written.
+ALIVE_DOCUMENT_LIMIT = 1024 * 1024
+
+
+class LostLeadership(Exception):
+    """A fenced write failed: another hub leads now."""
+
+
+class StatusWriter:
+    def __init__(
+        self,
+        etcd: EtcdClient,
+        keys: RegistryKeys,
+        fence: Callable[[], Compare],
+        alive: Callable[[], list[Registration]],
+    ) -> None:
+        self.etcd = etcd
+        self.keys = keys
+        self.fence = fence
+        self._alive = alive
+        self._pending: dict[InstanceKey, HealthStatus | None] = {}
+        self._alive_changed = True
+        self._written_alive: str | None = None
+        self._wake = anyio.Event()
+        self.writes = 0
+
+    def set(self, key: InstanceKey, status: HealthStatus | None, *, alive_changed: bool = True) -> None:
+        """Queue a status (None: delete it); a newer status for the same instance replaces a queued one."""
+        self._pending[key] = status
+        self._alive_changed = self._alive_changed or alive_changed
+        self._wake.set()
+
+    def touch_alive(self) -> None:
+        """Rewrite the alive document at the next flush (a registration's metadata or weight changed)."""
+        self._alive_changed = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            try:
+                await self.flush()
+            except KkEtcdError as error:
+                log.warning("status writes wait for etcd: %s", error)
+                await anyio.sleep(_RETRY_DELAY)
+                self._wake.set()
+
+    async def flush(self) -> None:
+        while self._pending:
+            batch = dict(list(self._pending.items())[:_BATCH])
+            for key in batch:
+                del self._pending[key]
+            try:
+                await self._write([self._op(key, status) for key, status in batch.items()])
+            except BaseException:
+                for key, status in batch.items():  # put back what a newer set() did not replace
+                    self._pending.setdefault(key, status)
+                raise
+        if self._alive_changed:
+            self._alive_changed = False
+            document = alive_document(self._alive())
+            if document != self._written_alive:
+                try:
+                    await self._write([self._alive_op(document)])
+                except BaseException:
+                    self._alive_changed = True
+                    raise
+                self._written_alive = document
+
+    def _alive_op(self, document: str) -> TxnOp:
+        key = self.keys.alive.encode()
+        if len(document) <= ALIVE_DOCUMENT_LIMIT:
+            return Put(key, document.encode())
+        # Better no document than a stale one: kk_etcd_go clients then fail loudly instead of routing wrong.
+        log.warning("alive document of %d bytes is over %d: deleting it", len(document), ALIVE_DOCUMENT_LIMIT)
+        return Delete(key)
+
+    def _op(self, key: InstanceKey, status: HealthStatus | None) -> TxnOp:
+        raw_key = self.keys.status(key).encode()
+        if status is None:
+            return Delete(raw_key)
+        return Put(raw_key, status_to_json(status).encode())
+
+    async def _write(self, ops: list[TxnOp]) -> None:
+        result = await self.etcd.txn([self.fence()], ops)
+        if not result.succeeded:
+            raise LostLeadership("another hub leads now; this one stops checking")
+        self.writes += len(ops)

@@ -1,0 +1,116 @@
+"""Reading and writing registrations and statuses in etcd: shared by the hub, the tools and the SDK."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import NotFoundError
+from ..etcd import EtcdClient, KeyValue, PutResult, prefix_end
+from .keys import InstanceKey, RegistryKeys
+from .model import HealthStatus, Instance, Registration, ServiceType
+from .wire import InvalidRegistration, registration_from_json, registration_to_json, status_from_json
+
+_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRegistration:
+    """A registration key as found in etcd: parsed, or the reason it cannot be."""
+
+    key: InstanceKey
+    kv: KeyValue
+    registration: Registration | None
+    problem: str | None = None
+
+
+class RegistryStore:
+    def __init__(self, etcd: EtcdClient, keys: RegistryKeys) -> None:
+        self.etcd = etcd
+        self.keys = keys
+
+    async def _scan(self, prefix: str, revision: int = 0) -> tuple[list[KeyValue], int]:
+        """Every key under ``prefix`` at one revision (the first page's, unless given)."""
+        kvs: list[KeyValue] = []
+        start, end = prefix.encode(), prefix_end(prefix)
+        while True:
+            page = await self.etcd.range(start, end, limit=_PAGE, revision=revision)
+            revision = revision or page.revision
+            kvs.extend(page.kvs)
+            if not page.more or not page.kvs:
+                return kvs, revision
+            start = page.kvs[-1].key + b"\0"
+
+    async def registrations(
+        self, service_type: ServiceType | None = None, name: str | None = None, *, revision: int = 0
+    ) -> tuple[list[StoredRegistration], int]:
+        prefix = self.keys.service_prefix(self.keys.registrations, service_type, name)
+        kvs, revision = await self._scan(prefix, revision)
+        return [found for kv in kvs if (found := self.parse_registration(kv)) is not None], revision
+
+    def parse_registration(self, kv: KeyValue) -> StoredRegistration | None:
+        key = self.keys.parse(kv.key.decode(errors="replace"))
+        if key is None:
+            return None
+        try:
+            return StoredRegistration(key, kv, registration_from_json(kv.value, key))
+        except InvalidRegistration as exc:
+            return StoredRegistration(key, kv, None, str(exc))
+
+    async def statuses(
+        self, service_type: ServiceType | None = None, name: str | None = None, *, revision: int = 0
+    ) -> dict[InstanceKey, HealthStatus]:
+        prefix = self.keys.service_prefix(self.keys.statuses, service_type, name)
+        kvs, _ = await self._scan(prefix, revision)
+        found: dict[InstanceKey, HealthStatus] = {}
+        for kv in kvs:
+            key = self.keys.parse(kv.key.decode(errors="replace"))
+            status = status_from_json(kv.value)
+            if key is not None and status is not None:
+                found[key] = status
+        return found
+
+    async def instances(self, service_type: ServiceType | None = None, name: str | None = None) -> list[Instance]:
+        """Registrations joined with their statuses, read at one revision."""
+        stored, revision = await self.registrations(service_type, name)
+        statuses = await self.statuses(service_type, name, revision=revision)
+        return [as_instance(item, statuses.get(item.key)) for item in stored]
+
+    async def put(self, registration: Registration, *, lease: int = 0) -> PutResult:
+        key = self.keys.registration(instance_key(registration))
+        return await self.etcd.put(key, registration_to_json(registration), lease=lease, prev_kv=True)
+
+    async def delete(self, key: InstanceKey) -> int:
+        result = await self.etcd.delete(self.keys.registration(key))
+        if not result.deleted:
+            raise NotFoundError(
+                f"no {key.type} instance {key.addr} of service {key.name} is registered; "
+                "service_list shows what is registered"
+            )
+        return result.revision
+
+
+def instance_key(registration: Registration) -> InstanceKey:
+    return InstanceKey(registration.type, registration.name, registration.addr)
+
+
+def as_instance(item: StoredRegistration, status: HealthStatus | None) -> Instance:
+    reg = item.registration
+    if reg is None:  # the hub reports it critical too; say why without waiting for it
+        return Instance(
+            type=item.key.type, name=item.key.name, addr=item.key.addr, status="critical",
+            output=item.problem or "", lease=item.kv.lease,
+            since=status.since if status else None, checked_at=status.checked_at if status else None,
+        )  # fmt: skip
+    return Instance(
+        type=reg.type,
+        name=reg.name,
+        addr=reg.addr,
+        status=status.status if status else "critical",
+        output=status.output if status else "not checked yet",
+        since=status.since if status else None,
+        checked_at=status.checked_at if status else None,
+        check=reg.check,
+        metadata=reg.metadata,
+        weight=reg.weight,
+        lease=item.kv.lease,
+    )
