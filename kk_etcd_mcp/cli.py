@@ -149,19 +149,24 @@ async def _run_registry_command(settings: Settings, args: argparse.Namespace) ->
     from .registry.console import run_hub, show_services
 
     keys = RegistryKeys(settings.registry_prefix)
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with settings.etcd_client() as etcd, anyio.create_task_group() as tg:
+    try:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with settings.etcd_client() as etcd, anyio.create_task_group() as tg:
 
-            async def stop_on_signal() -> None:
-                async for _ in signals:
-                    tg.cancel_scope.cancel()
+                async def stop_on_signal() -> None:
+                    async for _ in signals:
+                        tg.cancel_scope.cancel()
 
-            tg.start_soon(stop_on_signal)
-            if args.command == "hub":
-                await run_hub(etcd, keys, settings.hub_lease_ttl)
-            else:
-                await show_services(etcd, keys, args.name, args.type, watch=args.watch)
-            tg.cancel_scope.cancel()
+                tg.start_soon(stop_on_signal)
+                if args.command == "hub":
+                    await run_hub(etcd, keys, settings.hub_lease_ttl)
+                else:
+                    await show_services(etcd, keys, args.name, args.type, watch=args.watch)
+                tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:  # the task group wraps the command's own error: main() reports it in one line
+        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], KkEtcdError):
+            raise group.exceptions[0] from None
+        raise
 
 
 async def _run_etcd(settings: Settings, client_port: int | None) -> None:

@@ -73,3 +73,16 @@ class InvalidValueError(InvalidArgumentError):
 
 class ForbiddenKeyError(KkEtcdError):
     """A key or prefix lies outside what the server is configured to touch."""
+
+
+def leaf_exceptions(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, or ``[exc]`` for a plain one.
+
+    Task groups wrap whatever their tasks raise; callers that handle one error kind unwrap here.
+    """
+    if not isinstance(exc, BaseExceptionGroup):
+        return [exc]
+    found: list[BaseException] = []
+    for inner in exc.exceptions:
+        found.extend(leaf_exceptions(inner))
+    return found

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _RETRY_DELAY = 0.5
+_REVOKE_WITHIN = 2.0
 
 
 class LeaseSession:
@@ -69,10 +70,14 @@ class LeaseSession:
                     await self._revoke()
 
     async def _revoke(self) -> None:
-        try:
-            await self.etcd.lease_revoke(self.lease_id)
-        except KkEtcdError as error:  # it expires by itself within the TTL
-            log.warning("could not revoke lease %x: %s", self.lease_id, error)
+        # Bounded: a stop must stay quick while etcd is away; the lease then expires by itself.
+        with anyio.move_on_after(_REVOKE_WITHIN) as scope:
+            try:
+                await self.etcd.lease_revoke(self.lease_id)
+            except KkEtcdError as error:
+                log.warning("could not revoke lease %x (it expires within %ds): %s", self.lease_id, self.ttl, error)
+        if scope.cancelled_caught:
+            log.warning("could not revoke lease %x in time; it expires within %ds", self.lease_id, self.ttl)
 
     def orphan(self) -> None:
         """Leave the lease to expire by itself instead of revoking it on exit."""

@@ -11,6 +11,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
 
+from ..errors import leaf_exceptions
 from ..etcd import EtcdClient
 from ..etcd.connection import parse_endpoint
 from ..etcd.embedded import EmbeddedEtcd, accepts_connections, default_data_dir
@@ -75,17 +76,10 @@ async def serve(settings: Settings) -> None:
     except BaseExceptionGroup as group:
         # A start-up failure (etcd data dir, port in use, ...) surfaces wrapped by the task group;
         # hand the caller the error itself so it is reported as one clear line.
-        leaves = _leaves(group)
+        leaves = leaf_exceptions(group)
         if len(leaves) == 1 and isinstance(leaves[0], Exception):
             raise leaves[0] from None
         raise
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    found: list[BaseException] = []
-    for exc in group.exceptions:
-        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return found
 
 
 async def _serve(settings: Settings) -> None:

@@ -19,7 +19,7 @@ from itertools import count
 import anyio
 from anyio.abc import TaskGroup
 
-from ..errors import CompactedError
+from ..errors import CompactedError, KkEtcdError
 from ..etcd import Compare, Delete, KeyValue, prefix_end
 from .checkers import CheckResult, Prober
 from .keys import InstanceKey
@@ -216,7 +216,12 @@ class Hub:
         """Delete a registration critical for too long, unless it was re-registered meanwhile."""
         key = self.store.keys.registration(monitor.key).encode()
         log.warning("%s critical for %gs or more: deregistering it", monitor.key.path, limit)
-        await self.store.etcd.txn([self.writer.fence(), Compare(key, "mod", "==", monitor.mod_revision)], [Delete(key)])
+        try:
+            await self.store.etcd.txn(
+                [self.writer.fence(), Compare(key, "mod", "==", monitor.mod_revision)], [Delete(key)]
+            )
+        except KkEtcdError as error:  # tried again after the next check
+            log.warning("cannot deregister %s yet: %s", monitor.key.path, error)
 
 
 def _seed(reg: Registration, previous: HealthState | None, stored: HealthStatus | None) -> HealthState:

@@ -14,7 +14,7 @@ from uuid import uuid4
 
 import anyio
 
-from ..errors import KkEtcdError
+from ..errors import KkEtcdError, leaf_exceptions
 from ..etcd import EtcdClient
 from ..etcd.election import Election
 from ..etcd.session import LeaseSession
@@ -58,12 +58,18 @@ class HubRunner:
                 try:
                     await self._term(prober)
                     backoff = 0.5
-                except (KkEtcdError, LostLeadership) as error:
-                    log.warning("hub %s: %s; campaigning again in %.1fs", self.hub_id, error, backoff)
-                except Exception:  # a bug must not take the MCP server down with it: log it, start over
-                    log.exception("hub %s failed; starting again in %.1fs", self.hub_id, backoff)
+                except Exception as error:
+                    self._report(error, backoff)
                 await anyio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    def _report(self, error: Exception, backoff: float) -> None:
+        leaves = leaf_exceptions(error)
+        if all(isinstance(leaf, KkEtcdError | LostLeadership) for leaf in leaves):
+            reason = "; ".join(str(leaf) for leaf in leaves)
+            log.warning("hub %s: %s; campaigning again in %.1fs", self.hub_id, reason, backoff)
+        else:  # a bug must not take the MCP server down with it: log it, start over
+            log.error("hub %s failed; starting again in %.1fs", self.hub_id, backoff, exc_info=error)
 
     async def _term(self, prober: Prober) -> None:
         """One campaign and, if won, one term of checking; returns when the lease is lost."""
