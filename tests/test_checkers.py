@@ -5,7 +5,7 @@ No test asserts on elapsed time; ``HANG_GUARD`` only fails a probe that never re
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from health_servers import (
     established_connections,
     server_ssl_context,
 )
+from polling import eventually
 
 from kk_etcd_mcp.etcd.embedded import free_port
 from kk_etcd_mcp.registry.checkers import CheckResult, Prober, probe_grpc, probe_http, probe_tcp
@@ -52,17 +53,6 @@ def grpc_spec(addr: str, **fields: Any) -> CheckSpec:
 
 def tcp_spec(addr: str) -> CheckSpec:
     return make_spec("tcp", addr)
-
-
-async def eventually(condition: Callable[[], bool | Awaitable[bool]], what: str, within: float = 15) -> None:
-    """Poll ``condition`` until true; fail naming ``what`` after ``within`` seconds."""
-    with anyio.move_on_after(within):
-        while True:
-            value = condition()
-            if value if isinstance(value, bool) else await value:
-                return
-            await anyio.sleep(0.05)
-    pytest.fail(f"not within {within}s: {what}")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,16 @@ import kk_etcd_mcp
 
 IMPORTS_ETCD3AIO = re.compile(r"^\s*(from|import) etcd3aio", re.MULTILINE)
 
-PUBLIC = {"ConfigCenter", "EtcdClient", "KeyPolicy", "KkEtcdError", "ServiceRegistry", "Settings", "__version__", "load_settings"}
+PUBLIC = {
+    "ConfigCenter",
+    "EtcdClient",
+    "KeyPolicy",
+    "KkEtcdError",
+    "ServiceRegistry",
+    "Settings",
+    "__version__",
+    "load_settings",
+}
 
 
 def test_public_api_is_curated() -> None:

@@ -25,6 +25,7 @@ class ToolRegistrar:
         read_only: bool,
         destructive: bool = False,
         idempotent: bool = False,
+        open_world: bool = False,
     ) -> None:
         if self.read_only and not read_only:
             return
@@ -33,7 +34,7 @@ class ToolRegistrar:
             read_only_hint=read_only,
             destructive_hint=destructive if not read_only else False,
             idempotent_hint=idempotent or read_only,
-            open_world_hint=False,  # etcd is a closed world: no external side effects
+            open_world_hint=open_world,  # etcd is a closed world; probing registered services is not
         )
         self.server.add_tool(translate_errors(fn), title=title, annotations=annotations, structured_output=True)
         self.names.append(fn.__name__)

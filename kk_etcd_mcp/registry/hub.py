@@ -118,6 +118,7 @@ class Hub:
                 self._stop(key)
         for key in statuses.keys() - seen:  # left behind while no hub ran
             self.writer.set(key, None, alive_changed=False)
+        self.writer.touch_alive()  # a new term or a relist: the document may be stale or missing
         log.info("hub %s checks %d instances (registrations at revision %d)", self.hub_id, len(seen), revision)
         return revision
 

@@ -151,8 +151,9 @@ class ServiceRegistry:
 class KeptRegistration:
     """A registration on a lease, kept alive like etcd's Session and written again if the lease is lost.
 
-    ``lost`` is set while the registration is gone from etcd (lease expired during an outage), until
-    it is written again. Leaving the context revokes the lease, which deletes the registration.
+    ``lost`` is set once a lease of it was lost (etcd was away longer than ``ttl``) and stays set;
+    ``losses`` counts them and ``lease_id`` names the lease it lives on now. Leaving the context
+    revokes the lease, which deletes the registration.
     """
 
     def __init__(self, service: RegistryService, registration: Registration, ttl: int) -> None:
@@ -160,6 +161,7 @@ class KeptRegistration:
         self.key = service.keys.registration(instance_key(registration))
         self.lease_id = 0
         self.lost = anyio.Event()
+        self.losses = 0
         self._service = service
         self._ttl = ttl
         self._context: AbstractAsyncContextManager[KeptRegistration] | None = None
@@ -189,13 +191,14 @@ class KeptRegistration:
             try:
                 async with LeaseSession(self._service.store.etcd, self._ttl) as session:
                     await self._service.store.put(self.registration, lease=session.lease_id)
-                    self.lease_id, self.lost = session.lease_id, anyio.Event()
+                    self.lease_id = session.lease_id
                     log.info("registered %s on lease %x", self.key, session.lease_id)
                     if not started:
                         started = True
                         task_status.started()
                     backoff = 0.5
                     await session.lost.wait()
+                self.losses += 1
                 self.lost.set()
                 log.warning("lease of %s was lost; registering it again", self.key)
             except KkEtcdError as error:

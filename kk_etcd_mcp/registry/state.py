@@ -25,9 +25,8 @@ class HealthState:
     failures: int = field(default=0, init=False)
 
     def observe(self, result: Status, output: str, now: datetime) -> bool:
-        """Record one check result; True when ``status`` changed (and ``since`` moved to ``now``)."""
-        if self.since is None:
-            self.since = now
+        """Record one check result; True when it must be reported: the first result, or a new ``status``."""
+        first = self.since is None
         if result in ALIVE_STATUSES:
             self.successes += 1
             self.failures = 0
@@ -38,7 +37,7 @@ class HealthState:
             self.successes = 0
             routable = self.status in ALIVE_STATUSES
             new = "critical" if not routable or self.failures >= self.failures_before_critical else self.status
-        if new != self.status:
+        if new != self.status or first:  # the first result reports at once, so its output says why
             self.status, self.since, self.output = new, now, output
             return True
         if new == result:  # keep the output of the result that agrees with the status shown

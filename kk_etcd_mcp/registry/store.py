@@ -58,15 +58,15 @@ class RegistryStore:
 
     async def statuses(
         self, service_type: ServiceType | None = None, name: str | None = None, *, revision: int = 0
-    ) -> dict[InstanceKey, HealthStatus]:
+    ) -> dict[InstanceKey, HealthStatus | None]:
+        """Every status key under the prefix; None for a document that cannot be read."""
         prefix = self.keys.service_prefix(self.keys.statuses, service_type, name)
         kvs, _ = await self._scan(prefix, revision)
-        found: dict[InstanceKey, HealthStatus] = {}
+        found: dict[InstanceKey, HealthStatus | None] = {}
         for kv in kvs:
             key = self.keys.parse(kv.key.decode(errors="replace"))
-            status = status_from_json(kv.value)
-            if key is not None and status is not None:
-                found[key] = status
+            if key is not None:
+                found[key] = status_from_json(kv.value)
         return found
 
     async def instances(self, service_type: ServiceType | None = None, name: str | None = None) -> list[Instance]:

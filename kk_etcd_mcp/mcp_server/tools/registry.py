@@ -74,8 +74,9 @@ def register_registry_tools(tools: ToolRegistrar, registry: RegistryService) -> 
 
     tools.add(service_list, title="List service instances and their health", read_only=True)
     tools.add(service_alive, title="Alive instances of a service", read_only=True)
-    tools.add(service_pick, title="Pick a healthy instance", read_only=True)
-    tools.add(service_check, title="Check an instance now", read_only=True)
+    # These two reach out to the registered services themselves.
+    tools.add(service_pick, title="Pick a healthy instance", read_only=True, open_world=True)
+    tools.add(service_check, title="Check an instance now", read_only=True, open_world=True)
     tools.add(service_register, title="Register a service instance", read_only=False, idempotent=True)
     tools.add(
         service_deregister, title="Deregister a service instance", read_only=False, destructive=True, idempotent=True
