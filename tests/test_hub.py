@@ -7,6 +7,7 @@ count matters (failures before critical), it is counted on the server side or at
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from collections.abc import Iterator
@@ -15,11 +16,12 @@ from pathlib import Path
 
 import pytest
 from conftest import EtcdCtl
-from health_servers import GrpcHealthServer, HttpHealthServer
+from health_servers import GrpcHealthServer, HttpHealthServer, established_connections
 from registry_helpers import (
     FAST,
     active_hub,
     eventually,
+    leader_keys,
     monitor_of,
     register,
     registry_keys,
@@ -32,9 +34,10 @@ from tcp_proxy import tcp_proxy
 
 from kk_etcd_mcp.etcd import EtcdClient
 from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, free_port
-from kk_etcd_mcp.registry import CheckOptions, HealthStatus, HubRunner, InstanceKey, RegistryKeys
+from kk_etcd_mcp.registry import CheckOptions, HealthStatus, HubRunner, InstanceKey, RegistryKeys, status_writer
 from kk_etcd_mcp.registry.checkers import Prober
 from kk_etcd_mcp.registry.service import RegistryService
+from kk_etcd_mcp.registry.store import RegistryStore
 from kk_etcd_mcp.registry.wire import status_to_json
 
 pytestmark = pytest.mark.anyio
@@ -146,14 +149,13 @@ async def test_metadata_change_keeps_the_loop_but_a_new_check_restarts_it(etcd_e
         passing = await wait_status(etcd, keys, key, "passing")
         monitor = monitor_of(runner, key)
         assert monitor is not None
-        probe_id = monitor.probe_id
 
         await register(etcd, keys, "web", server.addr, metadata={"v": "2"})  # same check
         await eventually(
             lambda: (m := monitor_of(runner, key)) is not None and m.registration.metadata == {"v": "2"},
             "the hub saw the new metadata",
         )
-        assert monitor_of(runner, key) is monitor and monitor.probe_id == probe_id, "the loop was restarted"
+        assert monitor_of(runner, key) is monitor and not monitor.scope.cancel_called, "the loop was restarted"
         # The alive document carries the new metadata without a status change.
         await eventually(
             lambda: _alive_metadata(etcd, keys, server.addr, {"v": "2"}), "the alive document has the new metadata"
@@ -161,10 +163,11 @@ async def test_metadata_change_keeps_the_loop_but_a_new_check_restarts_it(etcd_e
 
         await register(etcd, keys, "web", server.addr, metadata={"v": "2"}, interval=2)  # a new check spec
         restarted = await eventually(
-            lambda: (m := monitor_of(runner, key)) is not None and m.probe_id != probe_id and m,
+            lambda: (m := monitor_of(runner, key)) is not None and m is not monitor and m,
             "the loop restarted for the new interval",
         )
         assert restarted.registration.check.interval == 2.0
+        assert monitor.scope.cancel_called, "the old loop was stopped"
         # The status carries over the restart: no false transition, no rewrite.
         checks = restarted.checked_at
         await eventually(lambda: restarted.checked_at is not None and restarted.checked_at != checks, "a new check")
@@ -372,3 +375,50 @@ async def test_a_never_passing_instance_has_a_status_saying_why(etcd_endpoint: s
         await eventually(lambda: (m := monitor_of(runner, key)) is not None and m.checked_at, "a check")
         status = await wait_status(etcd, keys, key, "critical", within=3)
         assert "connection refused" in status.output
+
+
+async def test_grpc_channels_outlive_a_term_and_close_with_their_registration(
+    etcd_endpoint: str, key_prefix: str, etcdctl: EtcdCtl
+) -> None:
+    keys = registry_keys(key_prefix)
+    async with GrpcHealthServer() as server, EtcdClient([etcd_endpoint]) as etcd, running_hub(etcd, keys) as runner:
+        key = await register(etcd, keys, "api", server.addr, "grpc")
+        await wait_status(etcd, keys, key, "passing")
+        first_term = active_hub(runner)
+        assert len(server.peers) == 1
+
+        # End the term from outside: the hub loses its lease, campaigns again and takes over anew.
+        lease = (await leader_keys(etcd, keys))[0].lease
+        etcdctl("lease", "revoke", f"{lease:x}")
+        await eventually(lambda: runner.hub is not None and runner.hub is not first_term, "a new term")
+        calls = server.check_calls
+        await eventually(lambda: server.check_calls > calls, "checks in the new term")
+        assert len(server.peers) == 1, "the new term reused the channel instead of connecting again"
+
+        await RegistryStore(etcd, keys).delete(key)
+        await eventually(lambda: established_connections(server.port) == 0, "the channel closed with its registration")
+
+
+async def test_oversized_alive_document_is_deleted_not_left_stale(
+    etcd_endpoint: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = registry_keys(key_prefix)
+    async with HttpHealthServer() as server, EtcdClient([etcd_endpoint]) as etcd, running_hub(etcd, keys):
+        first = await register(etcd, keys, "web", server.addr)
+        await wait_status(etcd, keys, first, "passing")
+        await eventually(lambda: _alive_with(etcd, keys, 1), "the alive document lists the instance")
+
+        monkeypatch.setattr(status_writer, "ALIVE_DOCUMENT_LIMIT", 300)  # about one registration's JSON
+        second = await register(etcd, keys, "api", server.addr)
+        await wait_status(etcd, keys, second, "passing")
+        await eventually(lambda: _missing(etcd, keys.alive), "the oversized alive document is deleted")
+
+
+async def test_long_lived_objects_are_frozen_while_a_hub_runs(etcd_endpoint: str, key_prefix: str) -> None:
+    keys = registry_keys(key_prefix)
+    gc.unfreeze()
+    async with HttpHealthServer() as server, EtcdClient([etcd_endpoint]) as etcd:
+        async with running_hub(etcd, keys):
+            await register(etcd, keys, "web", server.addr)
+            await eventually(lambda: gc.get_freeze_count() > 0, "the hub froze what lives long")
+        assert gc.get_freeze_count() == 0, "a stopped hub leaves the collector as it found it"

@@ -8,13 +8,13 @@ scope in the hub's task group, so no loop outlives the hub or its registration.
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import count
 
 import anyio
 from anyio.abc import TaskGroup
@@ -22,15 +22,23 @@ from anyio.abc import TaskGroup
 from ..errors import CompactedError, KkEtcdError
 from ..etcd import Compare, Delete, KeyValue, prefix_end
 from .checkers import CheckResult, Prober
+from .checkers.prober import close_channel
 from .keys import InstanceKey
 from .model import ALIVE_STATUSES, HealthStatus, Registration
 from .state import HealthState
 from .status_writer import StatusWriter
 from .store import RegistryStore, StoredRegistration
+from .wire import registration_to_json
 
 log = logging.getLogger(__name__)
 
 Transition = Callable[[InstanceKey, HealthStatus], None]
+
+# After a start or a relist, first checks are spread over at least N / this many seconds: each first
+# check opens a connection (for gRPC a channel and an HTTP/2 handshake), and thousands at once would
+# starve the event loop that also keeps the leader's lease alive.
+FIRST_CHECKS_PER_SECOND = 500
+UNFREEZE_EVERY = 3600.0  # seconds; see Hub._freeze_long_lived
 
 
 def utcnow() -> datetime:
@@ -52,8 +60,8 @@ class Monitor:
     registration: Registration
     mod_revision: int
     state: HealthState
+    document: str = field(default="", repr=False)  # registration JSON for the alive document, made once
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    probe_id: str = ""
     checked_at: datetime | None = None
     latest_output: str = ""
 
@@ -75,17 +83,17 @@ class Hub:
         self.on_transition = on_transition
         self.monitors: dict[InstanceKey, Monitor] = {}
         self.stats = HubStats()
-        self._generation = count(1)
         self._tg: TaskGroup | None = None
 
-    def alive_registrations(self) -> list[Registration]:
-        return [m.registration for m in self.monitors.values() if m.state.status in ALIVE_STATUSES]
+    def alive_entries(self) -> list[tuple[InstanceKey, str]]:
+        return [(m.key, m.document) for m in self.monitors.values() if m.state.status in ALIVE_STATUSES]
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Check until cancelled (or until the writer finds another hub leading)."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self.writer.run)
+            tg.start_soon(self._freeze_long_lived)
             revision = await self._sync()
             task_status.started()
             prefix = self.store.keys.registrations
@@ -110,43 +118,49 @@ class Hub:
         stored, revision = await self.store.registrations(revision=0)
         statuses = await self.store.statuses(revision=revision)
         seen: set[InstanceKey] = set()
+        spread = len(stored) / FIRST_CHECKS_PER_SECOND
         for item in stored:
             seen.add(item.key)
-            self._apply(item, statuses.get(item.key), stagger=True)
+            self._apply(item, statuses.get(item.key), spread=spread)
         for key in list(self.monitors):
             if key not in seen:
-                self._stop(key)
+                self._stop(key, gone=True)
         for key in statuses.keys() - seen:  # left behind while no hub ran
             self.writer.set(key, None, alive_changed=False)
         self.writer.touch_alive()  # a new term or a relist: the document may be stale or missing
+        await self.prober.retain({key.path for key in seen})  # channels are kept across terms; drop the gone
         log.info("hub %s checks %d instances (registrations at revision %d)", self.hub_id, len(seen), revision)
         return revision
 
     def _apply_put(self, kv: KeyValue) -> None:
         item = self.store.parse_registration(kv)
         if item is not None:
-            self._apply(item, None, stagger=False)
+            self._apply(item, None, spread=None)
 
     def _apply_delete(self, kv: KeyValue) -> None:
         key = self.store.keys.parse(kv.key.decode(errors="replace"))
         if key is not None:
-            self._stop(key)
+            self._stop(key, gone=True)
             self.writer.set(key, None)
 
-    def _apply(self, item: StoredRegistration, stored: HealthStatus | None, *, stagger: bool) -> None:
+    def _apply(self, item: StoredRegistration, stored: HealthStatus | None, *, spread: float | None) -> None:
+        """Start, restart or update the loop of one registration; ``spread``: stagger its first check."""
         current = self.monitors.get(item.key)
         reg = item.registration
         if reg is None:
-            self._stop(item.key)
+            self._stop(item.key, gone=True)
             self._report_invalid(item, stored)
             return
         if current is not None and current.registration.check == reg.check:
-            current.registration, current.mod_revision = reg, item.kv.mod_revision  # metadata/weight only
-            self.writer.touch_alive()
+            if current.registration != reg:  # metadata or weight: the loop goes on, the alive document changes
+                current.registration, current.document = reg, registration_to_json(reg)
+                self.writer.touch_alive()
+            current.mod_revision = item.kv.mod_revision
             return
         previous = current.state if current is not None else None
-        self._stop(item.key)
-        self._start(item.key, reg, item.kv.mod_revision, _seed(reg, previous, stored), stagger=stagger)
+        self._stop(item.key, gone=False)
+        first_delay = random.uniform(0, max(reg.check.interval, spread)) if spread is not None else 0.0
+        self._start(item.key, reg, item.kv.mod_revision, _seed(reg, previous, stored), first_delay)
 
     def _report_invalid(self, item: StoredRegistration, stored: HealthStatus | None) -> None:
         output = item.problem or "invalid registration"
@@ -160,36 +174,60 @@ class Hub:
     # Check loops ----------------------------------------------------------------------------------
 
     def _start(
-        self, key: InstanceKey, reg: Registration, mod_revision: int, state: HealthState, *, stagger: bool
+        self, key: InstanceKey, reg: Registration, mod_revision: int, state: HealthState, first_delay: float
     ) -> None:
         assert self._tg is not None
-        monitor = Monitor(key, reg, mod_revision, state, probe_id=f"{key.path}#{next(self._generation)}")
+        monitor = Monitor(key, reg, mod_revision, state, document=registration_to_json(reg))
         self.monitors[key] = monitor
-        first_delay = random.uniform(0, reg.check.interval) if stagger else 0.0
         self._tg.start_soon(self._check_loop, monitor, first_delay, name=f"check {key.path}")
 
-    def _stop(self, key: InstanceKey) -> None:
+    def _stop(self, key: InstanceKey, *, gone: bool) -> None:
+        """Stop the instance's loop; when its registration is ``gone``, close its gRPC channel too.
+
+        A restarted loop keeps the channel (the prober replaces it if the target changed), and so does
+        a new term: the channels outlive the hub, which is what makes a takeover cheap.
+        """
         monitor = self.monitors.pop(key, None)
         if monitor is not None:
             monitor.scope.cancel()
+        channel = self.prober.detach(key.path) if gone else None
+        if channel is not None and self._tg is not None:
+            self._tg.start_soon(close_channel, channel)
 
     async def _check_loop(self, monitor: Monitor, first_delay: float) -> None:
         spec = monitor.registration.check
         with monitor.scope:
-            try:
-                slot = anyio.current_time() + first_delay
-                while True:
-                    await anyio.sleep_until(slot)
-                    started = anyio.current_time()
-                    self._count(started - slot)
-                    result = await self.prober.check(monitor.probe_id, spec)
-                    await self._record(monitor, result)
-                    slot += spec.interval
-                    if slot < anyio.current_time():  # fell behind: skip the missed slots, do not burst
-                        slot = started + spec.interval
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await self.prober.forget(monitor.probe_id)
+            slot = anyio.current_time() + first_delay
+            while True:
+                await anyio.sleep_until(slot)
+                started = anyio.current_time()
+                self._count(started - slot)
+                result = await self.prober.check(monitor.key.path, spec)
+                await self._record(monitor, result)
+                slot += spec.interval
+                if slot < anyio.current_time():  # fell behind: skip the missed slots, do not burst
+                    slot = started + spec.interval
+
+    async def _freeze_long_lived(self) -> None:
+        """Keep CPython's full collections from stalling the loop in proportion to the instance count.
+
+        Every check cycle leaves objects that live one interval (a sleep's future and timer, coroutine
+        frames), so they reach the oldest generation, and a full collection then walks every object of
+        every instance: about 45 ms per 1,000 instances, every few seconds (bench/README.md). The hub
+        makes no reference cycles in its steady state, so freezing what lives now is safe; an hourly
+        unfreeze lets any cycle that did form be collected.
+        """
+        unfrozen_at = anyio.current_time()
+        try:
+            while True:
+                await anyio.sleep(min((m.registration.check.interval for m in self.monitors.values()), default=10))
+                if anyio.current_time() - unfrozen_at >= UNFREEZE_EVERY:
+                    gc.unfreeze()
+                    gc.collect()
+                    unfrozen_at = anyio.current_time()
+                gc.freeze()
+        finally:
+            gc.unfreeze()  # whatever the process does next, its objects are collected as usual again
 
     def _count(self, lateness: float) -> None:
         self.stats.checks += 1

@@ -81,7 +81,7 @@ class HubRunner:
             store = RegistryStore(self.etcd, self.keys)
             hub: Hub | None = None
             writer = StatusWriter(
-                self.etcd, self.keys, election.is_leader_compare, lambda: hub.alive_registrations() if hub else []
+                self.etcd, self.keys, election.is_leader_compare, lambda: hub.alive_entries() if hub else []
             )
             hub = Hub(store, prober, writer, self.hub_id, on_transition=self.on_transition)
             self.hub = hub

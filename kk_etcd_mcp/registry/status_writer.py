@@ -2,12 +2,14 @@
 
 Check loops never wait on etcd: they hand their transitions to ``set`` and go on checking. When etcd
 is slow or away, the latest status per instance waits here and is written once etcd answers. Every
-transaction carries the leader's compare, so a hub that lost leadership writes nothing.
+transaction carries the leader's compare, so a hub that lost leadership writes nothing. The alive
+document covers every alive instance, so it is rebuilt at most once per ``ALIVE_MIN_GAP``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 import anyio
@@ -15,13 +17,16 @@ import anyio
 from ..errors import KkEtcdError
 from ..etcd import Compare, Delete, EtcdClient, Put, TxnOp
 from .keys import InstanceKey, RegistryKeys
-from .model import HealthStatus, Registration
+from .model import HealthStatus
 from .wire import alive_document, status_to_json
 
 log = logging.getLogger(__name__)
 
+AliveSource = Callable[[], list[tuple[InstanceKey, str]]]  # each alive instance with its registration JSON
+
 _BATCH = 100  # etcd refuses transactions of more than 128 operations by default
 _RETRY_DELAY = 1.0
+ALIVE_MIN_GAP = 1.0
 # etcd takes requests up to 1.5 MiB by default; an alive document larger than this is not written.
 ALIVE_DOCUMENT_LIMIT = 1024 * 1024
 
@@ -31,20 +36,16 @@ class LostLeadership(Exception):
 
 
 class StatusWriter:
-    def __init__(
-        self,
-        etcd: EtcdClient,
-        keys: RegistryKeys,
-        fence: Callable[[], Compare],
-        alive: Callable[[], list[Registration]],
-    ) -> None:
+    def __init__(self, etcd: EtcdClient, keys: RegistryKeys, fence: Callable[[], Compare], alive: AliveSource) -> None:
         self.etcd = etcd
         self.keys = keys
         self.fence = fence
         self._alive = alive
         self._pending: dict[InstanceKey, HealthStatus | None] = {}
         self._alive_changed = True
-        self._written_alive: str | None = None
+        self._alive_written_at = -math.inf
+        self._written_alive: str | None = None  # None with _alive_known: the document was deleted
+        self._alive_known = False
         self._wake = anyio.Event()
         self.writes = 0
 
@@ -55,13 +56,14 @@ class StatusWriter:
         self._wake.set()
 
     def touch_alive(self) -> None:
-        """Rewrite the alive document at the next flush (a registration's metadata or weight changed)."""
+        """Rewrite the alive document soon (a new term, or a registration's metadata or weight changed)."""
         self._alive_changed = True
         self._wake.set()
 
     async def run(self) -> None:
         while True:
-            await self._wake.wait()
+            with anyio.move_on_after(self._until_alive_due()):
+                await self._wake.wait()
             self._wake = anyio.Event()
             try:
                 await self.flush()
@@ -69,6 +71,11 @@ class StatusWriter:
                 log.warning("status writes wait for etcd: %s", error)
                 await anyio.sleep(_RETRY_DELAY)
                 self._wake.set()
+
+    def _until_alive_due(self) -> float:
+        if not self._alive_changed:
+            return math.inf
+        return max(0.0, self._alive_written_at + ALIVE_MIN_GAP - anyio.current_time())
 
     async def flush(self) -> None:
         while self._pending:
@@ -81,24 +88,27 @@ class StatusWriter:
                 for key, status in batch.items():  # put back what a newer set() did not replace
                     self._pending.setdefault(key, status)
                 raise
-        if self._alive_changed:
-            self._alive_changed = False
-            document = alive_document(self._alive())
-            if document != self._written_alive:
-                try:
-                    await self._write([self._alive_op(document)])
-                except BaseException:
-                    self._alive_changed = True
-                    raise
-                self._written_alive = document
+        if self._alive_changed and self._until_alive_due() == 0:
+            await self._write_alive()
 
-    def _alive_op(self, document: str) -> TxnOp:
+    async def _write_alive(self) -> None:
+        self._alive_changed = False
+        self._alive_written_at = anyio.current_time()
+        alive = self._alive()
+        size = sum(len(document) for _, document in alive)
+        document = alive_document(alive) if size <= ALIVE_DOCUMENT_LIMIT else None
+        if self._alive_known and document == self._written_alive:
+            return
+        if document is None:
+            # Better no document than a stale one: kk_etcd_go clients then fail loudly instead of routing wrong.
+            log.warning("alive document of about %d bytes is over %d: deleting it", size, ALIVE_DOCUMENT_LIMIT)
         key = self.keys.alive.encode()
-        if len(document) <= ALIVE_DOCUMENT_LIMIT:
-            return Put(key, document.encode())
-        # Better no document than a stale one: kk_etcd_go clients then fail loudly instead of routing wrong.
-        log.warning("alive document of %d bytes is over %d: deleting it", len(document), ALIVE_DOCUMENT_LIMIT)
-        return Delete(key)
+        try:
+            await self._write([Put(key, document.encode()) if document is not None else Delete(key)])
+        except BaseException:
+            self._alive_changed = True
+            raise
+        self._written_alive, self._alive_known = document, True
 
     def _op(self, key: InstanceKey, status: HealthStatus | None) -> TxnOp:
         raw_key = self.keys.status(key).encode()

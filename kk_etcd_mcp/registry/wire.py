@@ -10,6 +10,7 @@ the JSON, says which instance a registration is: the JSON's name and address are
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import ValidationError
@@ -119,9 +120,13 @@ def status_from_json(raw: bytes) -> HealthStatus | None:
         return None
 
 
-def alive_document(alive: list[Registration]) -> str:
-    """kk_etcd_go's alive hub: ``{"<Type>-<name>": [registration, ...]}``, sorted for stable bytes."""
-    hub: dict[str, list[Any]] = {}
-    for reg in sorted(alive, key=lambda r: (r.type, r.name, r.addr)):
-        hub.setdefault(f"{WIRE_TYPES[reg.type]}-{reg.name}", []).append(json.loads(registration_to_json(reg)))
-    return json.dumps(hub, separators=(",", ":"))
+def alive_document(alive: Iterable[tuple[InstanceKey, str]]) -> str:
+    """kk_etcd_go's alive hub, ``{"<Type>-<name>": [registration, ...]}``, sorted for stable bytes.
+
+    Joined from each registration's JSON as ``registration_to_json`` made it, not encoded again: the
+    hub rebuilds this for every batch of transitions, over every alive instance.
+    """
+    groups: dict[str, list[str]] = {}
+    for key, document in sorted(alive, key=lambda item: (item[0].type, item[0].name, item[0].addr)):
+        groups.setdefault(f"{WIRE_TYPES[key.type]}-{key.name}", []).append(document)
+    return "{" + ",".join(f"{json.dumps(group)}:[{','.join(docs)}]" for group, docs in groups.items()) + "}"

@@ -78,9 +78,19 @@ class Prober:
 
     async def forget(self, instance_id: str) -> None:
         """Close the instance's gRPC channel (if any); call when its registration is gone."""
+        channel = self.detach(instance_id)
+        if channel is not None:
+            await close_channel(channel)
+
+    def detach(self, instance_id: str) -> Any | None:
+        """Take the instance's gRPC channel out at once (a new check opens a fresh one); the caller closes it."""
         entry = self._channels.pop(instance_id, None)
-        if entry is not None:
-            await _close_channel(entry[1])
+        return entry[1] if entry is not None else None
+
+    async def retain(self, instance_ids: set[str]) -> None:
+        """Close the channels of every instance not in ``instance_ids`` (those gone while nobody watched)."""
+        for instance_id in [i for i in self._channels if i not in instance_ids]:
+            await self.forget(instance_id)
 
     async def aclose(self) -> None:
         """Close the HTTP session and every channel; later checks raise RuntimeError."""
@@ -90,7 +100,7 @@ class Prober:
         session, self._session = self._session, None
         with anyio.CancelScope(shield=True):
             for channel in channels:
-                await _close_channel(channel)
+                await close_channel(channel)
             if session is not None:
                 await session.close()
 
@@ -129,10 +139,10 @@ class Prober:
         channel = open_channel(spec)
         self._channels[instance_id] = (key, channel)
         if entry is not None:
-            await _close_channel(entry[1])
+            await close_channel(entry[1])
         return channel
 
 
-async def _close_channel(channel: Any) -> None:
+async def close_channel(channel: Any) -> None:
     with anyio.CancelScope(shield=True):  # a channel left open keeps its connection until GC
         await channel.close()
