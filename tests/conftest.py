@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Protocol
 from uuid import uuid4
 
@@ -67,6 +68,17 @@ def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedEt
 @pytest.fixture(scope="session")
 def etcd_endpoint(etcd_server: EmbeddedEtcd) -> str:
     return etcd_server.client_url
+
+
+@pytest.fixture
+def own_etcd(tmp_path: Path) -> Iterator[EmbeddedEtcd]:
+    """An etcd of this test alone, for tests that stop, freeze, compact or reconfigure it."""
+    server = EmbeddedEtcd(tmp_path / "data", *free_ports(2), log_file=tmp_path / "etcd.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

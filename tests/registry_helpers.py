@@ -53,6 +53,13 @@ async def running_hub(etcd: EtcdClient, keys: RegistryKeys, **kwargs: Any) -> As
         yield runner
 
 
+@asynccontextmanager
+async def hub_at(etcd_endpoint: str, root: str) -> AsyncIterator[HubRunner]:
+    """A leading hub for the registry root ``root``, on its own client; its lease is revoked on exit."""
+    async with EtcdClient([etcd_endpoint]) as etcd, running_hub(etcd, RegistryKeys(root), lease_ttl=3) as runner:
+        yield runner
+
+
 def active_hub(runner: HubRunner) -> Hub:
     assert runner.hub is not None, f"{runner.hub_id} does not lead"
     return runner.hub

@@ -24,15 +24,6 @@ pytestmark = pytest.mark.anyio
 HANG_GUARD = 30
 
 
-@pytest.fixture
-def own_etcd(tmp_path: Path) -> Iterator[EmbeddedEtcd]:
-    """An etcd of this test alone, for tests that stop, freeze or reconfigure it."""
-    server = EmbeddedEtcd(tmp_path / "data", free_port(), free_port(), log_file=tmp_path / "etcd.log")
-    server.start()
-    yield server
-    server.stop()
-
-
 async def test_kv_and_txn_round_trip(etcd_endpoint: str, key_prefix: str) -> None:
     key = f"{key_prefix}a".encode()
     async with EtcdClient([etcd_endpoint]) as etcd:

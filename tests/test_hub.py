@@ -10,9 +10,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from conftest import EtcdCtl
@@ -290,15 +288,6 @@ async def test_stale_statuses_are_removed_at_hub_start(etcd_endpoint: str, key_p
             await eventually(lambda: server.requests >= 2, "two checks")
             # The registered instance keeps its stored status: the hub started from it, not from critical.
             assert (await status_of(etcd, keys, kept)) == old
-
-
-@pytest.fixture
-def own_etcd(tmp_path: Path) -> Iterator[EmbeddedEtcd]:
-    """An etcd of this test alone: it is compacted."""
-    server = EmbeddedEtcd(tmp_path / "data", free_port(), free_port(), log_file=tmp_path / "etcd.log")
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_compaction_while_disconnected_relists_and_converges(

@@ -10,8 +10,7 @@ import base64
 import json
 import re
 import subprocess
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import anyio
@@ -19,11 +18,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from health_servers import GrpcHealthServer, HttpHealthServer
 from polling import eventually
+from registry_helpers import hub_at
 
 from kk_etcd_mcp.errors import InvalidArgumentError, KkEtcdError, NotFoundError
-from kk_etcd_mcp.etcd import EtcdClient
 from kk_etcd_mcp.etcd.embedded import free_port
-from kk_etcd_mcp.registry import HubRunner, RegistryKeys, ServiceRegistry
+from kk_etcd_mcp.registry import ServiceRegistry
 
 pytestmark = pytest.mark.anyio
 
@@ -36,18 +35,6 @@ FAST = {"interval": 1, "timeout": 1}
 @pytest.fixture
 def root(key_prefix: str) -> str:
     return f"{key_prefix}kk_service/"
-
-
-@asynccontextmanager
-async def running_hub(etcd_endpoint: str, root: str) -> AsyncIterator[HubRunner]:
-    """A hub for this test's registry root, in this event loop; stopped (lease revoked) on exit."""
-    async with EtcdClient([etcd_endpoint]) as etcd, anyio.create_task_group() as tg:
-        runner = HubRunner(etcd, RegistryKeys(root), lease_ttl=3)
-        await tg.start(runner.run)
-        try:
-            yield runner
-        finally:
-            tg.cancel_scope.cancel()
 
 
 def stored_lease(etcdctl: EtcdCtl, key: str) -> int | None:
@@ -82,7 +69,7 @@ async def test_register_is_visible_while_kept_and_gone_at_once_on_exit(
 ) -> None:
     async with (
         HttpHealthServer() as web,
-        running_hub(etcd_endpoint, root),
+        hub_at(etcd_endpoint, root),
         ServiceRegistry([etcd_endpoint], prefix=root) as registry,
     ):
         key = f"{root}registration/Http/orders/{web.addr}"
@@ -176,7 +163,7 @@ async def test_lost_lease_is_registered_again(etcd_endpoint: str, root: str, etc
 async def test_grpc_channel_reaches_a_picked_instance(etcd_endpoint: str, root: str) -> None:
     async with (
         GrpcHealthServer() as rpc,
-        running_hub(etcd_endpoint, root),
+        hub_at(etcd_endpoint, root),
         ServiceRegistry([etcd_endpoint], prefix=root) as registry,
         registry.register("inventory", rpc.addr, "grpc", check=FAST),
     ):
@@ -200,7 +187,7 @@ async def test_grpc_channel_reaches_a_picked_instance(etcd_endpoint: str, root: 
 async def test_pick_without_an_alive_instance_raises_not_found(etcd_endpoint: str, root: str) -> None:
     dead = f"127.0.0.1:{free_port()}"
     async with (
-        running_hub(etcd_endpoint, root) as hub,
+        hub_at(etcd_endpoint, root) as hub,
         ServiceRegistry([etcd_endpoint], prefix=root) as registry,
         registry.register("ghost", dead, "http", check=FAST),
     ):

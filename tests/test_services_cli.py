@@ -10,20 +10,19 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TypeVar
 
 import anyio
 import pytest
 from anyio.abc import ByteReceiveStream, Process
 from health_servers import HttpHealthServer
 from mcp_helpers import server_env
+from polling import eventually
+from registry_helpers import hub_at
 
-from kk_etcd_mcp.etcd import EtcdClient
 from kk_etcd_mcp.etcd.embedded import free_port
-from kk_etcd_mcp.registry import HubRunner, RegistryKeys
 
 pytestmark = pytest.mark.anyio
 
@@ -64,30 +63,6 @@ def register(etcdctl: EtcdCtl, root: str, wire_type: str, name: str, addr: str, 
     etcdctl("put", f"{root}registration/{wire_type}/{name}/{addr}", json.dumps(document))
 
 
-@asynccontextmanager
-async def running_hub(etcd_endpoint: str, root: str) -> AsyncIterator[HubRunner]:
-    async with EtcdClient([etcd_endpoint]) as etcd, anyio.create_task_group() as tg:
-        runner = HubRunner(etcd, RegistryKeys(root), lease_ttl=3)
-        await tg.start(runner.run)
-        try:
-            yield runner
-        finally:
-            tg.cancel_scope.cancel()
-
-
-async def eventually(probe: Callable[[], Awaitable[T]], what: str, within: float = 15.0) -> T:
-    last: Any = None
-    with anyio.move_on_after(within):
-        while True:
-            last = await probe()
-            if last:
-                return last
-            await anyio.sleep(0.15)
-    # AssertionError, not pytest.fail: it may cross a task group, and a BaseExceptionGroup would stop
-    # anyio's session-wide test runner
-    raise AssertionError(f"not within {within}s: {what} (last seen: {last!r})")
-
-
 def rows(stdout: str) -> tuple[list[str], dict[tuple[str, str], list[str]], str]:
     """(header cells, {(name, addr): row cells}, summary line) of one printed table.
 
@@ -108,7 +83,7 @@ async def test_services_prints_a_table_of_instances_with_status_and_hub(
     etcd_endpoint: str, root: str, etcdctl: EtcdCtl
 ) -> None:
     dead = f"127.0.0.1:{free_port()}"
-    async with HttpHealthServer() as web, running_hub(etcd_endpoint, root) as hub:
+    async with HttpHealthServer() as web, hub_at(etcd_endpoint, root) as hub:
         web.body = "all good\nreally"
         register(etcdctl, root, "Http", "web", web.addr, check_addr=web.check_url)
         register(etcdctl, root, "Http", "web", dead, check_addr=f"http://{dead}/KKHealthCheck")

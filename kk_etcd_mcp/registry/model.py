@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import InvalidArgumentError
 from .durations import parse_duration
@@ -107,15 +107,17 @@ def resolve_check(service_type: ServiceType, addr: str, options: CheckOptions | 
     try:
         return CheckSpec(type=kind, **given)
     except ValueError as exc:
-        raise InvalidArgumentError(f"invalid check for {addr}: {_first_error(exc)}") from None
+        raise InvalidArgumentError(f"invalid check for {addr}: {validation_reason(exc)}") from None
 
 
-def _first_error(exc: ValueError) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        first: dict[str, Any] = errors()[0]
-        return str(first.get("msg", exc)).removeprefix("Value error, ")
-    return str(exc)
+def validation_reason(exc: Exception) -> str:
+    """The first problem pydantic found, as ``field: message`` (the message alone for model-level checks)."""
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
 
 
 class Registration(BaseModel):

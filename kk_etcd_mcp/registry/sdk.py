@@ -28,7 +28,7 @@ from ..etcd import EtcdClient
 from ..etcd.session import LeaseSession
 from .checkers import Prober
 from .keys import RegistryKeys
-from .model import CheckOptions, Instance, Registration, ServiceType
+from .model import CheckOptions, Instance, Registration, ServiceType, validation_reason
 from .service import RegistryService, Strategy, build_registration
 from .store import instance_key
 
@@ -96,19 +96,16 @@ class ServiceRegistry:
         metadata: dict[str, str] | None = None,
         weight: int = 1,
         ttl: int = 10,
-    ) -> KeptRegistration:
+    ) -> AbstractAsyncContextManager[KeptRegistration]:
         """Register while the ``async with`` body runs; raises at once when the input is invalid."""
         try:
             options = CheckOptions.model_validate(check) if isinstance(check, dict) else check
         except ValidationError as exc:  # an unknown field or a bad duration: the same error as the rest
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            reason = str(first["msg"]).removeprefix("Value error, ")
-            raise InvalidArgumentError(f"invalid check for {addr}: {where}: {reason}") from None
+            raise InvalidArgumentError(f"invalid check for {addr}: {validation_reason(exc)}") from None
         if ttl < 2:  # LeaseSession would refuse it only on entry, with a ValueError
             raise InvalidArgumentError(f"ttl must be at least 2 seconds, got {ttl}")
         registration = build_registration(name, addr, type, options, metadata, weight)
-        return KeptRegistration(self.service, registration, ttl)
+        return KeptRegistration(self.service, registration, ttl).kept()
 
     async def alive(self, name: str, type: ServiceType | None = None) -> list[Instance]:
         """Instances the hub finds passing or warning."""
@@ -164,20 +161,10 @@ class KeptRegistration:
         self.losses = 0
         self._service = service
         self._ttl = ttl
-        self._context: AbstractAsyncContextManager[KeptRegistration] | None = None
-
-    async def __aenter__(self) -> KeptRegistration:
-        self._context = self._run()
-        return await self._context.__aenter__()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool | None:
-        assert self._context is not None, "not entered"
-        return await self._context.__aexit__(exc_type, exc, tb)
 
     @asynccontextmanager
-    async def _run(self) -> AsyncIterator[KeptRegistration]:
+    async def kept(self) -> AsyncIterator[KeptRegistration]:
+        """Registered while the ``async with`` body runs."""
         async with anyio.create_task_group() as tg:
             await tg.start(self._keep)  # raises when etcd refuses the first registration
             try:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from ..errors import InvalidArgumentError
 from .durations import format_duration
 from .keys import TYPES_BY_WIRE, WIRE_TYPES, InstanceKey
-from .model import CheckOptions, HealthStatus, Registration, ServiceType, resolve_check
+from .model import CheckOptions, HealthStatus, Registration, ServiceType, resolve_check, validation_reason
 
 _ENUM_NUMBERS: dict[int, ServiceType] = {1: "http", 2: "grpc", 3: "tcp"}  # protojson may write enum numbers
 
@@ -89,7 +89,7 @@ def registration_from_json(raw: bytes, key: InstanceKey) -> Registration:
             weight=document.get("Weight") or 1,
         )
     except (ValidationError, ValueError, InvalidArgumentError) as exc:
-        raise InvalidRegistration(f"invalid registration: {_reason(exc)}") from None
+        raise InvalidRegistration(f"invalid registration: {validation_reason(exc)}") from None
 
 
 def _service_type(value: object) -> ServiceType:
@@ -98,14 +98,6 @@ def _service_type(value: object) -> ServiceType:
     if isinstance(value, str) and value in TYPES_BY_WIRE:
         return TYPES_BY_WIRE[value]
     raise ValueError(f"unknown check type {value!r} (expected Http, Grpc or Tcp)")
-
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        return f"{where}: {first['msg']}" if where else str(first["msg"])
-    return str(exc)
 
 
 def status_to_json(status: HealthStatus) -> str:
