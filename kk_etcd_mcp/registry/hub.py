@@ -71,14 +71,15 @@ class Hub:
         self,
         store: RegistryStore,
         prober: Prober,
-        writer: StatusWriter,
+        fence: Callable[[], Compare],
         hub_id: str,
         *,
         on_transition: Transition | None = None,
     ) -> None:
+        """``fence``: the compare that holds while this hub leads; every write of the hub carries it."""
         self.store = store
         self.prober = prober
-        self.writer = writer
+        self.writer = StatusWriter(store.etcd, store.keys, fence, self.alive_entries)
         self.hub_id = hub_id
         self.on_transition = on_transition
         self.monitors: dict[InstanceKey, Monitor] = {}

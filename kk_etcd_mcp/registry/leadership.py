@@ -21,7 +21,7 @@ from ..etcd.session import LeaseSession
 from .checkers import Prober
 from .hub import Hub, Transition
 from .keys import RegistryKeys
-from .status_writer import LostLeadership, StatusWriter
+from .status_writer import LostLeadership
 from .store import RegistryStore
 
 log = logging.getLogger(__name__)
@@ -79,11 +79,7 @@ class HubRunner:
             await election.campaign(self.hub_id)
             log.info("hub %s leads: checking registrations under %s", self.hub_id, self.keys.registrations)
             store = RegistryStore(self.etcd, self.keys)
-            hub: Hub | None = None
-            writer = StatusWriter(
-                self.etcd, self.keys, election.is_leader_compare, lambda: hub.alive_entries() if hub else []
-            )
-            hub = Hub(store, prober, writer, self.hub_id, on_transition=self.on_transition)
+            hub = Hub(store, prober, election.is_leader_compare, self.hub_id, on_transition=self.on_transition)
             self.hub = hub
             try:
                 await hub.run()
