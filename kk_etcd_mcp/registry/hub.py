@@ -8,7 +8,6 @@ scope in the hub's task group, so no loop outlives the hub or its registration.
 
 from __future__ import annotations
 
-import gc
 import logging
 import random
 from collections.abc import Callable
@@ -34,11 +33,10 @@ log = logging.getLogger(__name__)
 
 Transition = Callable[[InstanceKey, HealthStatus], None]
 
-# After a start or a relist, first checks are spread over at least N / this many seconds: each first
-# check opens a connection (for gRPC a channel and an HTTP/2 handshake), and thousands at once would
-# starve the event loop that also keeps the leader's lease alive.
-FIRST_CHECKS_PER_SECOND = 500
-UNFREEZE_EVERY = 3600.0  # seconds; see Hub._freeze_long_lived
+# After a start or a relist, first checks are spread at about these rates: each first check opens a
+# connection (for gRPC a channel and an HTTP/2 handshake), and thousands at once would starve the event
+# loop, and with gRPC the completion queue, that also keep the leader's lease alive (bench/README.md).
+FIRST_CHECKS_PER_SECOND = {"http": 500, "tcp": 500, "grpc": 200}
 
 
 def utcnow() -> datetime:
@@ -86,6 +84,9 @@ class Hub:
         self.stats = HubStats()
         self._tg: TaskGroup | None = None
 
+    def shortest_interval(self) -> float | None:
+        return min((m.registration.check.interval for m in self.monitors.values()), default=None)
+
     def alive_entries(self) -> list[tuple[InstanceKey, str]]:
         return [(m.key, m.document) for m in self.monitors.values() if m.state.status in ALIVE_STATUSES]
 
@@ -94,7 +95,6 @@ class Hub:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self.writer.run)
-            tg.start_soon(self._freeze_long_lived)
             revision = await self._sync()
             task_status.started()
             prefix = self.store.keys.registrations
@@ -119,7 +119,7 @@ class Hub:
         stored, revision = await self.store.registrations(revision=0)
         statuses = await self.store.statuses(revision=revision)
         seen: set[InstanceKey] = set()
-        spread = len(stored) / FIRST_CHECKS_PER_SECOND
+        spread = sum(1 / FIRST_CHECKS_PER_SECOND[item.key.type] for item in stored)  # seconds
         for item in stored:
             seen.add(item.key)
             self._apply(item, statuses.get(item.key), spread=spread)
@@ -208,27 +208,6 @@ class Hub:
                 slot += spec.interval
                 if slot < anyio.current_time():  # fell behind: skip the missed slots, do not burst
                     slot = started + spec.interval
-
-    async def _freeze_long_lived(self) -> None:
-        """Keep CPython's full collections from stalling the loop in proportion to the instance count.
-
-        Every check cycle leaves objects that live one interval (a sleep's future and timer, coroutine
-        frames), so they reach the oldest generation, and a full collection then walks every object of
-        every instance: about 45 ms per 1,000 instances, every few seconds (bench/README.md). The hub
-        makes no reference cycles in its steady state, so freezing what lives now is safe; an hourly
-        unfreeze lets any cycle that did form be collected.
-        """
-        unfrozen_at = anyio.current_time()
-        try:
-            while True:
-                await anyio.sleep(min((m.registration.check.interval for m in self.monitors.values()), default=10))
-                if anyio.current_time() - unfrozen_at >= UNFREEZE_EVERY:
-                    gc.unfreeze()
-                    gc.collect()
-                    unfrozen_at = anyio.current_time()
-                gc.freeze()
-        finally:
-            gc.unfreeze()  # whatever the process does next, its objects are collected as usual again
 
     def _count(self, lateness: float) -> None:
         self.stats.checks += 1
