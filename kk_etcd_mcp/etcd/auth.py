@@ -21,6 +21,7 @@ from etcd3aio.auth import AuthService, PermissionType
 
 from ..errors import ConflictError, InvalidArgumentError, KkEtcdError, NotFoundError, PermissionDeniedError
 from .client import EtcdClient
+from .errors import grpc_details
 
 T = TypeVar("T")
 
@@ -76,10 +77,6 @@ def describe_range(key: bytes, range_end: bytes) -> str:
     return f"range [{_show(key)}, {_show(range_end)})"
 
 
-def _details(exc: grpc.aio.AioRpcError) -> str:
-    return str(exc.details() or "")
-
-
 class EtcdAuth:
     """etcd's Auth API on top of an open :class:`EtcdClient` (which it shares, token and all)."""
 
@@ -114,7 +111,7 @@ class EtcdAuth:
                     "Administering etcd users, roles and authentication needs role root."
                 ) from exc
             except grpc.aio.AioRpcError as exc:
-                mapped = translate(_details(exc))
+                mapped = translate(grpc_details(exc))
                 if mapped is None:
                     raise
                 raise mapped from exc
@@ -139,7 +136,7 @@ class EtcdAuth:
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                     return None  # etcd 3.4: no AuthStatus RPC
-                if anonymous and "user name is empty" in _details(exc):
+                if anonymous and "user name is empty" in grpc_details(exc):
                     return AuthState(True, None, "inferred")  # etcd wants a user: auth is on
                 raise
             return AuthState(bool(resp.enabled), int(resp.authRevision), "status")
@@ -156,7 +153,7 @@ class EtcdAuth:
             try:
                 await self._auth.authenticate(_PROBE_USER, "", timeout=self._timeout)
             except grpc.aio.AioRpcError as exc:
-                detail = _details(exc)
+                detail = grpc_details(exc)
                 if "authentication is not enabled" in detail:
                     return False
                 if "authentication failed" in detail:

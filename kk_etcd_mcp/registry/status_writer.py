@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from itertools import islice
 
 import anyio
 
@@ -79,7 +80,7 @@ class StatusWriter:
 
     async def flush(self) -> None:
         while self._pending:
-            batch = dict(list(self._pending.items())[:_BATCH])
+            batch = dict(islice(self._pending.items(), _BATCH))  # not a copy of all that waits
             for key in batch:
                 del self._pending[key]
             try:
