@@ -2,8 +2,8 @@
 
 Settings are flat: the TOML key ``allowed_prefixes`` is the environment variable
 ``KK_ETCD_ALLOWED_PREFIXES`` and the flag ``--allowed-prefixes``. Lists are comma-separated (or a
-JSON array) in the environment and on the command line. Secrets (``password``, ``http_token``) have
-no flag, since a command line is visible to every user of the machine.
+JSON array) in the environment and on the command line. Secrets (``password``, ``http_token``,
+``http_tokens``) have no flag, since a command line is visible to every user of the machine.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,16 +34,81 @@ if TYPE_CHECKING:
 
 ENV_PREFIX = "KK_ETCD_"
 CONFIG_ENV = "KK_ETCD_CONFIG"
-SECRET_FIELDS = frozenset({"password", "http_token"})
+SECRET_FIELDS = frozenset({"password", "http_token", "http_tokens"})
 
 Transport = Literal["stdio", "sse", "streamable-http"]
 Toolset = Literal["kv", "registry", "access", "cluster"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+ConfirmMode = Literal["elicit", "allow", "deny"]
 TOOLSETS: tuple[Toolset, ...] = ("kv", "registry", "access", "cluster")
 
 
 class SettingsError(Exception):
     """A setting is unknown or has a bad value; the command exits with code 2."""
+
+
+TokenScope = Literal["read", "write", "admin"]
+_TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# Names the server gives clients itself (see mcp_server/identity.py), and http_token's.
+RESERVED_TOKEN_NAMES = frozenset({"stdio", "http", "unidentified"})
+DEFAULT_TOKEN_NAME = "default"
+
+
+class HttpToken(BaseModel):
+    """One named bearer token of the HTTP transports; ``token_file`` is read (first line) when loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="Shown in logs and the audit trail; letters, digits, '.', '_', '-'.")
+    scope: TokenScope = Field(description="read: read-only tools; write: also kv and registry changes; admin: all.")
+    token: SecretStr = Field(description="The secret (or give token_file).")
+    token_file: Path | None = Field(default=None, description="File whose first line is the secret.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_token_file(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            # Never echo it: a bare string here is likely the secret itself.
+            raise ValueError(
+                "each token is a table {name, scope, token_file (or token)}; in the environment give a JSON "
+                'array, e.g. [{"name": "ci", "scope": "read", "token_file": "/run/secrets/ci"}]'
+            )
+        name = data.get("name")
+        label = f"token {name!r}" if isinstance(name, str) else "a token"
+        if data.get("token_file") is not None:
+            if data.get("token") is not None:
+                raise ValueError(f"{label}: set either token or token_file, not both")
+            path = Path(data["token_file"])
+            try:
+                lines = path.read_text().splitlines()
+            except OSError as exc:
+                raise ValueError(f"{label}: cannot read token_file {path}: {exc.strerror}") from None
+            data = {**data, "token": lines[0].strip() if lines else ""}
+        elif data.get("token") is None:
+            raise ValueError(f"{label}: give token_file (or token)")
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _name_valid(cls, value: str) -> str:
+        if not _TOKEN_NAME.fullmatch(value):
+            raise ValueError(f"token name {value!r} must be 1-64 letters, digits, '.', '_' or '-'")
+        if value in RESERVED_TOKEN_NAMES:
+            raise ValueError(f"token name {value!r} is reserved; choose another")
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _token_valid(cls, value: SecretStr) -> SecretStr:
+        _check_token_text(value.get_secret_value())
+        return value
+
+
+def _check_token_text(text: str) -> None:
+    # An empty token (often an unset shell variable) or one with whitespace cannot be sent in an
+    # Authorization header: the server would pass the non-loopback check yet admit nobody.
+    if not text or any(c.isspace() for c in text):
+        raise ValueError("must be a non-empty token without whitespace; leave it unset for no token")
 
 
 class Settings(BaseModel):
@@ -70,7 +136,23 @@ class Settings(BaseModel):
     host: str = Field(default="127.0.0.1", description="Address the HTTP transports bind to.")
     port: int = Field(default=2445, ge=1, le=65535, description="Port the HTTP transports listen on.")
     http_token: SecretStr | None = Field(
-        default=None, description="Bearer token every HTTP request must carry. Required off loopback."
+        default=None, description="Bearer token with every scope (named 'default'). Off loopback a token is required."
+    )
+    http_tokens: list[HttpToken] = Field(
+        default_factory=list,
+        description="Named bearer tokens, each with a scope (read, write, admin). Environment/file only.",
+    )
+    http_max_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=64 * 1024,
+        le=256 * 1024 * 1024,
+        description="Largest HTTP request body accepted; larger ones get 413 and nothing is done.",
+    )
+    http_rate_limit: float = Field(
+        default=20.0, ge=0, description="MCP requests per second each HTTP client may send on average (0 = no limit)."
+    )
+    http_rate_burst: int = Field(
+        default=40, ge=1, le=100_000, description="Requests an HTTP client may send at once above http_rate_limit."
     )
     allowed_hosts: list[str] = Field(
         default_factory=list, description="Extra Host header values to accept (e.g. a proxy's name:port)."
@@ -104,6 +186,37 @@ class Settings(BaseModel):
     )
     peer_port: int = Field(default=2380, ge=1, le=65535, description="Peer port of the embedded etcd.")
 
+    # Backups
+    backup_dir: Path | None = Field(
+        default=None,
+        description="Directory cluster_snapshot writes into (default: the user's data dir, .../kk-etcd-mcp/backups).",
+    )
+
+    # Confirmations, audit trail, limits
+    confirm_destructive: ConfirmMode = Field(
+        default="elicit",
+        description=(
+            "Destructive calls from a client that cannot ask its user (no elicitation): "
+            "elicit = refuse, saying how to allow them; allow = run them; deny = refuse."
+        ),
+    )
+    audit_file: Path | None = Field(
+        default=None, description="JSON-lines file every mutating tool call is recorded in (default: stderr)."
+    )
+    audit_to_etcd: bool = Field(
+        default=False,
+        description="Also keep the audit trail in etcd under <registry_prefix>audit/ (audit_log reads it).",
+    )
+    audit_etcd_max_entries: int = Field(
+        default=1000, ge=10, le=100_000, description="Most audit entries kept in etcd; the oldest are trimmed."
+    )
+    max_value_bytes: int = Field(
+        default=1_048_576, ge=1, le=64 * 1_048_576, description="Largest value kv_put and kv_import write, in bytes."
+    )
+    max_concurrent_calls: int = Field(
+        default=32, ge=1, le=10_000, description="Tool calls run at once; one more is refused as busy."
+    )
+
     log_level: LogLevel = Field(default="INFO", description="Log level (logs always go to stderr).")
 
     @field_validator("endpoints")
@@ -118,10 +231,8 @@ class Settings(BaseModel):
     @field_validator("http_token")
     @classmethod
     def _http_token_valid(cls, value: SecretStr | None) -> SecretStr | None:
-        # An empty token (often an unset shell variable) or one with whitespace cannot be sent in an
-        # Authorization header: the server would pass the non-loopback check yet admit nobody.
-        if value is not None and (not value.get_secret_value() or any(c.isspace() for c in value.get_secret_value())):
-            raise ValueError("must be a non-empty token without whitespace; leave it unset for no token")
+        if value is not None:
+            _check_token_text(value.get_secret_value())
         return value
 
     @field_validator("ca_file", "cert_file", "key_file", "password_file")
@@ -146,12 +257,27 @@ class Settings(BaseModel):
             raise ValueError("https:// endpoints need ca_file")
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together")
-        if self.transport != "stdio" and not is_loopback(self.host) and self.http_token is None:
+        if self.transport != "stdio" and not is_loopback(self.host) and not self.bearer_tokens():
             raise ValueError(
-                f"refusing to serve on non-loopback host {self.host} without http_token: "
-                "set KK_ETCD_HTTP_TOKEN, or bind 127.0.0.1"
+                f"refusing to serve on non-loopback host {self.host} without http_token or http_tokens: "
+                "set KK_ETCD_HTTP_TOKEN (or named tokens in http_tokens), or bind 127.0.0.1"
             )
+        names = [token.name for token in self.bearer_tokens()]
+        if len(set(names)) != len(names):
+            twice = sorted({name for name in names if names.count(name) > 1})
+            hint = " (http_token is the token named 'default')" if DEFAULT_TOKEN_NAME in twice else ""
+            raise ValueError(f"http_tokens: the name {twice[0]!r} is used twice{hint}")
+        secrets = [token.token.get_secret_value() for token in self.bearer_tokens()]
+        if len(set(secrets)) != len(secrets):
+            raise ValueError("http_tokens: two tokens have the same secret; give each client its own")
         return self
+
+    def bearer_tokens(self) -> list[HttpToken]:
+        """Every token HTTP accepts: ``http_tokens``, and ``http_token`` as the admin token "default"."""
+        tokens = list(self.http_tokens)
+        if self.http_token is not None:
+            tokens.insert(0, HttpToken(name=DEFAULT_TOKEN_NAME, scope="admin", token=self.http_token))
+        return tokens
 
     def etcd_password(self) -> str | None:
         """The password, read from password_file when that is how it was given."""
@@ -284,10 +410,11 @@ def load_settings(
 def _describe(exc: ValidationError, sources: Mapping[str, str]) -> str:
     lines = []
     for err in exc.errors(include_input=False, include_url=False):
-        name = str(err["loc"][0]) if err["loc"] else ""
+        # Inside a list of tables (http_tokens) say which entry and field: http_tokens[1].scope
+        name = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in err["loc"]).lstrip(".")
         msg = err["msg"].removeprefix("Value error, ")
         if name:
-            lines.append(f"setting {name} (from {sources.get(name, 'defaults')}): {msg}")
+            lines.append(f"setting {name} (from {sources.get(str(err['loc'][0]), 'defaults')}): {msg}")
         else:
             lines.append(f"settings: {msg}")
     return "; ".join(lines)

@@ -13,6 +13,7 @@ from typing import Protocol
 from uuid import uuid4
 
 import pytest
+from recovery import RECOVERY, Recorder
 
 from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, etcd_binary, free_ports
 
@@ -91,3 +92,29 @@ def key_prefix() -> str:
 def etcdctl(etcd_endpoint: str) -> EtcdCtl:
     """Run etcdctl against the session etcd (or ``endpoint=``) to check writes independently of our code."""
     return _make_etcdctl(etcd_endpoint)
+
+
+@pytest.fixture
+def recovery(request: pytest.FixtureRequest) -> Recorder:
+    """``recovery(what, seconds)``: note a measured recovery time (or another figure, with ``unit``) for
+    the table printed at the end of the run. Kept in the test's report, so it crosses from xdist workers."""
+
+    def record(what: str, value: float, unit: str = "s") -> None:
+        request.node.user_properties.append((RECOVERY, (what, value, unit)))
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = [
+        f"{value:7.2f} {unit:<3}  {what}  [{report.nodeid.split('::')[-1]}]"
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"
+        for name, (what, value, unit) in getattr(report, "user_properties", [])
+        if name == RECOVERY
+    ]
+    if lines:
+        terminalreporter.section("fault recovery times (measured, not asserted)")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -23,10 +23,13 @@ from kk_etcd_mcp.etcd.embedded import accepts_connections, free_port
 
 
 def server_env(endpoint: str, **settings: str) -> dict[str, str]:
-    """The environment for a server process: ours minus any KK_ETCD_* leaking in, plus the given settings."""
+    """The environment for a server process: ours minus any KK_ETCD_* leaking in, plus the given settings
+    (confirm_destructive defaults to "allow" here)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KK_ETCD_")}
     env["KK_ETCD_ENDPOINTS"] = endpoint
     env["KK_ETCD_REQUEST_TIMEOUT"] = env.get("KK_TEST_REQUEST_TIMEOUT", "3")
+    # The test client cannot answer confirmations; tests of confirmations set it themselves.
+    env["KK_ETCD_CONFIRM_DESTRUCTIVE"] = "allow"
     for name, value in settings.items():
         env[f"KK_ETCD_{name.upper()}"] = value
     return env

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import json
-import logging
 from datetime import UTC, datetime
 
 import pytest
@@ -28,10 +27,9 @@ from registry_helpers import (
     status_of,
     wait_status,
 )
-from tcp_proxy import tcp_proxy
 
 from kk_etcd_mcp.etcd import EtcdClient
-from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, free_port
+from kk_etcd_mcp.etcd.embedded import free_port
 from kk_etcd_mcp.registry import CheckOptions, HealthStatus, HubRunner, InstanceKey, RegistryKeys, status_writer
 from kk_etcd_mcp.registry.checkers import Prober
 from kk_etcd_mcp.registry.service import RegistryService
@@ -288,43 +286,6 @@ async def test_stale_statuses_are_removed_at_hub_start(etcd_endpoint: str, key_p
             await eventually(lambda: server.requests >= 2, "two checks")
             # The registered instance keeps its stored status: the hub started from it, not from critical.
             assert (await status_of(etcd, keys, kept)) == old
-
-
-async def test_compaction_while_disconnected_relists_and_converges(
-    own_etcd: EmbeddedEtcd, caplog: pytest.LogCaptureFixture
-) -> None:
-    keys = RegistryKeys("kk_service/")
-    async with (
-        HttpHealthServer() as a,
-        HttpHealthServer() as b,
-        HttpHealthServer() as c,
-        tcp_proxy("127.0.0.1", own_etcd.client_port) as proxy,
-        EtcdClient([own_etcd.client_url]) as etcd,
-        EtcdClient([proxy.url], request_timeout=2) as hub_etcd,
-        running_hub(hub_etcd, keys, lease_ttl=20) as runner,
-    ):
-        caplog.set_level(logging.WARNING, logger="kk_etcd_mcp.registry.hub")
-        hub = active_hub(runner)
-        key_a = await register(etcd, keys, "web", a.addr)
-        key_b = await register(etcd, keys, "web", b.addr)
-        await wait_status(etcd, keys, key_a, "passing")
-        await wait_status(etcd, keys, key_b, "passing")
-
-        proxy.cut()  # the hub's watch (and its writes) break; the lease outlives the cut
-        key_c = await register(etcd, keys, "web", c.addr)
-        await etcd.delete(keys.registration(key_b))
-        for i in range(3):
-            await etcd.put("elsewhere", str(i))
-        await etcd.compact(await etcd.current_revision())  # the hub's watch cannot resume now
-        proxy.restore()
-
-        await eventually(lambda: monitor_of(runner, key_c) is not None, "the registration added meanwhile")
-        await eventually(lambda: monitor_of(runner, key_b) is None, "the deleted one is stopped")
-        await wait_status(etcd, keys, key_c, "passing")
-        await eventually(lambda: _missing(etcd, keys.status(key_b)), "the deleted one's status is removed")
-        assert runner.hub is hub, "the hub lost its term instead of relisting"
-        assert any("listing registrations again" in r.getMessage() for r in caplog.records)
-        assert set(hub.monitors) == {key_a, key_c}
 
 
 # Reported gaps, fixed: a takeover writes the alive document, unreadable orphans go, first results report. ---

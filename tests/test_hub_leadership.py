@@ -7,17 +7,8 @@ instance stays passing without a false transition.
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
-from typing import IO
-
 import pytest
 from health_servers import HttpHealthServer
-from mcp_helpers import server_env, stop_process
 from registry_helpers import (
     active_hub,
     eventually,
@@ -93,87 +84,3 @@ async def test_two_hubs_only_the_leader_checks_and_a_stopped_leader_hands_over_a
 
 async def _candidates(etcd: EtcdClient, keys: RegistryKeys, expected: int) -> bool:
     return len(await leader_keys(etcd, keys)) == expected
-
-
-@contextmanager
-def hub_processes(
-    endpoint: str, keys: RegistryKeys, count: int, logs: Path, lease_ttl: int
-) -> Iterator[list[subprocess.Popen[bytes]]]:
-    env = server_env(endpoint, registry_prefix=keys.root, hub_lease_ttl=str(lease_ttl), log_level="INFO")
-    with ExitStack() as stack:
-        processes: list[subprocess.Popen[bytes]] = []
-        for i in range(count):
-            log: IO[bytes] = stack.enter_context((logs / f"hub-{i}.log").open("wb"))
-            process = subprocess.Popen([sys.executable, "-m", "kk_etcd_mcp", "hub"], env=env, stderr=log)
-            stack.callback(_reap, process)
-            processes.append(process)
-        yield processes
-
-
-def _reap(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        stop_process(process)
-
-
-def _logs(logs: Path) -> str:
-    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(logs.glob("*.log")))
-
-
-async def _leader_pid(etcd: EtcdClient, keys: RegistryKeys) -> int | None:
-    found = await current_leader(etcd, keys.leader)
-    if found is None:
-        return None
-    return int(found.value.decode().split(":")[1])  # "<hostname>:<pid>:<suffix>"
-
-
-@pytest.mark.slow
-async def test_hub_processes_sigkill_then_sigterm(etcd_endpoint: str, key_prefix: str, tmp_path: Path) -> None:
-    keys = registry_keys(key_prefix)
-    ttl = 3
-    async with HttpHealthServer() as server, EtcdClient([etcd_endpoint]) as etcd:
-        with hub_processes(etcd_endpoint, keys, 2, tmp_path, ttl) as processes:
-            try:
-                await _sigkill_then_sigterm(etcd, keys, server, processes, ttl)
-            except BaseException as exc:
-                exc.add_note(_logs(tmp_path))
-                raise
-
-
-async def _sigkill_then_sigterm(
-    etcd: EtcdClient,
-    keys: RegistryKeys,
-    server: HttpHealthServer,
-    processes: list[subprocess.Popen[bytes]],
-    ttl: int,
-) -> None:
-    by_pid = {p.pid: p for p in processes}
-    await eventually(lambda: _candidates(etcd, keys, 2), "both hub processes campaign", within=30)
-    leader_pid = await _leader_pid(etcd, keys)
-    assert leader_pid in by_pid
-    leader = by_pid.pop(leader_pid)
-    (survivor,) = by_pid.values()
-
-    key = await register(etcd, keys, "web", server.addr)
-    passing = await wait_status(etcd, keys, key, "passing")
-    assert passing.checker.split(":")[1] == str(leader.pid)
-
-    leader.send_signal(signal.SIGKILL)
-    leader.wait(timeout=10)
-    await eventually(
-        lambda: _is_leader(etcd, keys, survivor.pid), "the survivor takes over within the lease TTL", within=ttl + 12
-    )
-    start = server.requests
-    await eventually(lambda: server.requests >= start + 3, "the new leader checks")
-    # No false transition: the status written by the killed leader still stands, same since.
-    after = await status_of(etcd, keys, key)
-    assert after == passing
-    assert survivor.poll() is None
-
-    survivor.send_signal(signal.SIGTERM)
-    await eventually(lambda: survivor.poll() is not None, "the hub exits on SIGTERM")
-    assert survivor.returncode == 0
-    assert await leader_keys(etcd, keys) == [], "the hub left its leader key behind"
-
-
-async def _is_leader(etcd: EtcdClient, keys: RegistryKeys, pid: int) -> bool:
-    return await _leader_pid(etcd, keys) == pid

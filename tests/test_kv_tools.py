@@ -637,7 +637,8 @@ async def test_kv_put_larger_than_etcd_accepts_is_refused(
     etcd_endpoint: str, key_prefix: str, etcdctl: EtcdCtl
 ) -> None:
     key = f"{key_prefix}big"
-    async with stdio_client(etcd_endpoint) as client:
+    # max_value_bytes above etcd's own limit, so that etcd's refusal is what is tested here
+    async with stdio_client(etcd_endpoint, max_value_bytes=str(4 << 20)) as client:
         text = await call_error(client, "kv_put", key=key, value="x" * (1600 * 1024))
     assert "larger than etcd accepts" in text and "Nothing was written" in text
     assert etcdctl("get", key, "--keys-only").stdout.strip() == ""

@@ -110,37 +110,6 @@ async def test_etcd_command_runs_in_foreground_until_sigterm(tmp_path: Path) -> 
     await _wait_closed(port)
 
 
-@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT", "stdin EOF"])
-async def test_stdio_server_stops_cleanly_with_its_embedded_etcd(tmp_path: Path, stop: str) -> None:
-    port = free_port()
-    env = server_env(
-        f"http://127.0.0.1:{port}", embedded_etcd="true", data_dir=str(tmp_path / "d"), peer_port=str(free_port())
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kk_etcd_mcp", "serve"],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        await _wait_listening(port, process)
-        await anyio.sleep(0.5)  # past start-up, into serving
-        if stop == "stdin EOF":
-            out, err = process.communicate(timeout=HANG_GUARD)  # closes stdin
-        else:
-            process.send_signal(getattr(signal, stop))  # stdin stays open: only the signal can stop it
-            process.wait(timeout=HANG_GUARD)
-            out, err = process.communicate()
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, err.decode()
-    assert out == b""
-    assert b"stopping embedded etcd" in err
-    await _wait_closed(port)
-
-
 async def test_stdio_on_a_terminal_and_a_file(tmp_path: Path, etcd_endpoint: str, key_prefix: str) -> None:
     """stdin a terminal and stdout a regular file: the thread and blocking fallbacks of our stdio transport."""
     requests = [

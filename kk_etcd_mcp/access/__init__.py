@@ -9,10 +9,12 @@ from .models import (
     RoleDeleteResult,
     RoleInfo,
     RoleListResult,
+    RolePermissionChange,
     UserAddResult,
     UserDeleteResult,
     UserInfo,
     UserListResult,
+    UserRoleChange,
 )
 from .service import AccessService
 
@@ -26,8 +28,10 @@ __all__ = [
     "RoleDeleteResult",
     "RoleInfo",
     "RoleListResult",
+    "RolePermissionChange",
     "UserAddResult",
     "UserDeleteResult",
     "UserInfo",
     "UserListResult",
+    "UserRoleChange",
 ]

@@ -14,6 +14,10 @@ from pydantic import BaseModel, Field
 PermissionKind = Literal["read", "write", "readwrite"]
 
 
+def _change() -> Any:
+    return Field(default="", description="What the call changes (with dry_run: would change), in words.")
+
+
 def _generated_password() -> Any:
     return Field(
         default=None,
@@ -58,6 +62,22 @@ class UserListResult(BaseModel):
     users: list[UserInfo]
 
 
+class UserRoleChange(UserInfo):
+    """A user's roles after a revoke (with dry_run: as they would be)."""
+
+    changed: bool = Field(default=True, description="False when the user did not hold the role.")
+    dry_run: bool = False
+    change: str = _change()
+
+
+class RolePermissionChange(RoleInfo):
+    """A role's permissions after a revoke (with dry_run: as they would be)."""
+
+    changed: bool = Field(default=True, description="False when the role had no grant on exactly that range.")
+    dry_run: bool = False
+    change: str = _change()
+
+
 class UserAddResult(BaseModel):
     name: str
     roles: list[str] = Field(description="Roles the new user holds.")
@@ -73,12 +93,16 @@ class PasswordChangeResult(BaseModel):
 
 class UserDeleteResult(BaseModel):
     name: str
-    deleted: bool = True
+    deleted: bool = Field(default=True, description="False on a dry run.")
+    dry_run: bool = False
+    change: str = _change()
 
 
 class RoleDeleteResult(BaseModel):
     name: str
-    deleted: bool = True
+    deleted: bool = Field(default=True, description="False on a dry run.")
+    dry_run: bool = False
+    change: str = _change()
 
 
 class AuthStatusResult(BaseModel):
@@ -101,3 +125,5 @@ class AuthChangeResult(BaseModel):
     changed: bool = Field(description="False when authentication already was in that state.")
     connected_as: str | None = Field(description="etcd user this server authenticates as.")
     note: str | None = None
+    dry_run: bool = False
+    change: str = _change()

@@ -26,10 +26,12 @@ from .models import (
     RoleDeleteResult,
     RoleInfo,
     RoleListResult,
+    RolePermissionChange,
     UserAddResult,
     UserDeleteResult,
     UserInfo,
     UserListResult,
+    UserRoleChange,
 )
 from .passwords import check_password, generate_password
 
@@ -70,6 +72,26 @@ def key_range(key: str, range_end: str | None, prefix: bool) -> tuple[bytes, byt
     if end != b"\0" and end <= start:
         raise InvalidArgumentError(f"range_end {range_end!r} must sort after the key {key!r}")
     return start, end
+
+
+def describe_range(key: str, range_end: str | None, prefix: bool) -> str:
+    """A permission's keys in words, from the arguments that name them."""
+    if prefix:
+        return "every key" if not key else f"the keys under prefix {key!r}"
+    if range_end is None:
+        return f"key {key!r}"
+    if range_end == "\0":
+        return "every key" if not key else f"every key from {key!r} on"
+    return f"the keys from {key!r} up to {range_end!r}"
+
+
+def describe_permission(perm: KeyPermission) -> str:
+    return f"{perm.permission} on {describe_range(perm.key, perm.range_end, perm.prefix)}"
+
+
+def _listed(names: Sequence[str], most: int = 20) -> str:
+    more = f", ... ({len(names) - most} more)" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
 
 
 class AccessService:
@@ -113,7 +135,8 @@ class AccessService:
         assert self.connected_as is not None
         state = await self.auth.status()
         if state.enabled:
-            return self._changed(True, False, "authentication already was enabled; nothing was changed")
+            result = self._changed(True, False, "authentication already was enabled; nothing was changed")
+            return result.model_copy(update={"change": "change nothing: etcd authentication already is enabled"})
         guardrails.check_root_ready(await self._roles_or_none(ROOT))
         note = None
         if self.connected_as != ROOT:
@@ -128,14 +151,22 @@ class AccessService:
                 f"{self.connected_as}, so the server is locked out. Fix KK_ETCD_PASSWORD (or KK_ETCD_PASSWORD_FILE) "
                 "and restart it, or disable authentication again as root: etcdctl --user root auth disable."
             ) from exc
-        return self._changed(True, True, note)
+        return self._changed(True, True, note).model_copy(update={"change": "turn etcd authentication on"})
 
-    async def disable(self) -> AuthChangeResult:
+    async def disable(self, dry_run: bool = False) -> AuthChangeResult:
+        """Turn authentication off; ``dry_run`` only says whether it would change anything."""
         state = await self.auth.status()
         if not state.enabled:
-            return self._changed(False, False, "authentication already was disabled; nothing was changed")
-        await self.auth.disable()
-        return self._changed(False, True, None)
+            result = self._changed(False, False, "authentication already was disabled; nothing was changed")
+            change = "change nothing: etcd authentication already is disabled"
+            return result.model_copy(update={"dry_run": dry_run, "change": change})
+        change = (
+            "turn etcd authentication off: every client may then read and write every key, and no user, "
+            "password or role is checked"
+        )
+        if not dry_run:
+            await self.auth.disable()
+        return self._changed(False, True, None).model_copy(update={"dry_run": dry_run, "change": change})
 
     def _changed(self, enabled: bool, changed: bool, note: str | None) -> AuthChangeResult:
         return AuthChangeResult(enabled=enabled, changed=changed, connected_as=self.connected_as, note=note)
@@ -186,11 +217,17 @@ class AccessService:
             name=name, roles=sorted(wanted), password_generated=generated, password=password if generated else None
         )
 
-    async def user_delete(self, name: str) -> UserDeleteResult:
+    async def user_delete(self, name: str, dry_run: bool = False) -> UserDeleteResult:
+        """Delete a user; ``dry_run`` only reads it and says what would go."""
         guardrails.check_name("user", name)
         guardrails.check_user_delete(name, self.connected_as)
+        roles = await self.auth.user_roles(name)
+        holds = f"who holds roles: {_listed(roles)}" if roles else "who holds no roles"
+        change = f"delete etcd user {name}, {holds}"
+        if dry_run:
+            return UserDeleteResult(name=name, deleted=False, dry_run=True, change=change)
         await self.auth.user_delete(name)
-        return UserDeleteResult(name=name)
+        return UserDeleteResult(name=name, change=change)
 
     async def user_change_password(self, name: str, password: str | None = None) -> PasswordChangeResult:
         guardrails.check_name("user", name)
@@ -209,12 +246,23 @@ class AccessService:
         await self.auth.user_grant_role(name, role)
         return await self.user_get(name)
 
-    async def user_revoke_role(self, name: str, role: str) -> UserInfo:
+    async def user_revoke_role(self, name: str, role: str, dry_run: bool = False) -> UserRoleChange:
+        """Revoke a role; ``dry_run`` returns the roles the user would keep, revoking nothing."""
         guardrails.check_name("user", name)
         guardrails.check_name("role", role)
         guardrails.check_role_revoke(name, role)
+        roles = await self.auth.user_roles(name)
+        kept = [r for r in roles if r != role]
+        if role in roles:
+            keeps = f"who keeps roles: {_listed(kept)}" if kept else "who then holds no roles"
+            change = f"revoke role {role} from etcd user {name}, {keeps}"
+        else:
+            change = f"revoke nothing: etcd user {name} does not hold role {role}"
+        if dry_run:
+            return UserRoleChange(name=name, roles=kept, changed=role in roles, dry_run=True, change=change)
         await self.auth.user_revoke_role(name, role)
-        return await self.user_get(name)
+        after = await self.user_get(name)
+        return UserRoleChange(name=name, roles=after.roles, changed=role in roles, change=change)
 
     # Roles -----------------------------------------------------------------------------------------
 
@@ -240,11 +288,20 @@ class AccessService:
         await self.auth.role_add(name)
         return RoleInfo(name=name, permissions=[])
 
-    async def role_delete(self, name: str) -> RoleDeleteResult:
+    async def role_delete(self, name: str, dry_run: bool = False) -> RoleDeleteResult:
+        """Delete a role; ``dry_run`` only reads it and the users holding it, and says what would go."""
         guardrails.check_name("role", name)
         guardrails.check_role_delete(name)
+        role = await self.role_get(name)
+        holders = [user.name for user in (await self.user_list()).users if name in user.roles]
+        perms = ", ".join(describe_permission(p) for p in role.permissions[:10]) or "none"
+        more = f", ... ({len(role.permissions) - 10} more)" if len(role.permissions) > 10 else ""
+        lose = f"the users holding it lose it: {_listed(holders)}" if holders else "no user holds it"
+        change = f"delete etcd role {name} (key permissions: {perms}{more}); {lose}"
+        if dry_run:
+            return RoleDeleteResult(name=name, deleted=False, dry_run=True, change=change)
         await self.auth.role_delete(name)
-        return RoleDeleteResult(name=name)
+        return RoleDeleteResult(name=name, change=change)
 
     async def role_grant_permission(
         self,
@@ -260,9 +317,24 @@ class AccessService:
         return await self.role_get(role)
 
     async def role_revoke_permission(
-        self, role: str, key: str, range_end: str | None = None, prefix: bool = False
-    ) -> RoleInfo:
+        self, role: str, key: str, range_end: str | None = None, prefix: bool = False, dry_run: bool = False
+    ) -> RolePermissionChange:
+        """Revoke the grant on exactly that range; ``dry_run`` returns the permissions the role would keep."""
         guardrails.check_name("role", role)
         start, end = key_range(key, range_end, prefix)
+        perms = await self.auth.role_permissions(role)
+        matching = [p for p in perms if p.key == start and p.range_end == end]
+        what = describe_range(key, range_end, prefix)
+        if matching:
+            kinds = "/".join(sorted({p.kind for p in matching}))
+            change = f"revoke {kinds} permission on {what} from etcd role {role}"
+        else:
+            change = f"revoke nothing: etcd role {role} has no permission on exactly {what}"
+        if dry_run:
+            kept = [key_permission(p) for p in perms if p not in matching]
+            return RolePermissionChange(
+                name=role, permissions=kept, changed=bool(matching), dry_run=True, change=change
+            )
         await self.auth.role_revoke_permission(role, start, end)
-        return await self.role_get(role)
+        after = await self.role_get(role)
+        return RolePermissionChange(name=role, permissions=after.permissions, changed=bool(matching), change=change)

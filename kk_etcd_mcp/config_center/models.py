@@ -44,8 +44,13 @@ class KvListResult(BaseModel):
 
 
 class KvDeleteResult(BaseModel):
-    deleted: int = Field(description="Number of keys deleted.")
-    revision: int
+    deleted: int = Field(description="Number of keys deleted (with dry_run: that would be).")
+    revision: int = Field(description="Revision after the delete (with dry_run: the revision read).")
+    keys: list[str] = Field(
+        default_factory=list, description="The keys deleted (with dry_run: that would be), in key order, at most 100."
+    )
+    dry_run: bool = False
+    change: str = Field(default="", description="What the call changes (with dry_run: would change), in words.")
 
 
 class KvVersion(BaseModel):
@@ -95,3 +100,4 @@ class ImportResult(BaseModel):
     plan: ImportPlan
     applied: int = Field(description="Operations written (0 on a dry run).")
     revision: int | None = Field(default=None, description="Revision after the last transaction.")
+    change: str = Field(default="", description="The plan in words (what a confirmation shows).")

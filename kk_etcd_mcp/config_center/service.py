@@ -14,7 +14,8 @@ from ..errors import CompactedError, InvalidArgumentError, KkEtcdError, NotFound
 from ..etcd import Compare, Delete, EtcdClient, Get, KeyValue, Put, PutResult
 from . import transfer
 from .formats import Encoding, ValueFormat, decode_value, encode_value
-from .keys import KeyPolicy, show
+from .keys import KeyPolicy, Range, show
+from .limits import DEFAULT_MAX_VALUE_BYTES, check_value_size
 from .models import (
     ExportDocument,
     ImportResult,
@@ -30,6 +31,8 @@ from .models import (
 
 MAX_LIST_LIMIT = 1000
 MAX_HISTORY_LIMIT = 100
+MAX_KEYS_LISTED = 100  # keys a delete result lists
+KEYS_IN_CHANGE = 20  # keys its `change` text names
 
 Progress = Callable[[int, int], Awaitable[None]]
 
@@ -68,9 +71,10 @@ def _text(raw: bytes) -> tuple[str, Encoding]:
 
 
 class ConfigCenter:
-    def __init__(self, etcd: EtcdClient, policy: KeyPolicy) -> None:
+    def __init__(self, etcd: EtcdClient, policy: KeyPolicy, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> None:
         self.etcd = etcd
         self.policy = policy
+        self.max_value_bytes = max_value_bytes
 
     async def get(self, key: str, revision: int = 0) -> KvEntry:
         k = _key(key)
@@ -94,6 +98,7 @@ class ConfigCenter:
         k = _key(key)
         self.policy.check_key(k)
         data = encode_value(value, fmt)  # invalid json/yaml stops here, before anything is written
+        check_value_size(key, len(data), self.max_value_bytes)
         if expected_revision is not None and expected_revision < 0:
             raise InvalidArgumentError("expected_revision must be 0 (key must be absent) or a mod_revision")
         if lease_ttl is not None and lease_ttl <= 0:
@@ -154,24 +159,50 @@ class ConfigCenter:
                 break
         return KvListResult(items=items, next_cursor=_encode_cursor(next_key), revision=revision)
 
-    async def delete(self, key: str, prefix: bool = False, expected_revision: int | None = None) -> KvDeleteResult:
-        k = key.encode()
+    async def delete(
+        self, key: str, prefix: bool = False, expected_revision: int | None = None, dry_run: bool = False
+    ) -> KvDeleteResult:
+        """Delete a key or every permitted key under a prefix; ``dry_run`` says what would go, deleting nothing."""
         if prefix:
             if expected_revision is not None:
                 raise InvalidArgumentError("expected_revision applies to one key; it cannot be used with prefix=true")
-            ranges = self.policy.writable(k, include_internal=False)
+            ranges = self.policy.writable(key.encode(), include_internal=False)
+            keys, count, revision = await _keys_in(self.etcd, ranges)
+            if dry_run:
+                return KvDeleteResult(
+                    deleted=count, revision=revision, keys=keys, dry_run=True, change=_prefix_change(key, keys, count)
+                )
             res = await self.etcd.txn([], [Delete(lo, _range_end(hi)) for lo, hi in ranges])
             deleted = sum(getattr(r, "deleted", 0) for r in res.results)
-            return KvDeleteResult(deleted=deleted, revision=res.revision)
+            # `keys` were read just before the delete, in its own request.
+            return KvDeleteResult(
+                deleted=deleted, revision=res.revision, keys=keys, change=_prefix_change(key, keys, deleted)
+            )
         k = _key(key)
         self.policy.check_key(k)
+        if dry_run:
+            page = await self.etcd.range(k, keys_only=True)
+            found = page.kvs[0].mod_revision if page.kvs else 0
+            if expected_revision is not None and found != expected_revision:
+                raise RevisionConflictError(key, expected_revision, found)
+            return KvDeleteResult(
+                deleted=len(page.kvs),
+                revision=page.revision,
+                keys=[key] if page.kvs else [],
+                dry_run=True,
+                change=_key_change(key, bool(page.kvs)),
+            )
         if expected_revision is None:
             result = await self.etcd.delete(k)
-            return KvDeleteResult(deleted=result.deleted, revision=result.revision)
-        res = await self.etcd.txn([Compare(k, "mod", "==", expected_revision)], [Delete(k)], [Get(k)])
-        if not res.succeeded:
-            raise RevisionConflictError(key, expected_revision, _mod_revision(res.results[0]))
-        return KvDeleteResult(deleted=getattr(res.results[0], "deleted", 0), revision=res.revision)
+            deleted, revision = result.deleted, result.revision
+        else:
+            res = await self.etcd.txn([Compare(k, "mod", "==", expected_revision)], [Delete(k)], [Get(k)])
+            if not res.succeeded:
+                raise RevisionConflictError(key, expected_revision, _mod_revision(res.results[0]))
+            deleted, revision = getattr(res.results[0], "deleted", 0), res.revision
+        return KvDeleteResult(
+            deleted=deleted, revision=revision, keys=[key] if deleted else [], change=_key_change(key, bool(deleted))
+        )
 
     async def history(self, key: str, limit: int = 10) -> KvHistoryResult:
         k = _key(key)
@@ -230,7 +261,36 @@ class ConfigCenter:
         dry_run: bool,
         progress: Progress | None,
     ) -> ImportResult:
-        return await transfer.import_document(self.etcd, self.policy, document, mode, dry_run, progress)
+        return await transfer.import_document(
+            self.etcd, self.policy, document, mode, dry_run, progress, max_value_bytes=self.max_value_bytes
+        )
+
+
+async def _keys_in(etcd: EtcdClient, ranges: list[Range]) -> tuple[list[str], int, int]:
+    """(the first keys, how many in all, the revision read) in ``ranges``, at one revision."""
+    keys: list[str] = []
+    count = revision = 0
+    for lo, hi in ranges:
+        page = await etcd.range(lo, _range_end(hi), limit=MAX_KEYS_LISTED, keys_only=True, revision=revision)
+        revision = revision or page.revision
+        count += page.count
+        keys.extend(show(kv.key) for kv in page.kvs[: MAX_KEYS_LISTED - len(keys)])
+    if revision == 0:
+        revision = await etcd.current_revision()
+    return keys, count, revision
+
+
+def _key_change(key: str, exists: bool) -> str:
+    return f"delete key {key}" if exists else f"delete nothing: key {key} does not exist"
+
+
+def _prefix_change(prefix: str, keys: list[str], count: int) -> str:
+    where = f"under {prefix!r}" if prefix else "in the allowed prefixes"
+    if count == 0:
+        return f"delete nothing: there are no keys {where}"
+    shown = keys[:KEYS_IN_CHANGE]
+    more = f", ... (first {len(shown)} of {count} shown)" if count > len(shown) else ""
+    return f"delete {count} key{'s' if count != 1 else ''} {where}: {', '.join(shown)}{more}"
 
 
 def _mod_revision(result: object) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,11 +16,14 @@ from pydantic import ValidationError
 
 from ..errors import ConflictError, InvalidArgumentError, InvalidValueError
 from ..etcd import Compare, Delete, EtcdClient, KeyValue, Put
+from .formats import load_json
 from .keys import KeyPolicy, show
+from .limits import DEFAULT_MAX_VALUE_BYTES, check_value_size
 from .models import ExportDocument, ExportItem, ImportPlan, ImportResult
 
 TXN_MAX_OPS = 128
 PAGE_SIZE = 500
+KEYS_IN_CHANGE = 20  # keys the plan's `change` text names per kind
 
 Progress = Callable[[int, int], Awaitable[None]]
 
@@ -61,11 +63,9 @@ def parse_document(document: ExportDocument | dict[str, Any] | str) -> ExportDoc
         return document
     if isinstance(document, str):
         try:
-            document = json.loads(document)
-        except json.JSONDecodeError as exc:
-            raise InvalidValueError(
-                f"invalid json document at line {exc.lineno}, column {exc.colno}: {exc.msg}. Nothing was written."
-            ) from None
+            document = load_json(document)  # within the depth limit: a deep document is an error, not a crash
+        except InvalidValueError as exc:
+            raise InvalidValueError(f"the document is not usable: {exc} Nothing was written.") from None
     try:
         return ExportDocument.model_validate(document)
     except ValidationError as exc:
@@ -93,7 +93,10 @@ async def import_document(
     mode: str,
     dry_run: bool,
     progress: Progress | None = None,
+    *,
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
 ) -> ImportResult:
+    """Plan the import; unless ``dry_run``, apply it. Every item is checked before anything is written."""
     if mode not in ("merge", "replace"):
         raise InvalidArgumentError("mode must be 'merge' or 'replace'")
     doc = parse_document(document)
@@ -108,19 +111,40 @@ async def import_document(
             raise InvalidArgumentError(f"item {item.key} appears twice in the document. Nothing was written.")
         policy.check_key(key)
         wanted[key] = _item_bytes(item)
+        check_value_size(item.key, len(wanted[key]), max_value_bytes)
     if mode == "replace":
         policy.check_prefix(doc.prefix.encode())
 
     _, current_kvs = await read_prefix(etcd, policy, doc.prefix)
     current = {kv.key: kv for kv in current_kvs}
     plan, steps = _plan(wanted, current, replace=mode == "replace")
-    result = ImportResult(mode=mode, dry_run=dry_run, plan=plan, applied=0)  # type: ignore[arg-type]
+    result = ImportResult(
+        mode=mode,  # type: ignore[arg-type]
+        dry_run=dry_run,
+        plan=plan,
+        applied=0,
+        change=plan_change(doc.prefix, mode, plan),
+    )
     if dry_run or not steps:
         return result
     return await _apply(etcd, steps, result, progress)
 
 
 Step = tuple[Compare, Put | Delete]
+
+
+def plan_change(prefix: str, mode: str, plan: ImportPlan) -> str:
+    """The plan in words, e.g. "import into 'app/' (replace): create 2 keys (app/a, app/b), delete 1 key (app/x)"."""
+    parts = []
+    for verb, keys in (("create", plan.create), ("update", plan.update), ("delete", plan.delete)):
+        if keys:
+            shown = ", ".join(keys[:KEYS_IN_CHANGE])
+            more = f", ... (first {KEYS_IN_CHANGE} of {len(keys)} shown)" if len(keys) > KEYS_IN_CHANGE else ""
+            parts.append(f"{verb} {len(keys)} key{'s' if len(keys) != 1 else ''} ({shown}{more})")
+    if not parts:
+        return f"change nothing: import into {prefix!r} ({mode}), {len(plan.unchanged)} keys already as in the document"
+    unchanged = f"; {len(plan.unchanged)} unchanged" if plan.unchanged else ""
+    return f"import into {prefix!r} ({mode}): {', '.join(parts)}{unchanged}"
 
 
 def _plan(

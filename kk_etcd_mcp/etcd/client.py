@@ -163,7 +163,11 @@ class EtcdClient:
         self._token = None
         self._raw.set_token(None)
 
-    async def _call(self, action: str, subject: str, fn: Callable[[], Awaitable[T]]) -> T:
+    async def _call(
+        self, action: str, subject: str, fn: Callable[[], Awaitable[T]], *, endpoints: str | None = None
+    ) -> T:
+        """``fn`` authenticated, retried once on an expired token, failures mapped; ``endpoints``
+        names where ``fn`` went when that is not the configured endpoints (one member's own URL)."""
         for attempt in (1, 2):
             await self._authenticate()
             try:
@@ -174,7 +178,7 @@ class EtcdClient:
                     self._forget_token()
                     continue
                 raise map_error(
-                    exc, endpoints=self.endpoints, user=self.username, action=action, subject=subject
+                    exc, endpoints=endpoints or self.endpoints, user=self.username, action=action, subject=subject
                 ) from exc
         raise AssertionError("unreachable")
 

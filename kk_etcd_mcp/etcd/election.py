@@ -28,9 +28,16 @@ class Election:
         self.session = session
         self.key = f"{self.prefix}{session.lease_id:x}".encode()
         self.create_revision = 0
+        self.value = b""
 
     async def campaign(self, value: str) -> None:
-        """Return once this candidate leads (run it in a scope cancelled when ``session.lost`` is set)."""
+        """Return once this candidate leads (run it in a scope cancelled when ``session.lost`` is set).
+
+        ``value`` names the candidate and must be unique to it: a key of an earlier lease holding the same
+        value is this candidate's own, left by a term whose lease it gave up (etcd was away), and is removed
+        instead of waited for.
+        """
+        self.value = as_bytes(value)
         result = await self.etcd.txn(
             [Compare(self.key, "create", "==", 0)],
             [Put(self.key, as_bytes(value), lease=self.session.lease_id)],
@@ -50,6 +57,12 @@ class Election:
             older = [kv for kv in page.kvs if kv.create_revision < self.create_revision]
             if not older:
                 return
+            own = [kv for kv in older if kv.value == self.value]
+            if own:
+                for kv in own:
+                    log.info("removing this candidate's key of an earlier lease: %s", kv.key.decode(errors="replace"))
+                    await self.etcd.txn([Compare(kv.key, "create", "==", kv.create_revision)], [Delete(kv.key)])
+                continue
             predecessor = max(older, key=lambda kv: kv.create_revision)
             log.info("standing by: %s leads", _describe(predecessor))
             watch = self.etcd.watch(predecessor.key, start_revision=page.revision + 1)

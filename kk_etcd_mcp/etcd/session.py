@@ -9,6 +9,7 @@ here drives the LeaseKeepAlive stream itself and retries until the lease would h
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import AsyncIterator
@@ -120,6 +121,8 @@ class LeaseSession:
             if is_token_problem(exc):
                 self.etcd._forget_token()
             log.warning("lease %x keepalive failed: %s", self.lease_id, exc.details() or exc.code().name)
+        except asyncio.InvalidStateError:  # grpc.aio's answer to a write on a stream etcd has already ended
+            log.warning("lease %x keepalive stream ended (etcd went away)", self.lease_id)
         finally:
             call.cancel()
             with anyio.CancelScope(shield=True), suppress(TimeoutError):  # let grpc finish the call on this loop

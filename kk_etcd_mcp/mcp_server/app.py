@@ -4,11 +4,20 @@ from mcp.server.mcpserver import MCPServer
 
 from .. import __version__
 from ..access import AccessService
+from ..cluster import ClusterService
 from ..config_center import ConfigCenter, KeyPolicy
 from ..etcd import EtcdClient
 from ..registry import RegistryService
 from ..settings import Settings
+from .calls import CallGuard
+from .completions import Completer, register_completions
+from .live import LiveUpdates
+from .prompts import default_prompts_dir, load_prompts, register_prompts
+from .resources import KvSubscriptions, ServiceSubscriptions, register_kv_resources, register_service_resources
+from .scopes import install_scope_guard
 from .tools.access import register_access_tools
+from .tools.audit import build_audit_trail, register_audit_tools
+from .tools.cluster import register_cluster_resource, register_cluster_tools
 from .tools.kv import register_kv_tools
 from .tools.registry import register_registry_tools
 from .toolset import ToolRegistrar
@@ -20,23 +29,70 @@ kv_rollback, move whole prefixes with kv_export/kv_import (dry_run first). Error
 Service registry: service_register, then service_list / service_alive show health as the hub checks it;
 service_pick returns one instance confirmed by a live check; service_check checks one now.
 etcd's own users and roles: auth_status, user_*, role_*, auth_enable/auth_disable; a generated password
-is shown once, in the result field `password`."""
+is shown once, in the result field `password`.
+Cluster: cluster_status (also the resource kk://cluster); cluster_snapshot saves a backup file by name.
+Destructive tools (kv_delete, kv_import that deletes, service_deregister, user_delete, role_delete, the
+revokes, auth_disable) ask the user to confirm, showing what will change; dry_run=true shows it first.
+Every change is audited; audit_log shows the audit trail (when the server keeps it in etcd)."""
 
 
-def build_server(settings: Settings, etcd: EtcdClient, registry: RegistryService | None = None) -> MCPServer:
+def build_server(
+    settings: Settings, etcd: EtcdClient, registry: RegistryService | None = None, live: LiveUpdates | None = None
+) -> MCPServer:
+    """``live``: subscriptions and log messages (its ``run()`` must be held while serving); None: neither."""
     server = MCPServer(
         "kk-etcd-mcp",
         title="kk-etcd-mcp",
         version=__version__,
         instructions=INSTRUCTIONS,
         log_level=settings.log_level,
+        subscriptions=live.bus if live is not None else None,
     )
-    tools = ToolRegistrar(server, read_only=settings.read_only)
+    audit = build_audit_trail(settings, etcd)
+    guard = CallGuard(settings.max_concurrent_calls, audit)
+    tools = ToolRegistrar(server, read_only=settings.read_only, guard=guard, confirm_mode=settings.confirm_destructive)
     if "kv" in settings.toolsets:
         policy = KeyPolicy(settings.allowed_prefixes, settings.denied_prefixes, settings.registry_prefix)
-        register_kv_tools(tools, ConfigCenter(etcd, policy))
+        center = ConfigCenter(etcd, policy, settings.max_value_bytes)
+        register_kv_tools(tools, center)
+        register_kv_resources(server, center)
+        if live is not None:
+            live.sources.append(KvSubscriptions(center))
     if "registry" in settings.toolsets and registry is not None:
         register_registry_tools(tools, registry)
+        register_service_resources(server, registry)
+        if live is not None:
+            live.sources.append(ServiceSubscriptions(registry.keys))
     if "access" in settings.toolsets:
-        register_access_tools(tools, AccessService(etcd))
+        register_access_tools(tools.with_mutating_scope("admin"), AccessService(etcd))
+    if "cluster" in settings.toolsets:
+        cluster = ClusterService(etcd, settings.backup_dir)
+        register_cluster_tools(tools.with_mutating_scope("admin"), cluster)
+        register_cluster_resource(server, cluster)
+    register_audit_tools(tools, audit)
+    install_scope_guard(server, tools.required_scope)  # whose request it is; tools/list per token scope
+    add_prompts_and_completions(server, settings, etcd, registry)
+    if live is not None:
+        live.install(server)
     return server
+
+
+def add_prompts_and_completions(
+    server: MCPServer, settings: Settings, etcd: EtcdClient, registry: RegistryService | None
+) -> None:
+    """The prompts always; completions from each source whose toolset is offered."""
+    prompts = load_prompts(default_prompts_dir())
+    register_prompts(server, prompts)
+    toolsets = settings.toolsets
+    completer = Completer(
+        etcd,
+        prompts,
+        key_policy=(
+            KeyPolicy(settings.allowed_prefixes, settings.denied_prefixes, settings.registry_prefix)
+            if "kv" in toolsets
+            else None
+        ),
+        registry_keys=registry.keys if "registry" in toolsets and registry is not None else None,
+        access=AccessService(etcd) if "access" in toolsets else None,
+    )
+    register_completions(server, completer)

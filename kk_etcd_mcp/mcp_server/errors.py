@@ -2,6 +2,8 @@
 
 mcp 2.x carries a raised ``ToolError``'s message to the client as an ``isError`` result; any other
 exception reaches the model only as "Error executing tool <name>". So every tool is wrapped here.
+``Refused`` marks a call stopped before it did anything (scope, busy, a change not confirmed): the
+audit trail records it as "refused" rather than "error".
 """
 
 import functools
@@ -14,6 +16,10 @@ from ..errors import KkEtcdError
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class Refused(ToolError):
+    """The call was stopped before anything was done; the message says why and what to do."""
 
 
 def translate_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:

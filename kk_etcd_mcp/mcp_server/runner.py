@@ -17,9 +17,11 @@ from ..etcd.connection import parse_endpoint
 from ..etcd.embedded import EmbeddedEtcd, accepts_connections, default_data_dir
 from ..registry import HubRunner, RegistryKeys, RegistryService
 from ..registry.checkers import Prober
+from ..registry.hub import Transition
 from ..settings import Settings, is_loopback
 from .app import build_server
 from .http import make_http_server
+from .live import LiveUpdates
 from .stdio import run_stdio
 
 log = logging.getLogger(__name__)
@@ -57,10 +59,14 @@ async def embedded_etcd(settings: Settings) -> AsyncIterator[EmbeddedEtcd | None
 
 
 @asynccontextmanager
-async def registry_service(settings: Settings, etcd: EtcdClient) -> AsyncIterator[RegistryService]:
+async def registry_service(
+    settings: Settings, etcd: EtcdClient, on_transition: Transition | None = None
+) -> AsyncIterator[RegistryService]:
     """The registry tools' service, and the hub in the background when ``hub`` is on."""
     keys = RegistryKeys(settings.registry_prefix)
-    runner = HubRunner(etcd, keys, lease_ttl=settings.hub_lease_ttl) if settings.hub else None
+    runner = (
+        HubRunner(etcd, keys, lease_ttl=settings.hub_lease_ttl, on_transition=on_transition) if settings.hub else None
+    )
     async with Prober() as prober, anyio.create_task_group() as hub_tg:
         if runner is not None:
             await hub_tg.start(runner.run)
@@ -99,8 +105,10 @@ async def _serve(settings: Settings) -> None:
                 if settings.embedded_etcd:
                     await stack.enter_async_context(embedded_etcd(settings))
                 etcd = await stack.enter_async_context(settings.etcd_client())
-                registry = await stack.enter_async_context(registry_service(settings, etcd))
-                server = build_server(settings, etcd, registry)
+                live = LiveUpdates(etcd)  # resource subscriptions and the hub's transitions as MCP log messages
+                registry = await stack.enter_async_context(registry_service(settings, etcd, live.hub_transition))
+                server = build_server(settings, etcd, registry, live)
+                await stack.enter_async_context(live.run())
                 toolsets = ", ".join(settings.toolsets)
                 log.info("kk-etcd-mcp connected to etcd at %s (toolsets: %s)", etcd.endpoints, toolsets)
                 if settings.transport == "stdio":

@@ -4,6 +4,11 @@ List the registrations at revision R, then watch from R + 1, so nothing is misse
 started twice; after a compaction, list again and reconcile. A PUT starts a loop, or restarts it when
 the check spec changed; a DELETE stops it and removes its status. Each loop lives in its own cancel
 scope in the hub's task group, so no loop outlives the hub or its registration.
+
+gRPC instances also get an etcd naming endpoint (``<root>endpoints/<name>/<addr>``) while alive
+(passing or warning, as in the alive document): put when they become alive, deleted when they turn
+critical, are deregistered or become invalid. Each sync reconciles the endpoint keys with the monitors,
+so keys a dead hub left behind go.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from .model import ALIVE_STATUSES, HealthStatus, Registration
 from .state import HealthState
 from .status_writer import StatusWriter
 from .store import RegistryStore, StoredRegistration
-from .wire import registration_to_json
+from .wire import endpoint_to_json, registration_to_json
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +134,24 @@ class Hub:
         for key in statuses.keys() - seen:  # left behind while no hub ran
             self.writer.set(key, None, alive_changed=False)
         self.writer.touch_alive()  # a new term or a relist: the document may be stale or missing
+        await self._reconcile_endpoints()
         await self.prober.retain({key.path for key in seen})  # channels are kept across terms; drop the gone
         log.info("hub %s checks %d instances (registrations at revision %d)", self.hub_id, len(seen), revision)
         return revision
+
+    async def _reconcile_endpoints(self) -> None:
+        """Make the endpoint keys match the monitors: put the missing or outdated, delete the rest.
+
+        Read after the monitors are set up. A write of this hub may still land after the read: it was
+        queued from an older state, and any change since queued a newer write, which lands after it.
+        """
+        found = await self.store.endpoints()
+        wanted = {key: document for key, m in self.monitors.items() if (document := _endpoint_document(m))}
+        for key, document in wanted.items():
+            if found.get(key) != document.encode():
+                self.writer.set_endpoint(key, document)
+        for key in found.keys() - wanted.keys():
+            self.writer.set_endpoint(key, None)
 
     def _apply_put(self, kv: KeyValue) -> None:
         item = self.store.parse_registration(kv)
@@ -154,14 +174,24 @@ class Hub:
             return
         if current is not None and current.registration.check == reg.check:
             if current.registration != reg:  # metadata or weight: the loop goes on, the alive document changes
+                new_metadata = current.registration.metadata != reg.metadata
                 current.registration, current.document = reg, registration_to_json(reg)
                 self.writer.touch_alive()
+                if new_metadata:
+                    self._publish_endpoint(current)
             current.mod_revision = item.kv.mod_revision
             return
         previous = current.state if current is not None else None
         self._stop(item.key, gone=False)
         first_delay = random.uniform(0, max(reg.check.interval, spread)) if spread is not None else 0.0
-        self._start(item.key, reg, item.kv.mod_revision, _seed(reg, previous, stored), first_delay)
+        monitor = self._start(item.key, reg, item.kv.mod_revision, _seed(reg, previous, stored), first_delay)
+        if current is not None and current.registration.metadata != reg.metadata:
+            self._publish_endpoint(monitor)
+
+    def _publish_endpoint(self, monitor: Monitor) -> None:
+        """Queue a gRPC instance's endpoint as its status says: there while alive, gone otherwise."""
+        if monitor.key.type == "grpc":
+            self.writer.set_endpoint(monitor.key, _endpoint_document(monitor))
 
     def _report_invalid(self, item: StoredRegistration, stored: HealthStatus | None) -> None:
         output = item.problem or "invalid registration"
@@ -176,14 +206,16 @@ class Hub:
 
     def _start(
         self, key: InstanceKey, reg: Registration, mod_revision: int, state: HealthState, first_delay: float
-    ) -> None:
+    ) -> Monitor:
         assert self._tg is not None
         monitor = Monitor(key, reg, mod_revision, state, document=registration_to_json(reg))
         self.monitors[key] = monitor
         self._tg.start_soon(self._check_loop, monitor, first_delay, name=f"check {key.path}")
+        return monitor
 
     def _stop(self, key: InstanceKey, *, gone: bool) -> None:
-        """Stop the instance's loop; when its registration is ``gone``, close its gRPC channel too.
+        """Stop the instance's loop; when its registration is ``gone``, close its gRPC channel and
+        delete its endpoint too.
 
         A restarted loop keeps the channel (the prober replaces it if the target changed), and so does
         a new term: the channels outlive the hub, which is what makes a takeover cheap.
@@ -191,6 +223,8 @@ class Hub:
         monitor = self.monitors.pop(key, None)
         if monitor is not None:
             monitor.scope.cancel()
+        if gone and key.type == "grpc":
+            self.writer.set_endpoint(key, None)
         channel = self.prober.detach(key.path) if gone else None
         if channel is not None and self._tg is not None:
             self._tg.start_soon(close_channel, channel)
@@ -225,6 +259,7 @@ class Hub:
             )
             log.info("%s is %s: %s", monitor.key.path, status.status, status.output[:200])
             self.writer.set(monitor.key, status)
+            self._publish_endpoint(monitor)
             if self.on_transition is not None:
                 self.on_transition(monitor.key, status)
         limit = monitor.registration.check.deregister_critical_after
@@ -241,6 +276,13 @@ class Hub:
             )
         except KkEtcdError as error:  # tried again after the next check
             log.warning("cannot deregister %s yet: %s", monitor.key.path, error)
+
+
+def _endpoint_document(monitor: Monitor) -> str | None:
+    """The endpoint JSON a gRPC instance should have now; None when it should have none."""
+    if monitor.key.type != "grpc" or monitor.state.status not in ALIVE_STATUSES:
+        return None
+    return endpoint_to_json(monitor.registration.addr, monitor.registration.metadata)
 
 
 def _seed(reg: Registration, previous: HealthState | None, stored: HealthStatus | None) -> HealthState:

@@ -43,6 +43,29 @@ class RegistryKeys:
     def leader(self) -> str:
         return f"{self.root}hub/leader"
 
+    @property
+    def endpoints(self) -> str:
+        """etcd naming endpoints of alive gRPC instances: ``<root>endpoints/<name>/<addr>``."""
+        return f"{self.root}endpoints/"
+
+    def endpoint_target(self, name: str) -> str:
+        """The target etcd's gRPC resolver takes for ``name``: keys are ``<target>/<addr>``; Go dials
+        ``etcd:///<target>/`` (the trailing slash keeps ``api`` from matching ``api-v2``: the resolver
+        reads ``<target>`` as a plain prefix)."""
+        return f"{self.endpoints}{name}"
+
+    def endpoint(self, name: str, addr: str) -> str:
+        return f"{self.endpoint_target(name)}/{addr}"
+
+    def parse_endpoint(self, key: str) -> InstanceKey | None:
+        """The gRPC instance an endpoint key names; None for anything else."""
+        if not key.startswith(self.endpoints):
+            return None
+        parts = key[len(self.endpoints) :].split("/")
+        if len(parts) == 2 and parts[0] and parts[1]:
+            return InstanceKey("grpc", parts[0], parts[1])
+        return None
+
     def registration(self, key: InstanceKey) -> str:
         return f"{self.registrations}{key.path}"
 

@@ -22,7 +22,10 @@ class DeregisterResult(BaseModel):
     type: ServiceType
     name: str
     addr: str
-    revision: int
+    revision: int = Field(description="Revision after the delete (with dry_run: the revision read).")
+    key: str = Field(default="", description="The registration's etcd key.")
+    dry_run: bool = False
+    change: str = Field(default="", description="What the call changes (with dry_run: would change), in words.")
 
 
 class InstanceList(BaseModel):

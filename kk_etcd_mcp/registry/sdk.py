@@ -5,7 +5,7 @@
             ...  # registered under a lease; re-registered if etcd loses it; deleted on exit
         url = await registry.base_url("payments")
         async with registry.grpc_channel("inventory") as channel:
-            ...
+            ...  # to one picked instance; balanced=True: round robin over every alive one
 
 Usable without the MCP server: it needs only etcd (and a hub running somewhere to keep statuses).
 """
@@ -23,14 +23,16 @@ import anyio
 import grpc
 from pydantic import ValidationError
 
-from ..errors import InvalidArgumentError, KkEtcdError
+from ..errors import InvalidArgumentError, KkEtcdError, NotFoundError
 from ..etcd import EtcdClient
 from ..etcd.session import LeaseSession
 from .checkers import Prober
+from .grpc_target import balanced_options, static_target
 from .keys import RegistryKeys
-from .model import CheckOptions, Instance, Registration, ServiceType, validation_reason
+from .model import CheckOptions, Instance, Registration, ServiceType, check_name, validation_reason
 from .service import RegistryService, Strategy, build_registration
 from .store import instance_key
+from .wire import endpoint_addr_from_json
 
 log = logging.getLogger(__name__)
 
@@ -126,23 +128,68 @@ class ServiceRegistry:
         scheme = "https" if instance.check is not None and instance.check.tls else "http"
         return f"{scheme}://{instance.addr}"
 
+    async def grpc_endpoints(self, name: str) -> list[str]:
+        """Addresses of the alive gRPC instances of ``name``, sorted, as the hub publishes them for
+        etcd's gRPC resolver (``<prefix>endpoints/<name>/<addr>``; Go dials ``etcd:///<prefix>endpoints/<name>/``)."""
+        check_name(name)
+        found = await self.service.store.endpoints(name)
+        return sorted({addr for raw in found.values() if (addr := endpoint_addr_from_json(raw)) is not None})
+
     @asynccontextmanager
     async def grpc_channel(
-        self, name: str, strategy: Strategy = "random", *, options: Sequence[tuple[str, Any]] = ()
+        self,
+        name: str,
+        strategy: Strategy = "random",
+        *,
+        options: Sequence[tuple[str, Any]] = (),
+        balanced: bool = False,
     ) -> AsyncIterator[grpc.aio.Channel]:
-        """A grpc.aio channel to a picked gRPC instance, closed on exit (TLS when its check uses TLS)."""
-        instance = await self.pick(name, "grpc", strategy)
-        spec = instance.check
-        if spec is not None and spec.tls:
-            roots = await anyio.Path(spec.ca_file).read_bytes() if spec.ca_file else None
-            channel = grpc.aio.secure_channel(instance.addr, grpc.ssl_channel_credentials(roots), options=options)
+        """A grpc.aio channel, closed on exit; TLS when the instances' checks use TLS.
+
+        By default to one instance picked by ``strategy`` (it passed a check just now). ``balanced``: to
+        every address of ``grpc_endpoints`` at once, calls spread by gRPC's ``round_robin`` (``strategy``
+        unused). That list is read once (Python's grpc has no pluggable resolver): open a new channel to
+        follow instances that come or go. With TLS, certificates are checked against the instances' host
+        (they must share one), unless ``options`` name ``grpc.ssl_target_name_override``.
+        """
+        if balanced:
+            target, addrs, tls, ca_file = await self._balanced_target(name)
+            options = balanced_options(options, addrs, tls)
         else:
-            channel = grpc.aio.insecure_channel(instance.addr, options=options)
+            instance = await self.pick(name, "grpc", strategy)
+            spec = instance.check
+            target, tls, ca_file = instance.addr, spec is not None and spec.tls, spec.ca_file if spec else None
+        if tls:
+            roots = await anyio.Path(ca_file).read_bytes() if ca_file else None
+            channel = grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(roots), options=options)
+        else:
+            channel = grpc.aio.insecure_channel(target, options=options)
         try:
             yield channel
         finally:
             with anyio.CancelScope(shield=True):
                 await channel.close()
+
+    async def _balanced_target(self, name: str) -> tuple[str, list[str], bool, str | None]:
+        """A static target over the published endpoints of ``name``, their addresses, and the TLS
+        setting (use it, CA file) they share."""
+        addrs = await self.grpc_endpoints(name)
+        target = await static_target(addrs) if addrs else None
+        if target is None:
+            where = self.service.keys.endpoint_target(name)
+            raise NotFoundError(
+                f"no alive gRPC instance of {name} is published under {where}/ "
+                "(a hub publishes gRPC instances there while they pass their checks)"
+            )
+        stored, _ = await self.service.store.registrations("grpc", name)
+        tls = {(r.check.tls, r.check.ca_file) for item in stored if (r := item.registration) and r.addr in addrs}
+        if len(tls) > 1:
+            raise KkEtcdError(
+                f"the gRPC instances of {name} disagree on TLS (some use it and some do not, or their CA "
+                "files differ), so one channel cannot reach them all: use balanced=False"
+            )
+        use_tls, ca_file = tls.pop() if tls else (False, None)
+        return target, addrs, use_tls, ca_file
 
 
 class KeptRegistration:
@@ -193,4 +240,6 @@ class KeptRegistration:
                     raise
                 log.warning("cannot register %s yet: %s", self.key, error)
                 await anyio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
+                # At most one check interval apart: once etcd is back, the hub sees the service again
+                # within an interval.
+                backoff = min(backoff * 2, _MAX_BACKOFF, self.registration.check.interval)

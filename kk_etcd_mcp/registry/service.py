@@ -68,10 +68,20 @@ class RegistryService:
             check=registration.check,
         )
 
-    async def deregister(self, name: str, addr: str, service_type: ServiceType | None = None) -> DeregisterResult:
+    async def deregister(
+        self, name: str, addr: str, service_type: ServiceType | None = None, dry_run: bool = False
+    ) -> DeregisterResult:
+        """Delete one instance's registration; ``dry_run`` only finds it and says what would go."""
         key = await self._find(name, addr, service_type)
-        revision = await self.store.delete(key)
-        return DeregisterResult(type=key.type, name=name, addr=addr, revision=revision)
+        etcd_key = self.keys.registration(key)
+        change = (
+            f"deregister the {key.type} instance {addr} of service {name} (key {etcd_key}); "
+            "the hub stops checking it and removes its status"
+        )
+        result = DeregisterResult(type=key.type, name=name, addr=addr, revision=0, key=etcd_key, change=change)
+        if dry_run:
+            return result.model_copy(update={"dry_run": True, "revision": await self.store.etcd.current_revision()})
+        return result.model_copy(update={"revision": await self.store.delete(key)})
 
     async def list_instances(
         self, name: str | None = None, service_type: ServiceType | None = None, status: Status | None = None

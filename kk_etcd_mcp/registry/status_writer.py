@@ -1,9 +1,10 @@
-"""Writes status changes and the alive document: coalesced, batched, fenced by leadership.
+"""Writes status changes, gRPC endpoints and the alive document: coalesced, batched, fenced by leadership.
 
 Check loops never wait on etcd: they hand their transitions to ``set`` and go on checking. When etcd
 is slow or away, the latest status per instance waits here and is written once etcd answers. Every
-transaction carries the leader's compare, so a hub that lost leadership writes nothing. The alive
-document covers every alive instance, so it is rebuilt at most once per ``ALIVE_MIN_GAP``.
+transaction carries the leader's compare, so a hub that lost leadership writes nothing. An instance's
+endpoint change (``set_endpoint``) goes in the same transaction as its status when both wait. The
+alive document covers every alive instance, so it is rebuilt at most once per ``ALIVE_MIN_GAP``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class StatusWriter:
         self.fence = fence
         self._alive = alive
         self._pending: dict[InstanceKey, HealthStatus | None] = {}
+        self._endpoints: dict[InstanceKey, str | None] = {}  # endpoint JSON to put, None to delete
         self._alive_changed = True
         self._alive_written_at = -math.inf
         self._written_alive: str | None = None  # None with _alive_known: the document was deleted
@@ -54,6 +56,11 @@ class StatusWriter:
         """Queue a status (None: delete it); a newer status for the same instance replaces a queued one."""
         self._pending[key] = status
         self._alive_changed = self._alive_changed or alive_changed
+        self._wake.set()
+
+    def set_endpoint(self, key: InstanceKey, document: str | None) -> None:
+        """Queue a gRPC instance's endpoint (None: delete it); a newer one replaces a queued one."""
+        self._endpoints[key] = document
         self._wake.set()
 
     def touch_alive(self) -> None:
@@ -79,15 +86,17 @@ class StatusWriter:
         return max(0.0, self._alive_written_at + ALIVE_MIN_GAP - anyio.current_time())
 
     async def flush(self) -> None:
-        while self._pending:
-            batch = dict(islice(self._pending.items(), _BATCH))  # not a copy of all that waits
-            for key in batch:
-                del self._pending[key]
+        while self._pending or self._endpoints:
+            statuses, endpoints = self._take_batch()
+            ops = [self._op(key, status) for key, status in statuses.items()]
+            ops += [self._endpoint_op(key, document) for key, document in endpoints.items()]
             try:
-                await self._write([self._op(key, status) for key, status in batch.items()])
-            except BaseException:
-                for key, status in batch.items():  # put back what a newer set() did not replace
+                await self._write(ops)
+            except BaseException:  # put back what a newer set() or set_endpoint() did not replace
+                for key, status in statuses.items():
                     self._pending.setdefault(key, status)
+                for key, document in endpoints.items():
+                    self._endpoints.setdefault(key, document)
                 raise
         if self._alive_changed and self._until_alive_due() == 0:
             await self._write_alive()
@@ -110,6 +119,24 @@ class StatusWriter:
             self._alive_changed = True
             raise
         self._written_alive, self._alive_known = document, True
+
+    def _take_batch(self) -> tuple[dict[InstanceKey, HealthStatus | None], dict[InstanceKey, str | None]]:
+        """At most ``_BATCH`` operations: statuses first, each with its instance's endpoint, then endpoints."""
+        statuses: dict[InstanceKey, HealthStatus | None] = {}
+        endpoints: dict[InstanceKey, str | None] = {}
+        for key in list(islice(self._pending, _BATCH)):  # not a copy of all that waits
+            if len(statuses) + len(endpoints) + 1 + (key in self._endpoints) > _BATCH:
+                break
+            statuses[key] = self._pending.pop(key)
+            if key in self._endpoints:
+                endpoints[key] = self._endpoints.pop(key)
+        for key in list(islice(self._endpoints, _BATCH - len(statuses) - len(endpoints))):
+            endpoints[key] = self._endpoints.pop(key)
+        return statuses, endpoints
+
+    def _endpoint_op(self, key: InstanceKey, document: str | None) -> TxnOp:
+        raw_key = self.keys.endpoint(key.name, key.addr).encode()
+        return Put(raw_key, document.encode()) if document is not None else Delete(raw_key)
 
     def _op(self, key: InstanceKey, status: HealthStatus | None) -> TxnOp:
         raw_key = self.keys.status(key).encode()

@@ -69,6 +69,17 @@ class RegistryStore:
                 found[key] = status_from_json(kv.value)
         return found
 
+    async def endpoints(self, name: str | None = None) -> dict[InstanceKey, bytes]:
+        """gRPC endpoint values (wire.endpoint_to_json) of one service, or of all; keys we cannot parse left out."""
+        prefix = f"{self.keys.endpoint_target(name)}/" if name is not None else self.keys.endpoints
+        kvs, _ = await self._scan(prefix)
+        found: dict[InstanceKey, bytes] = {}
+        for kv in kvs:
+            key = self.keys.parse_endpoint(kv.key.decode(errors="replace"))
+            if key is not None:
+                found[key] = kv.value
+        return found
+
     async def instances(self, service_type: ServiceType | None = None, name: str | None = None) -> list[Instance]:
         """Registrations joined with their statuses, read at one revision."""
         stored, revision = await self.registrations(service_type, name)

@@ -5,6 +5,7 @@ kk_etcd_go writes registrations with protojson (``PBServiceRegistration``): Pasc
 We write the same fields, durations in protojson form, plus ours (``Metadata``, ``Weight`` and the
 extra ``CheckConfig`` fields), so our registrations read back in kk_etcd_go's shape. The key, not
 the JSON, says which instance a registration is: the JSON's name and address are informational.
+Endpoint values (``<root>endpoints/...``) follow etcd's own naming format instead (see below).
 """
 
 from __future__ import annotations
@@ -122,3 +123,27 @@ def alive_document(alive: Iterable[tuple[InstanceKey, str]]) -> str:
     for key, document in sorted(alive, key=lambda item: (item[0].type, item[0].name, item[0].addr)):
         groups.setdefault(f"{WIRE_TYPES[key.type]}-{key.name}", []).append(document)
     return "{" + ",".join(f"{json.dumps(group)}:[{','.join(docs)}]" for group, docs in groups.items()) + "}"
+
+
+# etcd naming endpoints ---------------------------------------------------------------------------
+# Must stay JSON-compatible with etcd's client/v3/naming/endpoints (internal.Update, Go's encoding/json):
+# ``{"Op": 0, "Addr": "<host:port>", "Metadata": <any>}``. Op 0 is endpoints.Add; Delete (1) is never
+# stored, a deleted key is the delete. Go's resolver (``etcd:///<target>``) dials ``Addr``, not the key.
+ENDPOINT_ADD = 0
+
+
+def endpoint_to_json(addr: str, metadata: dict[str, str]) -> str:
+    """An endpoint as etcd's Go endpoints.Manager writes it; no metadata is ``null``, as Go marshals a nil."""
+    document = {"Op": ENDPOINT_ADD, "Addr": addr, "Metadata": dict(sorted(metadata.items())) or None}
+    return json.dumps(document, separators=(",", ":"))
+
+
+def endpoint_addr_from_json(raw: bytes) -> str | None:
+    """The address an endpoint value names (whatever its Op: Go's resolver takes every stored value as an
+    Add); None for a value that is not an endpoint."""
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    addr = document.get("Addr") if isinstance(document, dict) else None
+    return addr if isinstance(addr, str) and addr else None

@@ -8,6 +8,7 @@ settings, never from tool arguments.
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
+from mcp.server.mcpserver.resolve import Resolve
 from pydantic import Field, ValidatorFunctionWrapHandler, WithJsonSchema, WrapValidator
 
 from ...access import (
@@ -18,11 +19,14 @@ from ...access import (
     RoleDeleteResult,
     RoleInfo,
     RoleListResult,
+    RolePermissionChange,
     UserAddResult,
     UserDeleteResult,
     UserInfo,
     UserListResult,
+    UserRoleChange,
 )
+from ..confirm import Answer, Preview
 from ..toolset import ToolRegistrar
 
 UserName = Annotated[str, Field(description="etcd user name, e.g. 'alice'.")]
@@ -33,6 +37,20 @@ RangeEnd = Annotated[
     Field(description="Exclusive end of a key range; leave out for one key. '\\u0000' means every key from `key` on."),
 ]
 Prefix = Annotated[bool, Field(description="The permission covers every key starting with `key` ('' = every key).")]
+DryRun = Annotated[bool, Field(description="Only say what would change (the `change` field); change nothing.")]
+
+
+# What the audit trail records as changed: the user, the role, or etcd's auth switch.
+def _user(arguments: dict[str, Any], result: Any) -> tuple[list[str], int]:
+    return [f"user:{arguments['name']}"], 1
+
+
+def _role(arguments: dict[str, Any], result: Any) -> tuple[list[str], int]:
+    return [f"role:{arguments.get('role') or arguments['name']}"], 1
+
+
+def _auth(arguments: dict[str, Any], result: Any) -> tuple[list[str], int]:
+    return ["auth"], 1
 
 
 class _Withheld:
@@ -64,6 +82,8 @@ Password = Annotated[
 
 
 def register_access_tools(tools: ToolRegistrar, access: AccessService) -> None:
+    confirm = tools.confirm
+
     async def auth_status() -> AuthStatusResult:
         """Whether etcd enforces authentication, how many users and roles exist, and who this server is."""
         return await access.status()
@@ -73,8 +93,21 @@ def register_access_tools(tools: ToolRegistrar, access: AccessService) -> None:
         refuses when this server has no credentials of its own, since it would lock itself out."""
         return await access.enable()
 
-    async def auth_disable() -> AuthChangeResult:
-        """Turn etcd authentication off: every client may then do everything. Needs role root."""
+    async def disable_plan() -> Preview[AuthChangeResult]:
+        return await confirm.preview("auth_disable", lambda: access.disable(dry_run=True), lambda r: r.changed)
+
+    async def auth_disable(
+        dry_run: DryRun = False,
+        *,
+        plan: Annotated[Preview[AuthChangeResult], Resolve(disable_plan)],
+        confirmation: Annotated[Answer, Resolve(confirm.resolver("auth_disable", disable_plan))],
+    ) -> AuthChangeResult:
+        """Turn etcd authentication off: every client may then do everything. Needs role root.
+        The user is asked to confirm first; dry_run=true only says whether it would change anything."""
+        planned = plan.value()
+        if dry_run:
+            return planned
+        await confirm.require("auth_disable", confirmation, plan, disable_plan)
         return await access.disable()
 
     async def user_list() -> UserListResult:
@@ -94,8 +127,22 @@ def register_access_tools(tools: ToolRegistrar, access: AccessService) -> None:
         user. Without a password, a strong one is generated and returned once in `password`."""
         return await access.user_add(name, password, roles)
 
-    async def user_delete(name: UserName) -> UserDeleteResult:
-        """Delete an etcd user. Refuses user root and the user this server connects as."""
+    async def user_delete_plan(name: str) -> Preview[UserDeleteResult]:
+        return await confirm.preview("user_delete", lambda: access.user_delete(name, dry_run=True), lambda _: True)
+
+    async def user_delete(
+        name: UserName,
+        dry_run: DryRun = False,
+        *,
+        plan: Annotated[Preview[UserDeleteResult], Resolve(user_delete_plan)],
+        confirmation: Annotated[Answer, Resolve(confirm.resolver("user_delete", user_delete_plan))],
+    ) -> UserDeleteResult:
+        """Delete an etcd user. Refuses user root and the user this server connects as.
+        The user is asked to confirm first; dry_run=true only shows what would be deleted."""
+        planned = plan.value()
+        if dry_run:
+            return planned
+        await confirm.require("user_delete", confirmation, plan, lambda: user_delete_plan(name))
         return await access.user_delete(name)
 
     async def user_change_password(
@@ -110,8 +157,25 @@ def register_access_tools(tools: ToolRegistrar, access: AccessService) -> None:
         """Grant a role to a user; returns the user's roles."""
         return await access.user_grant_role(name, role)
 
-    async def user_revoke_role(name: UserName, role: RoleName) -> UserInfo:
-        """Revoke a role from a user; returns the user's roles. Refuses role root of user root."""
+    async def revoke_role_plan(name: str, role: str) -> Preview[UserRoleChange]:
+        return await confirm.preview(
+            "user_revoke_role", lambda: access.user_revoke_role(name, role, dry_run=True), lambda r: r.changed
+        )
+
+    async def user_revoke_role(
+        name: UserName,
+        role: RoleName,
+        dry_run: DryRun = False,
+        *,
+        plan: Annotated[Preview[UserRoleChange], Resolve(revoke_role_plan)],
+        confirmation: Annotated[Answer, Resolve(confirm.resolver("user_revoke_role", revoke_role_plan))],
+    ) -> UserRoleChange:
+        """Revoke a role from a user; returns the user's roles. Refuses role root of user root.
+        The user is asked to confirm first; dry_run=true returns the roles the user would keep."""
+        planned = plan.value()
+        if dry_run:
+            return planned
+        await confirm.require("user_revoke_role", confirmation, plan, lambda: revoke_role_plan(name, role))
         return await access.user_revoke_role(name, role)
 
     async def role_list() -> RoleListResult:
@@ -126,8 +190,22 @@ def register_access_tools(tools: ToolRegistrar, access: AccessService) -> None:
         """Create a role without permissions; add them with role_grant_permission."""
         return await access.role_add(name)
 
-    async def role_delete(name: RoleName) -> RoleDeleteResult:
-        """Delete a role (users lose it). Refuses role root."""
+    async def role_delete_plan(name: str) -> Preview[RoleDeleteResult]:
+        return await confirm.preview("role_delete", lambda: access.role_delete(name, dry_run=True), lambda _: True)
+
+    async def role_delete(
+        name: RoleName,
+        dry_run: DryRun = False,
+        *,
+        plan: Annotated[Preview[RoleDeleteResult], Resolve(role_delete_plan)],
+        confirmation: Annotated[Answer, Resolve(confirm.resolver("role_delete", role_delete_plan))],
+    ) -> RoleDeleteResult:
+        """Delete a role (users lose it). Refuses role root.
+        The user is asked to confirm first, shown its permissions and holders; dry_run=true only shows them."""
+        planned = plan.value()
+        if dry_run:
+            return planned
+        await confirm.require("role_delete", confirmation, plan, lambda: role_delete_plan(name))
         return await access.role_delete(name)
 
     async def role_grant_permission(
@@ -142,10 +220,33 @@ def register_access_tools(tools: ToolRegistrar, access: AccessService) -> None:
         """Let a role read and/or write one key, a range, or a prefix (replaces a grant on the same range)."""
         return await access.role_grant_permission(role, key, permission, range_end, prefix)
 
+    async def revoke_permission_plan(
+        role: str, key: str, range_end: str | None, prefix: bool
+    ) -> Preview[RolePermissionChange]:
+        return await confirm.preview(
+            "role_revoke_permission",
+            lambda: access.role_revoke_permission(role, key, range_end, prefix, dry_run=True),
+            lambda r: r.changed,
+        )
+
     async def role_revoke_permission(
-        role: RoleName, key: Key, range_end: RangeEnd = None, prefix: Prefix = False
-    ) -> RoleInfo:
-        """Take back a permission; name the key and range exactly as granted (role_get shows them)."""
+        role: RoleName,
+        key: Key,
+        range_end: RangeEnd = None,
+        prefix: Prefix = False,
+        dry_run: DryRun = False,
+        *,
+        plan: Annotated[Preview[RolePermissionChange], Resolve(revoke_permission_plan)],
+        confirmation: Annotated[Answer, Resolve(confirm.resolver("role_revoke_permission", revoke_permission_plan))],
+    ) -> RolePermissionChange:
+        """Take back a permission; name the key and range exactly as granted (role_get shows them).
+        The user is asked to confirm first; dry_run=true returns the permissions the role would keep."""
+        planned = plan.value()
+        if dry_run:
+            return planned
+        await confirm.require(
+            "role_revoke_permission", confirmation, plan, lambda: revoke_permission_plan(role, key, range_end, prefix)
+        )
         return await access.role_revoke_permission(role, key, range_end, prefix)
 
     tools.add(auth_status, title="etcd authentication status", read_only=True)
@@ -153,20 +254,45 @@ def register_access_tools(tools: ToolRegistrar, access: AccessService) -> None:
     tools.add(user_get, title="Read an etcd user", read_only=True)
     tools.add(role_list, title="List etcd roles", read_only=True)
     tools.add(role_get, title="Read an etcd role", read_only=True)
-    tools.add(auth_enable, title="Enable etcd authentication", read_only=False, idempotent=True)
-    tools.add(auth_disable, title="Disable etcd authentication", read_only=False, destructive=True, idempotent=True)
-    tools.add(user_add, title="Create an etcd user", read_only=False)
-    tools.add(user_change_password, title="Change an etcd user's password", read_only=False)
-    tools.add(user_grant_role, title="Grant a role to a user", read_only=False, idempotent=True)
-    tools.add(user_revoke_role, title="Revoke a role from a user", read_only=False, destructive=True, idempotent=True)
-    tools.add(user_delete, title="Delete an etcd user", read_only=False, destructive=True, idempotent=True)
-    tools.add(role_add, title="Create an etcd role", read_only=False)
-    tools.add(role_grant_permission, title="Grant a key permission to a role", read_only=False, idempotent=True)
+    tools.add(auth_enable, title="Enable etcd authentication", read_only=False, idempotent=True, affected=_auth)
+    tools.add(
+        auth_disable,
+        title="Disable etcd authentication",
+        read_only=False,
+        destructive=True,
+        idempotent=True,
+        affected=_auth,
+    )
+    tools.add(user_add, title="Create an etcd user", read_only=False, affected=_user)
+    tools.add(user_change_password, title="Change an etcd user's password", read_only=False, affected=_user)
+    tools.add(user_grant_role, title="Grant a role to a user", read_only=False, idempotent=True, affected=_user)
+    tools.add(
+        user_revoke_role,
+        title="Revoke a role from a user",
+        read_only=False,
+        destructive=True,
+        idempotent=True,
+        affected=_user,
+    )
+    tools.add(
+        user_delete, title="Delete an etcd user", read_only=False, destructive=True, idempotent=True, affected=_user
+    )
+    tools.add(role_add, title="Create an etcd role", read_only=False, affected=_role)
+    tools.add(
+        role_grant_permission,
+        title="Grant a key permission to a role",
+        read_only=False,
+        idempotent=True,
+        affected=_role,
+    )
     tools.add(
         role_revoke_permission,
         title="Revoke a key permission from a role",
         read_only=False,
         destructive=True,
         idempotent=True,
+        affected=_role,
     )
-    tools.add(role_delete, title="Delete an etcd role", read_only=False, destructive=True, idempotent=True)
+    tools.add(
+        role_delete, title="Delete an etcd role", read_only=False, destructive=True, idempotent=True, affected=_role
+    )

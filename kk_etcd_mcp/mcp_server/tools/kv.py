@@ -3,6 +3,7 @@
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.resolve import Resolve
 from pydantic import Field, ValidatorFunctionWrapHandler, WithJsonSchema, WrapValidator
 
 from ...config_center import (
@@ -16,6 +17,7 @@ from ...config_center import (
     KvPutResult,
     KvRollbackResult,
 )
+from ..confirm import Answer, Preview
 from ..toolset import ToolRegistrar
 
 Key = Annotated[str, Field(description="etcd key, e.g. 'app/db/url'.")]
@@ -24,6 +26,8 @@ Key = Annotated[str, Field(description="etcd key, e.g. 'app/db/url'.")]
 def _string_or_structure(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
     return value if isinstance(value, dict | list) else handler(value)
 
+
+DryRun = Annotated[bool, Field(description="Only say what would change (the `change` field); change nothing.")]
 
 # The annotation is `str` on purpose: MCPServer json-decodes a string argument whose annotation is not
 # exactly `str` ('{"a":1}' would be re-serialised, 'true' or 'null' rejected), yet a string value
@@ -37,6 +41,8 @@ Value = Annotated[
 
 
 def register_kv_tools(tools: ToolRegistrar, center: ConfigCenter) -> None:
+    confirm = tools.confirm
+
     async def kv_get(
         key: Key, revision: Annotated[int, Field(description="Read as of this revision; 0 = latest.")] = 0
     ) -> KvEntry:
@@ -70,6 +76,13 @@ def register_kv_tools(tools: ToolRegistrar, center: ConfigCenter) -> None:
         """List keys (and values) under a prefix, one page at a time."""
         return await center.list(prefix, limit, cursor, keys_only, include_internal)
 
+    async def delete_plan(key: str, prefix: bool, expected_revision: int | None) -> Preview[KvDeleteResult]:
+        return await confirm.preview(
+            "kv_delete",
+            lambda: center.delete(key, prefix, expected_revision, dry_run=True),
+            lambda planned: planned.deleted > 0,
+        )
+
     async def kv_delete(
         key: Annotated[str, Field(description="The key, or the prefix when prefix=true.")],
         prefix: Annotated[
@@ -78,8 +91,17 @@ def register_kv_tools(tools: ToolRegistrar, center: ConfigCenter) -> None:
         expected_revision: Annotated[
             int | None, Field(description="Compare-and-swap: delete only if the key's mod_revision is this.")
         ] = None,
+        dry_run: DryRun = False,
+        *,
+        plan: Annotated[Preview[KvDeleteResult], Resolve(delete_plan)],
+        confirmation: Annotated[Answer, Resolve(confirm.resolver("kv_delete", delete_plan))],
     ) -> KvDeleteResult:
-        """Delete a key, or every key under a prefix. Returns how many keys were deleted."""
+        """Delete a key, or every key under a prefix; returns how many (and which, up to 100) were deleted.
+        The user is asked to confirm first, shown exactly what will go; dry_run=true only shows it."""
+        planned = plan.value()
+        if dry_run:
+            return planned
+        await confirm.require("kv_delete", confirmation, plan, lambda: delete_plan(key, prefix, expected_revision))
         return await center.delete(key, prefix, expected_revision)
 
     async def kv_history(
@@ -98,6 +120,13 @@ def register_kv_tools(tools: ToolRegistrar, center: ConfigCenter) -> None:
         """Export every key under a prefix as a kk-etcd-export/v1 document (one consistent revision)."""
         return await center.export(prefix)
 
+    async def import_plan(document: dict[str, Any] | str, mode: Literal["merge", "replace"]) -> Preview[ImportResult]:
+        return await confirm.preview(
+            "kv_import",
+            lambda: center.import_(document, mode, dry_run=True, progress=None),
+            lambda planned: bool(planned.plan.delete),  # overwritten values stay in history: only deletes are asked
+        )
+
     async def kv_import(
         document: Annotated[
             dict[str, Any] | str, Field(description="A kk-etcd-export/v1 document (as kv_export returns it).")
@@ -108,8 +137,16 @@ def register_kv_tools(tools: ToolRegistrar, center: ConfigCenter) -> None:
         ] = "merge",
         dry_run: Annotated[bool, Field(description="Only return the plan (default). Set false to apply it.")] = True,
         ctx: Context | None = None,
+        *,
+        plan: Annotated[Preview[ImportResult], Resolve(import_plan)],
+        confirmation: Annotated[Answer, Resolve(confirm.resolver("kv_import", import_plan))],
     ) -> ImportResult:
-        """Plan, and unless dry_run, apply an import in guarded transactions of at most 128 operations."""
+        """Plan, and unless dry_run, apply an import in guarded transactions of at most 128 operations.
+        An import that deletes keys (mode=replace) asks the user to confirm first, showing the plan."""
+        planned = plan.value()
+        if dry_run:
+            return planned
+        await confirm.require("kv_import", confirmation, plan, lambda: import_plan(document, mode))
 
         async def progress(done: int, total: int) -> None:
             if ctx is not None:

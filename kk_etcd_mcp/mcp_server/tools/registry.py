@@ -2,6 +2,7 @@
 
 from typing import Annotated
 
+from mcp.server.mcpserver.resolve import Resolve
 from pydantic import Field
 
 from ...registry import (
@@ -16,6 +17,7 @@ from ...registry import (
     Status,
     Strategy,
 )
+from ..confirm import Answer, Preview
 from ..toolset import ToolRegistrar
 
 Name = Annotated[str, Field(description="Service name (no '/' or whitespace), e.g. 'orders'.")]
@@ -26,6 +28,8 @@ TypeFilter = Annotated[
 
 
 def register_registry_tools(tools: ToolRegistrar, registry: RegistryService) -> None:
+    confirm = tools.confirm
+
     async def service_register(
         name: Name,
         addr: Addr,
@@ -43,8 +47,26 @@ def register_registry_tools(tools: ToolRegistrar, registry: RegistryService) -> 
         """Register (or update) one instance of a service; the hub starts checking it within one interval."""
         return await registry.register(name, addr, type, check, metadata, weight, ttl)
 
-    async def service_deregister(name: Name, addr: Addr, type: TypeFilter = None) -> DeregisterResult:
-        """Remove one instance of a service (only that instance); its checks and status go with it."""
+    async def deregister_plan(name: str, addr: str, type: ServiceType | None) -> Preview[DeregisterResult]:
+        return await confirm.preview(
+            "service_deregister", lambda: registry.deregister(name, addr, type, dry_run=True), lambda _: True
+        )
+
+    async def service_deregister(
+        name: Name,
+        addr: Addr,
+        type: TypeFilter = None,
+        dry_run: Annotated[bool, Field(description="Only say what would be removed; remove nothing.")] = False,
+        *,
+        plan: Annotated[Preview[DeregisterResult], Resolve(deregister_plan)],
+        confirmation: Annotated[Answer, Resolve(confirm.resolver("service_deregister", deregister_plan))],
+    ) -> DeregisterResult:
+        """Remove one instance of a service (only that instance); its checks and status go with it.
+        The user is asked to confirm first; dry_run=true only shows what would be removed."""
+        planned = plan.value()
+        if dry_run:
+            return planned
+        await confirm.require("service_deregister", confirmation, plan, lambda: deregister_plan(name, addr, type))
         return await registry.deregister(name, addr, type)
 
     async def service_list(

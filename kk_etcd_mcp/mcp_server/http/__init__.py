@@ -1,49 +1,36 @@
-"""HTTP transports (SSE, streamable HTTP): Host/Origin checks, bearer token, uvicorn without its own signals."""
+"""HTTP transports (SSE, streamable HTTP): Host/Origin checks, named bearer tokens, request limits.
+
+Each HTTP request passes, outermost first:
+
+1. ``ClientAuth``: finds the client's identity from its bearer token (401 without a valid one),
+   or names it ``http`` (every scope) when no tokens are configured (loopback only);
+2. ``RateLimit``: a token bucket per client for MCP POSTs (429 with Retry-After);
+3. ``BodyLimit``: at most ``http_max_body_bytes`` of body (413), counted as it streams;
+4. mcp's app, with its DNS-rebinding checks (421/403).
+
+Every refusal is a JSON ``{"error", "message"}`` and happens before the MCP message is read, so
+nothing is done. uvicorn runs without its own signal handlers: our runner stops it.
+"""
 
 import contextlib
-import hmac
 import logging
 from collections.abc import Iterator
 
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
-from starlette.datastructures import Headers
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
-from ..settings import Settings, is_loopback
+from ...settings import Settings, is_loopback
+from .auth import ClientAuth
+from .limits import BodyLimit, RateLimit
 
 log = logging.getLogger(__name__)
 
 STREAMABLE_HTTP_PATH = "/mcp"
 SSE_PATH = "/sse"
+GRACEFUL_SHUTDOWN_SECONDS = 2  # a stop ends within 5 s (issue 5), whatever clients stay connected
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
-
-
-class BearerTokenMiddleware:
-    """Answers 401 to any HTTP request without ``Authorization: Bearer <token>``."""
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app = app
-        self._expected = token.encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scheme, _, given = Headers(scope=scope).get("authorization", "").partition(" ")
-            # The scheme is case-insensitive (RFC 7235); the token compare is constant-time.
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self._expected):
-                response = JSONResponse(
-                    {
-                        "error": "unauthorized",
-                        "message": "send the configured token as 'Authorization: Bearer <token>'",
-                    },
-                    status_code=401,
-                    headers={"WWW-Authenticate": 'Bearer realm="kk-etcd-mcp"'},
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 def transport_security(settings: Settings) -> TransportSecuritySettings:
@@ -62,16 +49,24 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
 
 def http_app(server: MCPServer, settings: Settings) -> ASGIApp:
     security = transport_security(settings)
+    limit = settings.http_max_body_bytes
     app: ASGIApp
     if settings.transport == "sse":
-        app = server.sse_app(sse_path=SSE_PATH, transport_security=security, host=settings.host)
+        app = server.sse_app(
+            sse_path=SSE_PATH, transport_security=security, host=settings.host, max_request_body_size=limit
+        )
     else:
         app = server.streamable_http_app(
-            streamable_http_path=STREAMABLE_HTTP_PATH, transport_security=security, host=settings.host
+            streamable_http_path=STREAMABLE_HTTP_PATH,
+            transport_security=security,
+            host=settings.host,
+            max_request_body_size=limit,
         )
-    if settings.http_token is not None:
-        app = BearerTokenMiddleware(app, settings.http_token.get_secret_value())
-    return app
+    app = BodyLimit(app, limit)
+    tokens = settings.bearer_tokens()
+    if settings.http_rate_limit > 0:
+        app = RateLimit(app, settings.http_rate_limit, settings.http_rate_burst, by_token=bool(tokens))
+    return ClientAuth(app, tokens)
 
 
 class HttpServer(uvicorn.Server):
@@ -94,9 +89,14 @@ def make_http_server(server: MCPServer, settings: Settings) -> HttpServer:
         log_level=settings.log_level.lower(),
         access_log=False,
         lifespan="on",
+        # Open event streams never end by themselves: past this, a stop cancels them instead of waiting.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     path = SSE_PATH if settings.transport == "sse" else STREAMABLE_HTTP_PATH
-    auth = "bearer token required" if settings.http_token else "no token (loopback only)"
+    tokens = settings.bearer_tokens()
+    auth = (
+        "bearer tokens: " + ", ".join(f"{t.name} ({t.scope})" for t in tokens) if tokens else "no token (loopback only)"
+    )
     log.info(
         "serving MCP over %s at http://%s:%d%s (%s)",
         settings.transport,

@@ -1,0 +1,21 @@
+"""The audit trail: one entry per mutating call, to a JSON-lines file and, if asked, to etcd.
+
+Knows nothing of MCP: callers build an ``AuditEntry`` (arguments passed through ``redact`` first)
+and hand it to an ``AuditTrail``, which never fails the call it records.
+"""
+
+from .model import AuditEntry, AuditLogResult, Outcome
+from .redact import REDACTED, redact
+from .sinks import EtcdAuditSink, JsonLinesSink
+from .trail import AuditTrail
+
+__all__ = [
+    "REDACTED",
+    "AuditEntry",
+    "AuditLogResult",
+    "AuditTrail",
+    "EtcdAuditSink",
+    "JsonLinesSink",
+    "Outcome",
+    "redact",
+]

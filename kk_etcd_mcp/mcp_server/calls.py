@@ -1,0 +1,150 @@
+"""What every tool call passes through: the client's scope, the concurrency limit, the audit trail.
+
+Order: scope (a client may not call a tool above its scope), then a free slot (over
+``max_concurrent_calls`` a call fails at once as busy instead of queueing), then the tool, its domain
+errors mapped to tool errors. A mutating tool's call is recorded exactly once, whatever its outcome:
+``ok``, ``dry_run``, ``refused`` (scope, busy, not confirmed: nothing was done) or ``error``.
+"""
+
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
+
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.resolve import find_resolved_parameters
+from mcp.server.mcpserver.utilities.context_injection import find_context_parameter
+from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
+
+from ..audit import AuditEntry, AuditTrail, Outcome, redact
+from ..audit.model import MAX_AFFECTED_SHOWN
+from .errors import Refused, translate_errors
+from .identity import ClientIdentity, Scope, current_identity
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# (the call's arguments, its result) -> (affected keys or names, how many in all)
+Affected = Callable[[dict[str, Any], Any], tuple[list[str], int]]
+
+
+def _field(result: Any, name: str) -> Any:
+    return getattr(result, name) if isinstance(result, BaseModel) and name in type(result).model_fields else None
+
+
+def default_affected(arguments: dict[str, Any], result: Any) -> tuple[list[str], int]:
+    """The keys a result names: ``keys`` (with ``deleted`` as the count), an import ``plan``, ``key``, ``path``."""
+    keys = _field(result, "keys")
+    if isinstance(keys, list):
+        deleted = _field(result, "deleted")
+        return keys, max(len(keys), deleted if isinstance(deleted, int) else 0)
+    plan = _field(result, "plan")
+    if isinstance(plan, BaseModel):
+        changed = [*getattr(plan, "create", []), *getattr(plan, "update", []), *getattr(plan, "delete", [])]
+        return changed, len(changed)
+    for name in ("key", "path"):
+        value = _field(result, name)
+        if isinstance(value, str) and value:
+            return [value], 1
+    return [], 0
+
+
+def result_revision(result: Any) -> int | None:
+    for name in ("revision", "new_revision"):
+        value = _field(result, name)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+@dataclass(frozen=True)
+class ToolPolicy:
+    name: str
+    scope: Scope
+    mutating: bool
+    affected: Affected = default_affected
+
+
+class CallGuard:
+    def __init__(self, max_concurrent: int = 32, audit: AuditTrail | None = None) -> None:
+        self.max_concurrent = max_concurrent
+        self.audit = audit
+        self.running = 0
+
+    @staticmethod
+    def scope_refusal(tool: str, needed: Scope, identity: ClientIdentity) -> Refused:
+        return Refused(
+            f"{tool} needs scope {needed!r}, and this client ({identity.name}) has scope {identity.scope!r}. "
+            "Nothing was done; ask for a token with that scope."
+        )
+
+    def wrap(self, fn: Callable[P, Awaitable[R]], policy: ToolPolicy) -> Callable[P, Awaitable[R]]:
+        translated = translate_errors(fn)
+        injected = set(find_resolved_parameters(fn)) | {find_context_parameter(fn)}
+
+        @functools.wraps(fn)
+        async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            identity = current_identity()
+            started = time.monotonic()
+            outcome: Outcome = "error"
+            error: str | None = "cancelled before it finished"
+            result: Any = None
+            try:
+                if not identity.allows(policy.scope):
+                    raise self.scope_refusal(policy.name, policy.scope, identity)
+                if self.running >= self.max_concurrent:
+                    raise Refused(
+                        f"busy: {self.running} calls are running (max_concurrent_calls = {self.max_concurrent}); "
+                        "try again in a moment. Nothing was done."
+                    )
+                self.running += 1
+                try:
+                    value = await translated(*args, **kwargs)
+                finally:
+                    self.running -= 1
+                result = value
+                outcome, error = ("dry_run" if kwargs.get("dry_run") is True else "ok"), None
+                return value
+            except Refused as exc:
+                outcome, error = "refused", str(exc)
+                raise
+            except ToolError as exc:
+                error = str(exc)
+                raise
+            except Exception as exc:
+                error = f"unexpected {type(exc).__name__}"
+                raise
+            finally:
+                if policy.mutating and self.audit is not None:
+                    arguments = {k: v for k, v in kwargs.items() if k not in injected}
+                    await self.audit.record(self._entry(policy, identity, arguments, outcome, error, result, started))
+
+        return guarded
+
+    @staticmethod
+    def _entry(
+        policy: ToolPolicy,
+        identity: ClientIdentity,
+        arguments: dict[str, Any],
+        outcome: Outcome,
+        error: str | None,
+        result: Any,
+        started: float,
+    ) -> AuditEntry:
+        plain = to_jsonable_python(arguments, fallback=repr)
+        affected, count = policy.affected(arguments, result) if outcome in ("ok", "dry_run") else ([], 0)
+        return AuditEntry(
+            time=datetime.now(UTC),
+            tool=policy.name,
+            client=identity.name,
+            arguments=redact(plain),
+            outcome=outcome,
+            error=error,
+            affected=affected[:MAX_AFFECTED_SHOWN],
+            affected_count=count,
+            revision=result_revision(result) if outcome == "ok" else None,
+            duration_ms=round((time.monotonic() - started) * 1000, 3),
+        )

@@ -1,0 +1,82 @@
+"""Who is calling: the name and scope of the client behind the current MCP request.
+
+Scopes nest: ``read`` may call read-only tools, ``write`` also the tools that change keys and
+registrations, ``admin`` everything (users, roles, auth, cluster). stdio has one client, the user who
+started the server, with every scope. Over HTTP the bearer token that was sent names the client
+(``http`` with every scope when HTTP runs on loopback without tokens).
+
+How it reaches a tool: the HTTP middleware (``http.py``) stores the identity in the ASGI scope as
+``scope["user"]``. The MCP session runs in tasks of its own, apart from the HTTP request handler, so
+a context variable set there would not be seen; but both HTTP transports hand each message's
+starlette ``Request`` to the request context (``ctx.request``). The lowlevel middleware of
+``scopes.py`` reads it there and sets ``_CURRENT`` around the handler, so ``current_identity()`` is
+right inside any tool, resource or prompt, and in what they await.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+
+Scope = Literal["read", "write", "admin"]
+SCOPE_ORDER: tuple[Scope, ...] = ("read", "write", "admin")
+
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    name: str  # the bearer token's name, "stdio", or "http" when HTTP runs without tokens
+    scope: Scope
+
+    def allows(self, needed: Scope) -> bool:
+        return SCOPE_ORDER.index(self.scope) >= SCOPE_ORDER.index(needed)
+
+
+STDIO = ClientIdentity("stdio", "admin")
+HTTP_WITHOUT_TOKEN = ClientIdentity("http", "admin")
+# An HTTP message that somehow carries no identity gets the least scope (the middleware always sets one).
+UNIDENTIFIED = ClientIdentity("unidentified", "read")
+
+_CURRENT: contextvars.ContextVar[ClientIdentity] = contextvars.ContextVar("kk_etcd_mcp_identity", default=STDIO)
+
+
+def current_identity() -> ClientIdentity:
+    """The identity of the client whose request runs now (STDIO outside any HTTP request)."""
+    return _CURRENT.get()
+
+
+@contextlib.contextmanager
+def acting_as(identity: ClientIdentity) -> Iterator[None]:
+    """Make ``identity`` the current one for the code inside the block."""
+    token = _CURRENT.set(identity)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+
+
+class IdentifiedUser(AuthenticatedUser):
+    """``scope["user"]`` of an HTTP request: the identity, shaped as mcp's authenticated user.
+
+    mcp's transports bind a session to the user that opened it (``client_id``): a request carrying
+    another token is answered as if the session did not exist, so a ``read`` token cannot post into
+    an ``admin`` client's session. The access token holds the name, never the secret.
+    """
+
+    def __init__(self, identity: ClientIdentity) -> None:
+        super().__init__(AccessToken(token=identity.name, client_id=identity.name, scopes=[identity.scope]))
+        self.client = identity
+
+
+def identity_of_request(request: Any) -> ClientIdentity:
+    """The identity an HTTP middleware attached to ``request`` (a starlette Request); STDIO for None."""
+    if request is None:
+        return STDIO
+    scope = getattr(request, "scope", None)
+    user = scope.get("user") if isinstance(scope, dict) else None
+    return user.client if isinstance(user, IdentifiedUser) else UNIDENTIFIED

@@ -1,0 +1,82 @@
+"""Toolset ``cluster``: etcd's members and health, snapshots into backup_dir, and the ``kk://cluster`` resource.
+
+``cluster_snapshot`` takes a file name, never a path: the directory is the server's ``backup_dir``
+setting, so a model cannot make the server write anywhere else.
+"""
+
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError
+from pydantic import Field, ValidatorFunctionWrapHandler, WithJsonSchema, WrapValidator
+
+from ...cluster import ClusterService, ClusterStatus, SnapshotResult
+from ...errors import KkEtcdError
+from ..toolset import ToolRegistrar
+
+CLUSTER_URI = "kk://cluster"
+
+
+def _optional_name(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    return value if value is None else handler(value)
+
+
+# The annotation is `str` on purpose (see kv.Value): MCPServer json-decodes string arguments of any other
+# annotation, so the name "null" would silently become the default name.
+SnapshotName = Annotated[
+    str,
+    WrapValidator(_optional_name),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "null"}]}),
+    Field(
+        description=(
+            "File name inside the server's backup directory, e.g. 'before-upgrade.db': letters, digits, '.', '-', "
+            "'_', at most 100 characters, not starting with '.'; '.db' is appended when it has no dot. Leave out "
+            "for 'etcd-snapshot-<UTC time>.db'. An existing file is never overwritten."
+        )
+    ),
+]
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MiB"
+
+
+def register_cluster_tools(tools: ToolRegistrar, cluster: ClusterService) -> None:
+    async def cluster_status() -> ClusterStatus:
+        """etcd cluster health: members (which is leader, learners, each member's own status), leader id,
+        version, database size and size in use, store revision, raft term and index, active alarms
+        (NOSPACE means etcd refuses writes). Ids are hex, as etcdctl prints them."""
+        return await cluster.status()
+
+    async def cluster_snapshot(
+        ctx: Context[Any, Any],
+        name: SnapshotName = None,  # type: ignore[assignment]  # None is allowed by the validator and schema
+    ) -> SnapshotResult:
+        """Save a snapshot of etcd's whole database (every key, with history, users and roles) as a file in the
+        server's backup directory; reports progress while it streams. Returns the path, size, SHA-256 and the
+        store revision it holds. The file appears only when complete and verified against etcd's checksum.
+        Needs an etcd user with role root when etcd authentication is on."""
+
+        async def progress(received: int, total: int) -> None:
+            await ctx.report_progress(received, total, f"{_mib(received)} of {_mib(total)} received")
+
+        return await cluster.snapshot(name, progress)
+
+    tools.add(cluster_status, title="etcd cluster status", read_only=True)
+    tools.add(cluster_snapshot, title="Snapshot etcd into the backup directory", read_only=False)
+
+
+def register_cluster_resource(server: MCPServer, cluster: ClusterService) -> None:
+    @server.resource(
+        CLUSTER_URI,
+        name="cluster",
+        title="etcd cluster status",
+        description="The etcd cluster's members, leader, version, sizes, revision and alarms (as cluster_status).",
+        mime_type="application/json",
+    )
+    async def cluster_resource() -> str:
+        try:
+            status = await cluster.status()
+        except KkEtcdError as exc:
+            raise ResourceError(str(exc)) from exc  # any other error reaches the client without its message
+        return status.model_dump_json(indent=2)
