@@ -1012,10 +1012,11 @@ def print_summary(result: dict[str, Any]) -> None:
     for tool, row in lat["outside"].items():
         print(f"  {tool:<32}{row['calls']:>8,}{row['p50_ms']:>9.1f}{row['p99_ms']:>9.1f}{row['max_ms']:>9.0f}")
     for i, r in enumerate(lat["recovery"], 1):
+        last = r["last_failure_after_ready_s"]
+        last_text = "none" if last is None else f"{abs(last)} s {'before' if last < 0 else 'after'} it"
         print(
-            f"restart {i}: etcd down {r['down_s']} s; first successful call {r['first_ok_after_ready_s']} s "
-            f"after etcd was ready, last failed call {r['last_failure_after_ready_s']} s after; "
-            f"{r['failed_calls']} failed calls"
+            f"restart {i}: etcd down {r['down_s']} s; {r['failed_calls']} failed calls; the first successful "
+            f"call ended {r['first_ok_after_ready_s']} s after etcd was ready, the last failed one {last_text}"
         )
     if mem:
         print(

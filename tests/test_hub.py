@@ -11,6 +11,7 @@ import gc
 import json
 from datetime import UTC, datetime
 
+import anyio
 import pytest
 from conftest import EtcdCtl
 from health_servers import GrpcHealthServer, HttpHealthServer, established_connections
@@ -368,7 +369,11 @@ async def test_long_lived_objects_are_frozen_while_a_hub_runs(etcd_endpoint: str
     keys = registry_keys(key_prefix)
     gc.unfreeze()
     async with HttpHealthServer() as server, EtcdClient([etcd_endpoint]) as etcd:
-        async with running_hub(etcd, keys):
+        async with running_hub(etcd, keys, freeze_from=2) as runner:
             await register(etcd, keys, "web", server.addr)
+            await anyio.sleep(2.5)  # past two intervals
+            assert gc.get_freeze_count() == 0, "froze for one instance, under freeze_from"
+            await register(etcd, keys, "web", server.addr.replace("127.0.0.1", "localhost"))
+            await eventually(lambda: len(active_hub(runner).monitors) == 2, "both instances checked")
             await eventually(lambda: gc.get_freeze_count() > 0, "the hub froze what lives long")
         assert gc.get_freeze_count() == 0, "a stopped hub leaves the collector as it found it"

@@ -13,11 +13,17 @@ from .calls import CallGuard
 from .completions import Completer, register_completions
 from .live import LiveUpdates
 from .prompts import default_prompts_dir, load_prompts, register_prompts
-from .resources import KvSubscriptions, ServiceSubscriptions, register_kv_resources, register_service_resources
+from .resources import (
+    KvSubscriptions,
+    ServiceSubscriptions,
+    register_cluster_resource,
+    register_kv_resources,
+    register_service_resources,
+)
 from .scopes import install_scope_guard
 from .tools.access import register_access_tools
 from .tools.audit import build_audit_trail, register_audit_tools
-from .tools.cluster import register_cluster_resource, register_cluster_tools
+from .tools.cluster import register_cluster_tools
 from .tools.kv import register_kv_tools
 from .tools.registry import register_registry_tools
 from .toolset import ToolRegistrar

@@ -36,6 +36,7 @@ from mcp_types import (
 )
 from pydantic import BaseModel, Field
 
+from ..cluster import ClusterService
 from ..config_center import ConfigCenter
 from ..errors import ForbiddenKeyError, InvalidArgumentError, KkEtcdError, NotFoundError
 from ..etcd import WatchEvent, prefix_end
@@ -227,3 +228,24 @@ class ServiceSubscriptions:
     def _topics(self, event: WatchEvent) -> Iterable[str]:
         instance = self.keys.parse(event.kv.key.decode(errors="replace"))
         return (SERVICES_URI, service_uri(instance.name)) if instance is not None else ()
+
+
+# The cluster --------------------------------------------------------------------------------------------
+
+CLUSTER_URI = "kk://cluster"
+
+
+def register_cluster_resource(server: MCPServer, cluster: ClusterService) -> None:
+    @server.resource(
+        CLUSTER_URI,
+        name="cluster",
+        title="etcd cluster status",
+        description="The etcd cluster's members, leader, version, sizes, revision and alarms (as cluster_status).",
+        mime_type="application/json",
+    )
+    async def cluster_resource() -> str:
+        try:
+            status = await cluster.status()
+        except KkEtcdError as error:
+            raise resource_error(error, CLUSTER_URI) from error
+        return status.model_dump_json(indent=2)

@@ -28,8 +28,9 @@ from .store import RegistryStore
 log = logging.getLogger(__name__)
 
 _MAX_BACKOFF = 5.0
-UNFREEZE_EVERY = 3600.0  # seconds; see HubRunner._freeze_long_lived
-_FREEZE_IDLE = 10.0  # how often to freeze while there is nothing to check
+UNFREEZE_EVERY = 300.0  # seconds; see HubRunner._freeze_long_lived
+FREEZE_FROM = 500  # instances; below this a full collection is cheap (about 45 ms per 1,000 instances)
+_FREEZE_IDLE = 10.0  # how often to look again while there is nothing to check
 
 
 def new_hub_id() -> str:
@@ -45,12 +46,14 @@ class HubRunner:
         lease_ttl: int = 10,
         hub_id: str | None = None,
         on_transition: Transition | None = None,
+        freeze_from: int = FREEZE_FROM,
     ) -> None:
         self.etcd = etcd
         self.keys = keys
         self.lease_ttl = lease_ttl
         self.hub_id = hub_id or new_hub_id()
         self.on_transition = on_transition
+        self.freeze_from = freeze_from
         self.hub: Hub | None = None  # set while this process leads
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -72,15 +75,21 @@ class HubRunner:
 
         Every check cycle leaves objects that live one interval (a sleep's future and timer, coroutine
         frames), so they reach the oldest generation, and a full collection then walks every object of
-        every instance: about 45 ms per 1,000 instances, every few seconds (bench/README.md). The hub
-        makes no reference cycles in its steady state, so freezing what lives now is safe; an hourly
-        unfreeze lets any cycle that did form be collected. It spans leadership terms: unfreezing at
-        a term's end would hand the next term's start every object at once.
+        every instance: about 45 ms per 1,000 instances, every few seconds (bench/README.md). So while
+        this hub leads ``freeze_from`` instances or more, what lives now is frozen each interval. Frozen
+        objects are never collected, and the process also holds the MCP layer, whose reference cycles
+        would be frozen before the collector reached them (bench/soak.py saw memory grow by 2 MiB a
+        minute when this froze hourly): so every ``UNFREEZE_EVERY`` all is unfrozen and collected once.
+        It spans leadership terms: unfreezing at a term's end would hand the next term's start every
+        object at once. Below ``freeze_from`` nothing is frozen.
         """
         unfrozen_at = anyio.current_time()
         try:
             while True:
                 await anyio.sleep((self.hub.shortest_interval() if self.hub else None) or _FREEZE_IDLE)
+                if self.hub is None or len(self.hub.monitors) < self.freeze_from:
+                    gc.unfreeze()  # (a no-op when nothing is frozen) collected as usual again
+                    continue
                 if anyio.current_time() - unfrozen_at >= UNFREEZE_EVERY:
                     gc.unfreeze()
                     gc.collect()

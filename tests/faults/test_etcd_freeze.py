@@ -32,6 +32,32 @@ async def instances(client: Client) -> dict[str, dict[str, Any]]:
     return {i["addr"]: i for i in (await call(client, "service_list", name="web"))["instances"]}
 
 
+async def both_passing(client: Client, *targets: HttpHealthServer) -> dict[str, dict[str, Any]]:
+    """Register the targets as service "web" and wait until both pass; returns the instances then."""
+    for target in targets:
+        await call(client, "service_register", name="web", addr=target.addr, check=FAST)
+
+    async def passing() -> bool:
+        return {i["status"] for i in (await instances(client)).values()} == {"passing"}
+
+    await eventually(passing, "both instances pass")
+    return await instances(client)
+
+
+async def critical_once_etcd_answers(client: Client, failing: HttpHealthServer) -> dict[str, dict[str, Any]]:
+    """Poll service_list (erring while etcd is still away) until ``failing`` shows critical."""
+
+    async def written() -> dict[str, dict[str, Any]] | None:
+        result = await client.call_tool("service_list", {"name": "web"})
+        if result.is_error:
+            return None
+        found = {i["addr"]: i for i in (result.structured_content or {})["instances"]}
+        return found if found[failing.addr]["status"] == "critical" else None
+
+    found: dict[str, dict[str, Any]] = await eventually(written, "the instance that failed meanwhile is critical", 30)
+    return found
+
+
 async def test_frozen_etcd_calls_time_out_checks_go_on_and_statuses_converge(
     own_etcd: EmbeddedEtcd, recovery: Any
 ) -> None:
@@ -40,14 +66,7 @@ async def test_frozen_etcd_calls_time_out_checks_go_on_and_statuses_converge(
         HttpHealthServer() as failing,
         stdio_client(own_etcd.client_url, request_timeout=str(REQUEST_TIMEOUT)) as client,
     ):
-        for target in (steady, failing):
-            await call(client, "service_register", name="web", addr=target.addr, check=FAST)
-
-        async def both_passing() -> bool:
-            return {i["status"] for i in (await instances(client)).values()} == {"passing"}
-
-        await eventually(both_passing, "both instances pass")
-        before = await instances(client)
+        before = await both_passing(client, steady, failing)
 
         own_etcd.pause()
         try:
@@ -70,14 +89,7 @@ async def test_frozen_etcd_calls_time_out_checks_go_on_and_statuses_converge(
         # The hub checked on while etcd was frozen (interval 1 s): its checks do not wait for etcd.
         assert checks_during >= FROZEN_FOR - 2, checks_during
 
-        async def failed_one_written() -> dict[str, dict[str, Any]] | None:
-            result = await client.call_tool("service_list", {"name": "web"})
-            if result.is_error:
-                return None
-            found = {i["addr"]: i for i in (result.structured_content or {})["instances"]}
-            return found if found[failing.addr]["status"] == "critical" else None
-
-        after = await eventually(failed_one_written, "the instance that failed during the freeze is critical")
+        after = await critical_once_etcd_answers(client, failing)
         recovery("SIGCONT → a status change seen during the freeze is in etcd", resumed.elapsed())
         # The steady one never flapped: same status, same `since`.
         assert after[steady.addr]["status"] == "passing"
@@ -96,28 +108,14 @@ async def test_frozen_past_the_hub_lease_the_hub_leads_again_and_converges(
         HttpHealthServer() as failing,
         stdio_client(own_etcd.client_url, request_timeout=str(REQUEST_TIMEOUT), hub_lease_ttl="3") as client,
     ):
-        for target in (steady, failing):
-            await call(client, "service_register", name="web", addr=target.addr, check=FAST)
-
-        async def both_passing() -> bool:
-            return {i["status"] for i in (await instances(client)).values()} == {"passing"}
-
-        await eventually(both_passing, "both instances pass")
-        before = await instances(client)
+        before = await both_passing(client, steady, failing)
         own_etcd.pause()
         failing.status = 503
         await anyio.sleep(6)  # twice the lease TTL
         own_etcd.resume()
         resumed = Stopwatch()
 
-        async def converged() -> dict[str, dict[str, Any]] | None:
-            result = await client.call_tool("service_list", {"name": "web"})
-            if result.is_error:
-                return None
-            found = {i["addr"]: i for i in (result.structured_content or {})["instances"]}
-            return found if found[failing.addr]["status"] == "critical" else None
-
-        after = await eventually(converged, "the instance that failed during the freeze is critical", within=30)
+        after = await critical_once_etcd_answers(client, failing)
         recovery("SIGCONT after a freeze past the hub lease → statuses converged", resumed.elapsed())
         assert after[steady.addr]["status"] == "passing"
         assert after[steady.addr]["since"] == before[steady.addr]["since"]

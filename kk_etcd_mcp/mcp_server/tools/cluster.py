@@ -6,15 +6,11 @@ setting, so a model cannot make the server write anywhere else.
 
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.server.mcpserver import Context
 from pydantic import Field, ValidatorFunctionWrapHandler, WithJsonSchema, WrapValidator
 
 from ...cluster import ClusterService, ClusterStatus, SnapshotResult
-from ...errors import KkEtcdError
 from ..toolset import ToolRegistrar
-
-CLUSTER_URI = "kk://cluster"
 
 
 def _optional_name(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
@@ -64,19 +60,3 @@ def register_cluster_tools(tools: ToolRegistrar, cluster: ClusterService) -> Non
 
     tools.add(cluster_status, title="etcd cluster status", read_only=True)
     tools.add(cluster_snapshot, title="Snapshot etcd into the backup directory", read_only=False)
-
-
-def register_cluster_resource(server: MCPServer, cluster: ClusterService) -> None:
-    @server.resource(
-        CLUSTER_URI,
-        name="cluster",
-        title="etcd cluster status",
-        description="The etcd cluster's members, leader, version, sizes, revision and alarms (as cluster_status).",
-        mime_type="application/json",
-    )
-    async def cluster_resource() -> str:
-        try:
-            status = await cluster.status()
-        except KkEtcdError as exc:
-            raise ResourceError(str(exc)) from exc  # any other error reaches the client without its message
-        return status.model_dump_json(indent=2)
