@@ -109,6 +109,7 @@ def test_guardrails_refuse_what_would_lock_out_root_or_the_server() -> None:
         (g.check_root_ready, (["reader"],), "user root does not hold role root"),
         (g.check_server_user_exists, ("ghost", None), "etcd has no such user"),
         (g.check_name, ("user", ""), "the user name must not be empty"),
+        (g.check_name, ("role", "é" * 129), "the role name is 258 bytes long; at most 256 are allowed"),
     ):
         with pytest.raises(InvalidArgumentError, match=message):
             check(*args)  # type: ignore[operator]

@@ -9,6 +9,7 @@ traceback, and never write a key outside the allowed prefixes (etcd is compared 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, free_ports
 
 ALLOWED = "fuzz/"
 REGISTRY = "fuzz-registry/"
-EXAMPLES = 400
+EXAMPLES = int(os.environ.get("KK_FUZZ_EXAMPLES", "400"))  # more for a longer hunt
 
 BILLION_LAUGHS = "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)}]\n"
@@ -120,7 +121,8 @@ class FuzzTarget:
     tools: dict[str, dict[str, Any]]
 
     def call(self, tool: str, args: dict[str, Any]) -> Any:
-        return self.portal.start_task_soon(self.client.call_tool, tool, args).result(timeout=60)  # a hang guard
+        # A hang guard: a live check (service_check, service_pick) waits at most 60 s.
+        return self.portal.start_task_soon(self.client.call_tool, tool, args).result(timeout=150)
 
 
 async def _snapshot(endpoint: str) -> dict[bytes, bytes]:

@@ -232,6 +232,8 @@ def test_resolve_check_defaults() -> None:
     ("options", "reason"),
     [
         (CheckOptions(timeout="500ms"), "timeout must be at least 1s"),
+        (CheckOptions(timeout="61s", interval="2m"), "timeout must be at most 60s"),
+        (CheckOptions(interval="25h"), "interval must be at most 86400s"),
         (CheckOptions(timeout=5, interval=2), "interval (2s) must be at least the timeout (5s)"),
         (CheckOptions(interval=3), "interval (3s) must be at least the timeout (5s)"),  # default timeout
         (CheckOptions(timeout=1, interval=1, deregister_critical_after=0), "deregister_critical_after"),

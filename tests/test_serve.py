@@ -40,7 +40,7 @@ async def test_etcd_down_at_start_then_up_without_restart(tmp_path: Path) -> Non
     url = f"http://127.0.0.1:{port}"
     async with stdio_client(url) as client:
         text = await call_error(client, "kv_get", key="app/x")
-        assert f"etcd unavailable at {url}: " in text
+        assert f"etcd unavailable at {url}: connection refused (is etcd running at that address?)" in text
 
         etcd = EmbeddedEtcd(tmp_path / "data", port, free_port(), log_file=tmp_path / "etcd.log")
         await etcd.astart()

@@ -11,11 +11,17 @@ from collections.abc import Sequence
 from ..errors import InvalidArgumentError
 
 ROOT = "root"  # etcd's administrator: the user root, holding the built-in role root
+# etcd 3.5 stores a user or role under its name as a bbolt key and exits (fatal "key too large") on a
+# name over 32 KiB; found by tests/test_fuzz_tools.py. No real name comes near this limit.
+MAX_NAME_BYTES = 256
 
 
 def check_name(what: str, name: str) -> None:
     if not name:
         raise InvalidArgumentError(f"the {what} name must not be empty")
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_NAME_BYTES:
+        raise InvalidArgumentError(f"the {what} name is {size} bytes long; at most {MAX_NAME_BYTES} are allowed")
 
 
 def check_user_delete(name: str, connected_as: str | None) -> None:

@@ -14,10 +14,13 @@ from .types import Endpoint
 DEFAULT_PORT = 2379
 
 # gRPC's default reconnect backoff grows to 120 s: etcd coming back would go unnoticed for minutes.
-_RECONNECT_OPTIONS: list[tuple[str, str | int | bool]] = [
+_OUR_OPTIONS: list[tuple[str, str | int | bool]] = [
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
+    # Keepalive pings only while a call is open (a watch, a lease keepalive): etcd's default policy
+    # answers pings on an idle connection with GOAWAY "too_many_pings" (seen by bench/soak.py).
+    ("grpc.keepalive_permit_without_calls", False),
 ]
 
 
@@ -77,4 +80,6 @@ class ChannelFactory(ConnectionManager):  # type: ignore[misc]
     def __init__(self, endpoints: Sequence[Endpoint]) -> None:
         super().__init__([e.address for e in endpoints])
         self.target = grpc_target(endpoints)
-        self.grpc_options: list[tuple[str, str | int | bool]] = [*self.grpc_options, *_RECONNECT_OPTIONS]
+        ours = {name for name, _ in _OUR_OPTIONS}
+        inherited = [option for option in self.grpc_options if option[0] not in ours]
+        self.grpc_options: list[tuple[str, str | int | bool]] = [*inherited, *_OUR_OPTIONS]

@@ -77,7 +77,7 @@ def _map_status(code: grpc.StatusCode, detail: str, *, endpoints: str, action: s
     if "future revision" in detail:
         return InvalidArgumentError(f"cannot {action} {subject}: the revision is newer than etcd's current one")
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
-        return UnavailableError(f"etcd unavailable at {endpoints}: {detail}")
+        return UnavailableError(f"etcd unavailable at {endpoints}: {_connection_reason(detail)}")
     if "request is too large" in detail or "message larger than max" in detail:
         return InvalidArgumentError(
             f"cannot {action} {subject}: the request is larger than etcd accepts "
@@ -88,8 +88,24 @@ def _map_status(code: grpc.StatusCode, detail: str, *, endpoints: str, action: s
     return InvalidArgumentError(f"etcd refused to {action} {subject}: {detail}")
 
 
+# grpc's words for a failed connection, and what they mean to someone looking for etcd.
+_CONNECTION_FAILURES = (
+    ("Connection refused", "connection refused (is etcd running at that address?)"),
+    ("before receiving SETTINGS frame", "connected, but no answer came (is etcd still starting, or is it etcd?)"),
+    ("Connection reset", "the connection was reset"),
+    ("Socket closed", "the connection was closed"),
+)
+
+
 def _reason(exc: BaseException, detail: str) -> str:
     if isinstance(exc, TimeoutError):
         return "no answer within the request timeout"
-    # grpc's text for a refused connection is long; its tail is what matters.
+    return _connection_reason(detail)
+
+
+def _connection_reason(detail: str) -> str:
+    for marker, meaning in _CONNECTION_FAILURES:
+        if marker in detail:
+            return meaning
+    # grpc's text for a failed connection is long; its tail is what matters.
     return detail.rsplit("; last error: ", 1)[-1]

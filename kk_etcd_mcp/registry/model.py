@@ -21,6 +21,9 @@ ALIVE_STATUSES: frozenset[Status] = frozenset({"passing", "warning"})
 
 HEALTH_CHECK_PATH = "/KKHealthCheck"  # kk_etcd_go's default HTTP check path
 MIN_TIMEOUT = 1.0
+# A check that may wait longer says nothing useful, and service_check/service_pick would wait that long.
+MAX_TIMEOUT = 60.0
+MAX_INTERVAL = 86400.0  # a day
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 _ADDR = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^\s/:\[\]]+):(\d{1,5})$")
@@ -85,6 +88,10 @@ class CheckSpec(BaseModel):
     def _limits(self) -> CheckSpec:
         if self.timeout < MIN_TIMEOUT:
             raise ValueError(f"check timeout must be at least {MIN_TIMEOUT:g}s, got {self.timeout:g}s")
+        if self.timeout > MAX_TIMEOUT:
+            raise ValueError(f"check timeout must be at most {MAX_TIMEOUT:g}s, got {self.timeout:g}s")
+        if self.interval > MAX_INTERVAL:
+            raise ValueError(f"check interval must be at most {MAX_INTERVAL:g}s (a day), got {self.interval:g}s")
         if self.interval < self.timeout:
             raise ValueError(f"check interval ({self.interval:g}s) must be at least the timeout ({self.timeout:g}s)")
         if self.deregister_critical_after is not None and self.deregister_critical_after <= 0:
