@@ -110,10 +110,11 @@ SDK_SERVICE = textwrap.dedent(
     from kk_etcd_mcp import ServiceRegistry
 
     async def main(endpoint: str, root: str, addr: str) -> None:
-        async with ServiceRegistry([endpoint], prefix=root) as registry:
-            async with registry.register("svc", addr, "http", ttl=60):
-                print("registered", flush=True)
-                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        # The signals are caught before "registered" is printed: the test signals as soon as it reads it.
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with ServiceRegistry([endpoint], prefix=root) as registry:
+                async with registry.register("svc", addr, "http", ttl=60):
+                    print("registered", flush=True)
                     async for _ in signals:
                         return
 
