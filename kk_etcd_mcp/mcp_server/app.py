@@ -57,48 +57,41 @@ def build_server(
     audit = build_audit_trail(settings, etcd)
     guard = CallGuard(settings.max_concurrent_calls, audit)
     tools = ToolRegistrar(server, read_only=settings.read_only, guard=guard, confirm_mode=settings.confirm_destructive)
-    if "kv" in settings.toolsets:
-        policy = KeyPolicy(settings.allowed_prefixes, settings.denied_prefixes, settings.registry_prefix)
-        center = ConfigCenter(etcd, policy, settings.max_value_bytes)
+    toolsets = settings.toolsets
+    # Each source exists only with its toolset; the completions draw on the same ones.
+    policy = KeyPolicy(settings.allowed_prefixes, settings.denied_prefixes, settings.registry_prefix)
+    key_policy = policy if "kv" in toolsets else None
+    registry = registry if "registry" in toolsets else None
+    access = AccessService(etcd) if "access" in toolsets else None
+    if key_policy is not None:
+        center = ConfigCenter(etcd, key_policy, settings.max_value_bytes)
         register_kv_tools(tools, center)
         register_kv_resources(server, center)
         if live is not None:
             live.sources.append(KvSubscriptions(center))
-    if "registry" in settings.toolsets and registry is not None:
+    if registry is not None:
         register_registry_tools(tools, registry)
         register_service_resources(server, registry)
         if live is not None:
             live.sources.append(ServiceSubscriptions(registry.keys))
-    if "access" in settings.toolsets:
-        register_access_tools(tools.with_mutating_scope("admin"), AccessService(etcd))
-    if "cluster" in settings.toolsets:
+    if access is not None:
+        register_access_tools(tools.with_mutating_scope("admin"), access)
+    if "cluster" in toolsets:
         cluster = ClusterService(etcd, settings.backup_dir)
         register_cluster_tools(tools.with_mutating_scope("admin"), cluster)
         register_cluster_resource(server, cluster)
     register_audit_tools(tools, audit)
     install_scope_guard(server, tools.required_scope)  # whose request it is; tools/list per token scope
-    add_prompts_and_completions(server, settings, etcd, registry)
-    if live is not None:
-        live.install(server)
-    return server
-
-
-def add_prompts_and_completions(
-    server: MCPServer, settings: Settings, etcd: EtcdClient, registry: RegistryService | None
-) -> None:
-    """The prompts always; completions from each source whose toolset is offered."""
     prompts = load_prompts(default_prompts_dir())
     register_prompts(server, prompts)
-    toolsets = settings.toolsets
     completer = Completer(
         etcd,
         prompts,
-        key_policy=(
-            KeyPolicy(settings.allowed_prefixes, settings.denied_prefixes, settings.registry_prefix)
-            if "kv" in toolsets
-            else None
-        ),
-        registry_keys=registry.keys if "registry" in toolsets and registry is not None else None,
-        access=AccessService(etcd) if "access" in toolsets else None,
+        key_policy=key_policy,
+        registry_keys=registry.keys if registry is not None else None,
+        access=access,
     )
     register_completions(server, completer)
+    if live is not None:
+        live.install(server)
+    return server
