@@ -210,6 +210,13 @@ class Settings(BaseModel):
     audit_etcd_max_entries: int = Field(
         default=1000, ge=10, le=100_000, description="Most audit entries kept in etcd; the oldest are trimmed."
     )
+    audit_values: bool = Field(
+        default=False,
+        description=(
+            "Repeat the values calls write (kv values, import documents, service metadata) in audit entries, "
+            "secret-looking fields masked; default: only their size and sha256. Passwords never appear."
+        ),
+    )
     max_value_bytes: int = Field(
         default=1_048_576, ge=1, le=64 * 1_048_576, description="Largest value kv_put and kv_import write, in bytes."
     )

@@ -338,7 +338,8 @@ async def test_every_mutating_call_writes_one_audit_line_with_secrets_redacted(
             AuditEntry.model_validate(entry)
             assert entry["client"] == "stdio"
         first = lines[0]
-        assert first["arguments"]["key"] == f"{p}a" and first["arguments"]["value"] == "1"
+        assert first["arguments"]["key"] == f"{p}a"  # what it acts on; the value only as size and hash
+        assert first["arguments"]["value"] == {"bytes": 1, "sha256": "6b86b273ff34fce1"}
         assert first["affected"] == [f"{p}a"] and first["revision"] == put["revision"]
         assert "invalid json" in lines[1]["error"] and lines[1]["affected"] == []
         assert lines[2]["arguments"]["value"] == "***"  # the value of a key named like a secret
@@ -359,10 +360,10 @@ async def test_audit_in_etcd_is_bounded_and_audit_log_filters(
     async with serve(etcd_endpoint, None, confirm_destructive="allow", **settings) as client:
         for i in range(25):
             await call(client, "kv_put", key=f"{p}k{i}", value=str(i))
-            assert len(keys_under(etcdctl, audit_prefix)) <= 10
+            assert len(keys_under(etcdctl, f"{audit_prefix}entry/")) <= 10
         for i in range(3):
             await call(client, "kv_delete", key=f"{p}k{i}")
-        assert 1 < len(keys_under(etcdctl, audit_prefix)) <= 10
+        assert 1 < len(keys_under(etcdctl, f"{audit_prefix}entry/")) <= 10
 
         newest = (await call(client, "audit_log", limit=5))["entries"]
         assert [e["tool"] for e in newest] == ["kv_delete"] * 3 + ["kv_put"] * 2
@@ -398,7 +399,7 @@ async def test_an_audit_write_that_fails_in_etcd_is_logged_and_the_file_keeps_it
 # Units: redaction, scope at call time -----------------------------------------------------------------
 
 
-def test_redact_hides_secrets_wherever_they_are_and_cuts_long_values() -> None:
+def test_redact_hides_secrets_and_values_and_cuts_long_names() -> None:
     cleaned = redact(
         {
             "name": "alice",
@@ -406,13 +407,15 @@ def test_redact_hides_secrets_wherever_they_are_and_cuts_long_values() -> None:
             "check": {"http_token": "t", "addr": "x"},
             "document": {"items": [{"key": "app/api_key", "value": "k"}, {"key": "app/host", "value": "h"}]},
             "value": "v" * 500,
+            "key": "k" * 500,
             "roles": [str(i) for i in range(30)],
         }
     )
     assert cleaned["name"] == "alice" and cleaned["password"] == "***"
-    assert cleaned["check"] == {"http_token": "***", "addr": "x"}
-    assert cleaned["document"]["items"] == [{"key": "app/api_key", "value": "***"}, {"key": "app/host", "value": "h"}]
-    assert cleaned["value"].endswith("... (500 characters)") and len(cleaned["value"]) < 250
+    for content in ("check", "document", "value"):  # what the call writes: size and hash only
+        assert set(cleaned[content]) == {"bytes", "sha256"}, content
+    assert cleaned["value"]["bytes"] == 500
+    assert cleaned["key"].endswith("... (500 characters)") and len(cleaned["key"]) < 250
     assert len(cleaned["roles"]) == 21 and cleaned["roles"][-1] == "... 10 more"
     assert redact({"password": None}) == {"password": None}  # "not given" is no secret
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from kk_etcd_mcp.config_center.formats import decode_value, encode_value, parse_value
-from kk_etcd_mcp.config_center.keys import KeyPolicy, covers, intersect, prefix_range, subtract, union
+from kk_etcd_mcp.config_center.keys import (
+    KeyPolicy,
+    ReservedPrefix,
+    covers,
+    intersect,
+    prefix_range,
+    subtract,
+    union,
+)
 from kk_etcd_mcp.errors import ForbiddenKeyError, InvalidValueError
 
 
@@ -32,16 +40,26 @@ def test_range_algebra() -> None:
     assert not covers([(b"a", b"b")], (b"a", b"c"))
 
 
+def registry(root: str = "kk_service/", audit_readable: bool = True) -> list[ReservedPrefix]:
+    return [
+        ReservedPrefix(root, "the registry", instead="use service_register", readers="service_list"),
+        ReservedPrefix(
+            f"{root}audit/", "the audit trail", instead="no", readers="audit_log", may_read=lambda: audit_readable
+        ),
+    ]
+
+
 def test_policy_allows_only_allowed_minus_denied() -> None:
-    policy = KeyPolicy(["app/", "cfg/"], ["app/secret/"], internal_prefix="kk_service/")
-    policy.check_key(b"app/db")
-    policy.check_key(b"cfg/x")
-    for key in (b"app/secret/pw", b"other/x", b"ap", b"kk_service/x"):
-        with pytest.raises(ForbiddenKeyError, match="is outside the allowed prefixes"):
-            policy.check_key(key)
-    policy.check_prefix(b"app/db/")
+    policy = KeyPolicy(["app/", "cfg/"], ["app/secret/"], registry())
+    for check in (policy.check_read, policy.check_write):
+        check(b"app/db")
+        check(b"cfg/x")
+        for key in (b"app/secret/pw", b"other/x", b"ap", b"kk_service/x"):
+            with pytest.raises(ForbiddenKeyError, match="is outside the allowed prefixes"):
+                check(key)
+    policy.check_write_prefix(b"app/db/")
     with pytest.raises(ForbiddenKeyError):
-        policy.check_prefix(b"app/")  # would reach app/secret/
+        policy.check_write_prefix(b"app/")  # would reach app/secret/
     assert policy.readable(b"", include_internal=False) == [
         (b"app/", b"app/secret/"),
         (b"app/secret0", b"app0"),
@@ -51,11 +69,37 @@ def test_policy_allows_only_allowed_minus_denied() -> None:
         policy.readable(b"other/", include_internal=False)
 
 
-def test_internal_prefix_hidden_from_listings_unless_asked() -> None:
-    policy = KeyPolicy([""], internal_prefix="kk_service/")
+def test_reserved_prefixes_are_never_written_and_read_only_with_the_owners_consent() -> None:
+    policy = KeyPolicy([""], reserved=registry(audit_readable=False))
+    # Writes: refused in the words of the innermost owner, for keys and whole prefixes.
+    with pytest.raises(ForbiddenKeyError, match=r"key kk_service/x is in the registry \('kk_service/'\).*service_reg"):
+        policy.check_write(b"kk_service/x")
+    with pytest.raises(ForbiddenKeyError, match=r"in the audit trail \('kk_service/audit/'\)"):
+        policy.check_write(b"kk_service/audit/entry/1")
+    for prefix in (b"kk_service/", b"kk_service/audit/", b"kk_service/reg"):
+        with pytest.raises(ForbiddenKeyError, match="Nothing was written"):
+            policy.check_write_prefix(prefix)
+    policy.check_write(b"kk_service")  # a sibling, not under the root
+    # A prefix write around the registry leaves it out.
+    assert policy.writable(b"") == [(b"", b"kk_service/"), (b"kk_service0", None)]
+    assert policy.writable(b"k") == [(b"k", b"kk_service/"), (b"kk_service0", b"l")]
+    # Reads: the registry's data yes, the audit trail only when its owner's scope allows.
+    policy.check_read(b"kk_service/registration/Http/a/h:1")
+    with pytest.raises(ForbiddenKeyError, match=r"may read only through audit_log\. Nothing was read"):
+        policy.check_read(b"kk_service/audit/head")
+    KeyPolicy([""], reserved=registry(audit_readable=True)).check_read(b"kk_service/audit/head")
+
+
+def test_reserved_prefixes_hidden_from_listings_unless_asked() -> None:
+    policy = KeyPolicy([""], reserved=registry(audit_readable=False))
     assert policy.readable(b"k", include_internal=False) == [(b"k", b"kk_service/"), (b"kk_service0", b"l")]
-    assert policy.readable(b"k", include_internal=True) == [(b"k", b"l")]
-    assert policy.writable(b"", include_internal=False) == [(b"", b"kk_service/"), (b"kk_service0", None)]
+    # Asked: the registry is shown, its audit trail only to who may read it.
+    assert policy.readable(b"k", include_internal=True) == [(b"k", b"kk_service/audit/"), (b"kk_service/audit0", b"l")]
+    assert policy.readable(b"kk_service/", include_internal=False) == []
+    with pytest.raises(ForbiddenKeyError, match="audit_log"):
+        policy.readable(b"kk_service/audit/", include_internal=True)
+    readable = KeyPolicy([""], reserved=registry(audit_readable=True))
+    assert readable.readable(b"k", include_internal=True) == [(b"k", b"l")]
 
 
 @pytest.mark.parametrize(

@@ -380,9 +380,9 @@ async def test_kv_list_hides_default_registry_prefix(etcd_endpoint: str, key_pre
             assert [i["key"] for i in hidden["items"]] == [key_prefix + "app"]
             shown = await call(client, "kv_list", prefix="", keys_only=True, include_internal=True)
             assert [i["key"] for i in shown["items"]] == [registry + "svc/1", key_prefix + "app"]
-            # prefix delete over the registry's own prefix keeps the registry's keys
-            deleted = await call(client, "kv_delete", key=registry, prefix=True)
-            assert deleted["deleted"] == 0
+            # a prefix delete inside the registry's root is refused; nothing is deleted
+            refused = await call_error(client, "kv_delete", key=registry, prefix=True)
+            assert "service registry" in refused and "Nothing was written" in refused
             assert keys_under(etcdctl, registry) == [registry + "svc/1"]
     finally:
         etcdctl("del", registry, "--prefix")

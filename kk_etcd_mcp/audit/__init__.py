@@ -1,10 +1,11 @@
 """The audit trail: one entry per mutating call, to a JSON-lines file and, if asked, to etcd.
 
 Knows nothing of MCP: callers build an ``AuditEntry`` (arguments passed through ``redact`` first)
-and hand it to an ``AuditTrail``, which never fails the call it records.
+and hand it to an ``AuditTrail``, which never fails the call it records. In etcd the entries form a
+hash chain that ``audit_log`` checks (``chain.py``).
 """
 
-from .model import AuditEntry, AuditLogResult, Outcome
+from .model import AuditEntry, AuditLogResult, ChainReport, Outcome, TrailEntry
 from .redact import REDACTED, redact
 from .sinks import EtcdAuditSink, JsonLinesSink
 from .trail import AuditTrail
@@ -14,8 +15,10 @@ __all__ = [
     "AuditEntry",
     "AuditLogResult",
     "AuditTrail",
+    "ChainReport",
     "EtcdAuditSink",
     "JsonLinesSink",
     "Outcome",
+    "TrailEntry",
     "redact",
 ]

@@ -1,7 +1,7 @@
 """The configuration center: typed values, compare-and-swap writes, history, rollback, export/import."""
 
 from .formats import ValueFormat
-from .keys import KeyPolicy
+from .keys import KeyPolicy, ReservedPrefix
 from .models import (
     ExportDocument,
     ExportItem,
@@ -33,5 +33,6 @@ __all__ = [
     "KvPutResult",
     "KvRollbackResult",
     "KvVersion",
+    "ReservedPrefix",
     "ValueFormat",
 ]

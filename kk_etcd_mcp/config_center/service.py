@@ -78,7 +78,7 @@ class ConfigCenter:
 
     async def get(self, key: str, revision: int = 0) -> KvEntry:
         k = _key(key)
-        self.policy.check_key(k)
+        self.policy.check_read(k)
         if revision < 0:
             raise InvalidArgumentError("revision must be 0 (latest) or a positive revision")
         kv = await self.etcd.get(k, revision=revision)
@@ -96,7 +96,7 @@ class ConfigCenter:
         lease_ttl: int | None = None,
     ) -> KvPutResult:
         k = _key(key)
-        self.policy.check_key(k)
+        self.policy.check_write(k)  # before the lease: a lease is a write too (it deletes when it expires)
         data = encode_value(value, fmt)  # invalid json/yaml stops here, before anything is written
         check_value_size(key, len(data), self.max_value_bytes)
         if expected_revision is not None and expected_revision < 0:
@@ -166,7 +166,7 @@ class ConfigCenter:
         if prefix:
             if expected_revision is not None:
                 raise InvalidArgumentError("expected_revision applies to one key; it cannot be used with prefix=true")
-            ranges = self.policy.writable(key.encode(), include_internal=False)
+            ranges = self.policy.writable(key.encode())
             keys, count, revision = await _keys_in(self.etcd, ranges)
             if dry_run:
                 return KvDeleteResult(
@@ -179,7 +179,7 @@ class ConfigCenter:
                 deleted=deleted, revision=res.revision, keys=keys, change=_prefix_change(key, keys, deleted)
             )
         k = _key(key)
-        self.policy.check_key(k)
+        self.policy.check_write(k)
         if dry_run:
             page = await self.etcd.range(k, keys_only=True)
             found = page.kvs[0].mod_revision if page.kvs else 0
@@ -206,7 +206,7 @@ class ConfigCenter:
 
     async def history(self, key: str, limit: int = 10) -> KvHistoryResult:
         k = _key(key)
-        self.policy.check_key(k)
+        self.policy.check_read(k)
         if not 1 <= limit <= MAX_HISTORY_LIMIT:
             raise InvalidArgumentError(f"limit must be between 1 and {MAX_HISTORY_LIMIT}")
         current = await self.etcd.get(k)
@@ -236,7 +236,7 @@ class ConfigCenter:
 
     async def rollback(self, key: str, to_revision: int) -> KvRollbackResult:
         k = _key(key)
-        self.policy.check_key(k)
+        self.policy.check_write(k)
         if to_revision < 1:
             raise InvalidArgumentError("to_revision must be a positive revision (see kv_history)")
         old = await self.etcd.get(k, revision=to_revision)

@@ -109,11 +109,11 @@ async def import_document(
             raise InvalidArgumentError(f"item {item.key} is not under the document's prefix {doc.prefix!r}")
         if key in wanted:
             raise InvalidArgumentError(f"item {item.key} appears twice in the document. Nothing was written.")
-        policy.check_key(key)
+        policy.check_write(key)
         wanted[key] = _item_bytes(item)
         check_value_size(item.key, len(wanted[key]), max_value_bytes)
     if mode == "replace":
-        policy.check_prefix(doc.prefix.encode())
+        policy.check_write_prefix(doc.prefix.encode())
 
     _, current_kvs = await read_prefix(etcd, policy, doc.prefix)
     current = {kv.key: kv for kv in current_kvs}

@@ -1,16 +1,19 @@
 """Builds the MCPServer: the toolsets the settings ask for, over services built by the caller."""
 
+from collections.abc import Callable
+
 from mcp.server.mcpserver import MCPServer
 
 from .. import __version__
 from ..access import AccessService
 from ..cluster import ClusterService
-from ..config_center import ConfigCenter, KeyPolicy
+from ..config_center import ConfigCenter, KeyPolicy, ReservedPrefix
 from ..etcd import EtcdClient
-from ..registry import RegistryService
+from ..registry import RegistryKeys, RegistryService
 from ..settings import Settings
 from .calls import CallGuard
 from .completions import Completer, register_completions
+from .identity import Scope, current_identity
 from .live import LiveUpdates
 from .prompts import default_prompts_dir, load_prompts, register_prompts
 from .resources import (
@@ -22,7 +25,7 @@ from .resources import (
 )
 from .scopes import install_scope_guard
 from .tools.access import register_access_tools
-from .tools.audit import build_audit_trail, register_audit_tools
+from .tools.audit import AUDIT_LOG_SCOPE, build_audit_trail, register_audit_tools
 from .tools.cluster import register_cluster_tools
 from .tools.kv import register_kv_tools
 from .tools.registry import register_registry_tools
@@ -42,6 +45,31 @@ revokes, auth_disable) ask the user to confirm, showing what will change; dry_ru
 Every change is audited; audit_log shows the audit trail (when the server keeps it in etcd)."""
 
 
+def may_read_as(scope: Scope) -> Callable[[], bool]:
+    return lambda: current_identity().allows(scope)
+
+
+def reserved_prefixes(keys: RegistryKeys) -> list[ReservedPrefix]:
+    """What the kv tools leave to its owners, whose scope reading it through the kv tools needs: the
+    registry's whole root (service_list, a read-only tool: 'read') and, inside it, the audit trail (audit_log)."""
+    return [
+        ReservedPrefix(
+            keys.root,
+            "the service registry's keys",
+            instead="use service_register or service_deregister",
+            readers="service_list",
+            may_read=may_read_as("read"),
+        ),
+        ReservedPrefix(
+            keys.audit,
+            "the audit trail",
+            instead="only the server itself appends to it, and audit_log reads it",
+            readers=f"audit_log (scope {AUDIT_LOG_SCOPE!r})",
+            may_read=may_read_as(AUDIT_LOG_SCOPE),
+        ),
+    ]
+
+
 def build_server(
     settings: Settings, etcd: EtcdClient, registry: RegistryService | None = None, live: LiveUpdates | None = None
 ) -> MCPServer:
@@ -59,7 +87,8 @@ def build_server(
     tools = ToolRegistrar(server, read_only=settings.read_only, guard=guard, confirm_mode=settings.confirm_destructive)
     toolsets = settings.toolsets
     # Each source exists only with its toolset; the completions draw on the same ones.
-    policy = KeyPolicy(settings.allowed_prefixes, settings.denied_prefixes, settings.registry_prefix)
+    reserved = reserved_prefixes(RegistryKeys(settings.registry_prefix))
+    policy = KeyPolicy(settings.allowed_prefixes, settings.denied_prefixes, reserved)
     key_policy = policy if "kv" in toolsets else None
     registry = registry if "registry" in toolsets else None
     access = AccessService(etcd) if "access" in toolsets else None

@@ -120,7 +120,8 @@ class CallGuard:
             finally:
                 if policy.mutating and self.audit is not None:
                     arguments = {k: v for k, v in kwargs.items() if k not in injected}
-                    await self.audit.record(self._entry(policy, identity, arguments, outcome, error, result, started))
+                    entry = self._entry(policy, identity, arguments, outcome, error, result, started, self.audit.values)
+                    await self.audit.record(entry)
 
         return guarded
 
@@ -133,6 +134,7 @@ class CallGuard:
         error: str | None,
         result: Any,
         started: float,
+        log_values: bool = False,
     ) -> AuditEntry:
         plain = to_jsonable_python(arguments, fallback=repr)
         affected, count = policy.affected(arguments, result) if outcome in ("ok", "dry_run") else ([], 0)
@@ -140,7 +142,7 @@ class CallGuard:
             time=datetime.now(UTC),
             tool=policy.name,
             client=identity.name,
-            arguments=redact(plain),
+            arguments=redact(plain, values=log_values),
             outcome=outcome,
             error=error,
             affected=affected[:MAX_AFFECTED_SHOWN],

@@ -148,7 +148,7 @@ class KvSubscriptions:
         if not key:
             raise InvalidArgumentError("the key is empty: use etcd://kv/<key>")
         raw = key.encode()
-        self.center.policy.check_key(raw)
+        self.center.policy.check_read(raw)
         topic = kv_uri(key)
         return Target(topic, WatchSpec(raw, None, lambda _event: (topic,)))
 

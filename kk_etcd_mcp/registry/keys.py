@@ -40,6 +40,11 @@ class RegistryKeys:
         return f"{self.root}alive/"
 
     @property
+    def audit(self) -> str:
+        """The audit trail, when the server keeps it in etcd (``audit/sinks.py`` has its layout)."""
+        return f"{self.root}audit/"
+
+    @property
     def leader(self) -> str:
         return f"{self.root}hub/leader"
 
