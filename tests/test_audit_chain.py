@@ -110,6 +110,8 @@ async def test_audit_log_reports_edits_removals_and_forgeries_without_hiding_ent
         assert sorted(e["seq"] for e in shown if e["seq"] is not None) == [1, 2, 3, 5, 6, 7]
         assert next(e for e in shown if e["seq"] == 2)["client"] == "somebody-else"
         assert any(e["arguments"] == {"key": f"{p}plain"} for e in shown)
+        # Forgeries outside the chain never push the newest real entries out of a page.
+        assert [e["seq"] for e in (await audit_log(client, limit=3))["entries"]] == [6, 5, 3]
 
         # The server still appends after a tampered chain, and the break stays reported.
         await call(client, "kv_put", key=f"{p}after", value="x")

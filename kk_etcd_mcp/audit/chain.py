@@ -116,22 +116,23 @@ class ChainCheck:
     def _flag(self, problem: ChainProblem, seq: int | None, key: bytes, detail: str) -> None:
         self.breaks.append(ChainBreak(problem=problem, seq=seq, key=_text(key), detail=detail))
 
-    def add(self, kv: KeyValue) -> TrailEntry | None:
-        """Check one stored entry; return it as audit_log shows it (None: it is no audit entry at all)."""
+    def add(self, kv: KeyValue) -> tuple[TrailEntry | None, bool]:
+        """Check one stored entry. Returns it as audit_log shows it (None: it is no audit entry at all), and
+        whether it has its place in the chain (False: forged, it sits outside the head's range)."""
         self.checked += 1
         self.any_entry = True
         seq, entry, stored_hash = self.layout.seq_of(kv.key), _parse(kv.value), digest(kv.value)
         if entry is None:
             self._flag("unreadable", seq, kv.key, "not an audit entry (it does not parse), so it is not shown")
-            return None
+            return None, False
         if not isinstance(entry, ChainedEntry):
             self._flag("forged", seq, kv.key, "has no place in the chain (no seq, no prev_hash): no server wrote it")
-            return TrailEntry(**entry.model_dump(), seq=None, hash=stored_hash)
+            return TrailEntry(**entry.model_dump(), seq=None, hash=stored_hash), False
         shown = TrailEntry(**entry.model_dump(), hash=stored_hash)
         if seq != entry.seq:
             where = f"seq {seq}" if seq is not None else "a key that is no sequence number"
             self._flag("forged", seq, kv.key, f"claims seq {entry.seq} but is stored at {where}")
-            return shown
+            return shown, False
         if kv.lease:
             self._flag(
                 "edited",
@@ -139,10 +140,9 @@ class ChainCheck:
                 kv.key,
                 f"is on lease {kv.lease:x}: it disappears when the lease expires (servers never write entries so)",
             )
-        self._follow(_Link(seq, entry.prev_hash, stored_hash), kv.key)
-        return shown
+        return shown, self._follow(_Link(seq, entry.prev_hash, stored_hash), kv.key)
 
-    def _follow(self, link: _Link, key: bytes) -> None:
+    def _follow(self, link: _Link, key: bytes) -> bool:
         head = self.head
         if head is not None and link.seq < head.first:
             self._flag(
@@ -151,16 +151,17 @@ class ChainCheck:
                 key,
                 f"is older than the oldest entry kept (seq {head.first}); trimming deletes those, so it was put later",
             )
-            return
+            return False
         if head is not None and link.seq > head.seq:
             self._flag("forged", link.seq, key, f"comes after the newest entry the head records (seq {head.seq})")
-            return
+            return False
         if self.expected is not None and link.seq > self.expected:
             self._removed(self.expected, link.seq - 1)
         elif self.last is not None and link.prev_hash != self.last.hash:
             self.broken.add(self.last.seq)
         self.first = self.first or link
         self.last, self.expected = link, link.seq + 1
+        return True
 
     def _removed(self, first: int, last: int) -> None:
         which = f"entry {first} is" if first == last else f"entries {first}-{last} ({last - first + 1}) are"
@@ -200,5 +201,5 @@ class ChainCheck:
 def verify(layout: ChainLayout, head: KeyValue | None, kvs: Iterable[KeyValue]) -> tuple[list[TrailEntry], ChainReport]:
     """Every readable entry (in key order) and the report: ``ChainCheck`` over a whole list."""
     check = ChainCheck(layout, head)
-    shown = [entry for kv in kvs if (entry := check.add(kv)) is not None]
+    shown = [entry for kv in kvs if (entry := check.add(kv)[0]) is not None]
     return shown, check.report()

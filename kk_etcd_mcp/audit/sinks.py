@@ -164,9 +164,9 @@ class EtcdAuditSink:
 
     async def read(self, limit: int, tool: str | None = None) -> tuple[list[TrailEntry], ChainReport]:
         """The newest ``limit`` entries (of ``tool`` only, when given), newest first, and the check of the
-        whole chain; head and entries are read at one revision. Entries stored under a key that is no
-        sequence number (forged: the report names them) come after all others, so they never push the
-        newest real entries out of the page."""
+        whole chain; head and entries are read at one revision. Entries without a place in the chain
+        (forged: the report names them) come after all others, so they never push the newest real
+        entries out of the page."""
         head = await self.etcd.range(self.layout.head)
         check = ChainCheck(self.layout, head.kvs[0] if head.kvs else None)
         newest: deque[TrailEntry] = deque(maxlen=limit)
@@ -175,10 +175,10 @@ class EtcdAuditSink:
         while True:
             page = await self.etcd.range(start, self.layout.entries_end, limit=PAGE_SIZE, revision=head.revision)
             for kv in page.kvs:
-                entry = check.add(kv)
+                entry, placed = check.add(kv)
                 if entry is None or (tool is not None and entry.tool != tool):
                     continue
-                if self.layout.seq_of(kv.key) is not None:
+                if placed:
                     newest.append(entry)
                 elif len(unplaced) < limit:
                     unplaced.append(entry)
