@@ -71,7 +71,10 @@ def register_kv_tools(tools: ToolRegistrar, center: ConfigCenter) -> None:
         limit: Annotated[int, Field(description="Page size, 1-1000.")] = 100,
         cursor: Annotated[str | None, Field(description="next_cursor of the previous page.")] = None,
         keys_only: Annotated[bool, Field(description="Leave values out.")] = False,
-        include_internal: Annotated[bool, Field(description="Also show the registry's own keys.")] = False,
+        include_internal: Annotated[
+            bool,
+            Field(description="Also show the registry's own keys (its audit trail only with audit_log's scope)."),
+        ] = False,
     ) -> KvListResult:
         """List keys (and values) under a prefix, one page at a time."""
         return await center.list(prefix, limit, cursor, keys_only, include_internal)
