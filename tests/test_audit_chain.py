@@ -169,6 +169,24 @@ async def test_two_servers_and_a_restart_append_to_one_chain(
     assert [e["arguments"]["key"] for e in report["entries"][:3]] == [f"{p}three/2", f"{p}three/1", f"{p}three/0"]
 
 
+async def test_a_removed_head_is_reported_then_the_chain_goes_on_after_the_last_entry(
+    etcd_endpoint: str, key_prefix: str, etcdctl: EtcdCtl
+) -> None:
+    p, root = key_prefix, f"{key_prefix}reg/"
+    async with chained_server(etcd_endpoint, root) as client:
+        for i in range(3):
+            await call(client, "kv_put", key=f"{p}k{i}", value="x")
+        etcdctl("del", f"{root}audit/head")
+        report = await audit_log(client)
+        assert {(b["problem"], b["seq"]) for b in report["chain"]["breaks"]} == {("head", None)}
+        assert [e["seq"] for e in report["entries"]] == [3, 2, 1]
+    async with chained_server(etcd_endpoint, root) as restarted:  # nothing cached: it finds the entries
+        await call(restarted, "kv_put", key=f"{p}k3", value="x")
+        report = await audit_log(restarted)
+    assert [e["seq"] for e in report["entries"]] == [4, 3, 2, 1]
+    assert report["entries"][0]["prev_hash"] == report["entries"][1]["hash"]
+
+
 # The check itself, without I/O ---------------------------------------------------------------------------
 
 LAYOUT = ChainLayout("r/audit/")

@@ -133,6 +133,8 @@ class EtcdAuditSink:
         if not seqs:
             return _Tip(head or ChainHead.empty(), mod_revision)
         last = max(seqs)
+        if head is not None and last <= head.seq:
+            return _Tip(head, mod_revision)  # the taken key is gone again: just retry
         if head is not None:
             log.warning(
                 "audit trail in etcd: entries after the head (seq %d) up to seq %d were not written by a server; "

@@ -118,7 +118,9 @@ class KeyPolicy:
     over a prefix: prefix deletes, replace imports).
     """
 
-    def __init__(self, allowed: Sequence[str], denied: Sequence[str] = (), reserved: Sequence[ReservedPrefix] = ()):
+    def __init__(
+        self, allowed: Sequence[str], denied: Sequence[str] = (), reserved: Sequence[ReservedPrefix] = ()
+    ) -> None:
         self.allowed = list(allowed)
         self.denied = list(denied)
         permitted = union([prefix_range(p.encode()) for p in allowed])
