@@ -2,7 +2,7 @@
 
 Each HTTP request passes, outermost first:
 
-1. ``ClientAuth``: finds the client's identity from its bearer token (401 without a valid one),
+1. ``ClientAuth``: finds the client's identity from its bearer token (403 without a valid one),
    or names it ``http`` (every scope) when no tokens are configured (loopback only);
 2. ``RateLimit``: a token bucket per client for MCP POSTs (429 with Retry-After);
 3. ``BodyLimit``: at most ``http_max_body_bytes`` of body (413), counted as it streams;
