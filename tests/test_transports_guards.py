@@ -429,4 +429,4 @@ def test_stdio_stdout_is_only_json_rpc(
     assert etcdctl("get", "--print-value-only", f"{key_prefix}s").stdout.strip() == "stdio"
 
     logs = log_path.read_text(errors="replace")
-    assert "kk-etcd-mcp connected to etcd" in logs  # logs go to stderr
+    assert "serving MCP over stdio" in logs and "connected to etcd 3.5" in logs  # logs go to stderr
