@@ -182,7 +182,8 @@ class Settings(BaseModel):
 
     # Embedded etcd
     embedded_etcd: bool = Field(
-        default=False, description="Start a local etcd when the (loopback) endpoint does not answer."
+        default=False,
+        description="Use a local etcd at the (loopback) endpoint, shared by every server on the same data_dir.",
     )
     data_dir: Path | None = Field(
         default=None, description="Data directory of the embedded etcd (default: the user's data dir)."
