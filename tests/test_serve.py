@@ -14,7 +14,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from mcp_helpers import call, call_error, server_env, stdio_client, stop_process
+from mcp_helpers import call, call_error, serve_process, server_env, stdio_client
 from polling import eventually
 
 from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, accepts_connections, free_port
@@ -191,18 +191,9 @@ def test_a_busy_http_port_is_one_line_and_exit_code_1(etcd_endpoint: str, tmp_pa
 async def test_the_start_says_whether_etcd_answers(etcd_endpoint: str, tmp_path: Path, etcd_up: bool) -> None:
     endpoint = etcd_endpoint if etcd_up else f"http://127.0.0.1:{free_port()}"
     log = tmp_path / "serve.log"
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "kk_etcd_mcp", "serve"],
-            env=server_env(endpoint, hub="false"),
-            stdin=subprocess.PIPE,
-            stderr=stderr,
-        )
     expected = "connected to etcd 3.5" if etcd_up else f"etcd unavailable at {endpoint}: connection refused"
-    try:
+    with serve_process(server_env(endpoint, hub="false"), log):
         await eventually(lambda: expected in log.read_text(), f"serve logs {expected!r}", within=HANG_GUARD)
-    finally:
-        stop_process(process)
     text = log.read_text()
     assert "serving MCP over stdio" in text
     if not etcd_up:

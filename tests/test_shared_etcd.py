@@ -16,13 +16,13 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import pytest
-from mcp_helpers import call, server_env, stdio_client
+from mcp_helpers import call, serve_process, server_env, stdio_client
 from polling import eventually
 
 from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, accepts_connections, free_ports
@@ -84,22 +84,11 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-@contextmanager
-def serve(etcd: Etcd, log: Path, *, endpoint: str | None = None, **settings: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``kk-etcd-mcp serve`` over stdio (its stdin kept open), logging to ``log``; killed if a test leaves it."""
-    env = server_env(endpoint or etcd.url, **etcd.settings(**settings))
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "kk_etcd_mcp", "serve"], env=env, stdin=subprocess.PIPE, stderr=stderr
-        )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        if process.stdin is not None:
-            process.stdin.close()
+def serve(
+    etcd: Etcd, log: Path, *, endpoint: str | None = None, **settings: str
+) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    """``kk-etcd-mcp serve`` over stdio with this test's embedded etcd settings (a context manager)."""
+    return serve_process(server_env(endpoint or etcd.url, **etcd.settings(**settings)), log)
 
 
 async def wait_logged(log: Path, text: str, process: subprocess.Popen[bytes]) -> str:

@@ -40,6 +40,7 @@ from .embedded import EmbeddedEtcd, EmbeddedEtcdError
 POLL_SECONDS = 0.25
 GRACE_SECONDS = 2.0
 NUDGE = signal.SIGUSR1  # "a user left: look now"
+_ABANDONED_AFTER = 60.0
 
 
 class KeeperFiles:
@@ -112,8 +113,10 @@ def live_users(files: KeeperFiles, *, remove_gone: bool = False) -> list[Path]:
     live = []
     with contextlib.suppress(FileNotFoundError):
         for path in files.users.iterdir():
-            if path.name.startswith("."):
-                continue  # a server still setting its file up (it renames it once locked)
+            if path.name.startswith("."):  # a server still setting its file up (it renames it once locked)
+                if remove_gone:
+                    _remove_if_abandoned(path)
+                continue
             try:
                 fd = os.open(path, os.O_RDONLY)
             except FileNotFoundError:
@@ -126,6 +129,19 @@ def live_users(files: KeeperFiles, *, remove_gone: bool = False) -> list[Path]:
             finally:
                 os.close(fd)
     return live
+
+
+def _remove_if_abandoned(pending: Path) -> None:
+    """A set-up file left by a server that died before renaming it: unlocked and older than a minute."""
+    try:
+        fd = os.open(pending, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        if try_lock(fd) and time.time() - os.fstat(fd).st_mtime > _ABANDONED_AFTER:
+            pending.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
 
 
 class _Keeper:
