@@ -72,6 +72,10 @@ def inspector() -> Inspector | str:
 
 
 if __name__ == "__main__":
-    result = inspector()
+    # Never fails CI by itself: a failed install fails tests/test_inspector.py instead, with npm's words.
+    try:
+        result = inspector()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        print(f"node_tools: {exc}", file=sys.stderr)
+        sys.exit(0)
     print(result if isinstance(result, str) else f"MCP Inspector CLI: {result.command()}")
-    sys.exit(0)

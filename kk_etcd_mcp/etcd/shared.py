@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import selectors
+import site
 import subprocess
 import sys
 import time
@@ -136,9 +137,11 @@ def _keeper_lock_held(files: KeeperFiles) -> bool:
 def _start_keeper(files: KeeperFiles, host: str, client_port: int, peer_port: int) -> KeeperInfo:
     import kk_etcd_mcp
 
+    # Run from a source tree (not installed), the package is found only through the tree's root.
     package_root = str(Path(kk_etcd_mcp.__file__).resolve().parent.parent)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    if package_root not in {str(Path(p).resolve()) for p in [*site.getsitepackages(), site.getusersitepackages()]}:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     command = [
         sys.executable, "-m", "kk_etcd_mcp.etcd.keeper",
         f"--data-dir={files.data_dir}", f"--host={host}",
