@@ -1,7 +1,9 @@
 """``kk-etcd-mcp serve``: embedded etcd (if asked), the etcd client, the MCP server and its transport.
 
-Everything runs in one task group; SIGINT/SIGTERM stop the transport, then the client and the
-embedded etcd are closed in reverse order.
+An HTTP transport's port is bound before anything starts (a taken port is one line, at once). Then
+everything runs in one task group; SIGINT/SIGTERM stop the transport, then the client is closed and
+the server leaves the embedded etcd (which stops when no other server uses it), in reverse order.
+What the start-up logs say is true when said: "serving" after the bind, "connected" after etcd answered.
 """
 
 from __future__ import annotations
