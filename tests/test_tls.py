@@ -229,7 +229,7 @@ async def test_https_without_ca_file_trusts_the_systems_cas(
         endpoint = f"https://localhost:{port}"
         # Not in the trust store: refused by verification (so it is on).
         async with EtcdClient([endpoint], request_timeout=FAIL_TIMEOUT) as etcd:
-            with anyio.fail_after(HANG_GUARD), pytest.raises(UnavailableError, match="(?i)handshake"):
+            with anyio.fail_after(HANG_GUARD), pytest.raises(UnavailableError, match=r"(?i)handshake"):
                 await etcd.get(key)
 
         monkeypatch.setenv("SSL_CERT_FILE", str(system_bundle))
