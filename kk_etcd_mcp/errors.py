@@ -14,7 +14,8 @@ them into tool errors in one place (``kk_etcd_mcp.mcp_server.errors``).
     ├── CompactedError             revision 3 of app/db was compacted (oldest kept: 10)
     ├── InvalidArgumentError       bad input from the caller; nothing was written
     │   └── InvalidValueError      invalid yaml at line 2, column 5: ...
-    └── ForbiddenKeyError          key secret/x is outside the allowed prefixes (app/)
+    ├── ForbiddenKeyError          key secret/x is outside the allowed prefixes (app/)
+    └── StartupError               cannot listen on 127.0.0.1:2445: the port is in use by pid 42 (...)
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ class InvalidValueError(InvalidArgumentError):
 
 class ForbiddenKeyError(KkEtcdError):
     """A key or prefix lies outside what the server is configured to touch."""
+
+
+class StartupError(KkEtcdError):
+    """The server cannot start as configured (a port taken, the etcd data dir held, ...); it exits with code 1."""
 
 
 def leaf_exceptions(exc: BaseException) -> list[BaseException]:

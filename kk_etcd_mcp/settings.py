@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -124,7 +125,9 @@ class Settings(BaseModel):
     username: str | None = Field(default=None, description="etcd user to connect as (when etcd auth is on).")
     password: SecretStr | None = Field(default=None, description="Password of that user. Environment/file only.")
     password_file: Path | None = Field(default=None, description="File holding the password (first line).")
-    ca_file: Path | None = Field(default=None, description="CA certificate (PEM) for https:// endpoints.")
+    ca_file: Path | None = Field(
+        default=None, description="CA certificate (PEM) for https:// endpoints (default: the system's trusted CAs)."
+    )
     cert_file: Path | None = Field(default=None, description="Client certificate (PEM) for mutual TLS.")
     key_file: Path | None = Field(default=None, description="Client private key (PEM) for mutual TLS.")
     request_timeout: float = Field(
@@ -179,7 +182,8 @@ class Settings(BaseModel):
 
     # Embedded etcd
     embedded_etcd: bool = Field(
-        default=False, description="Start a local etcd when the (loopback) endpoint does not answer."
+        default=False,
+        description="Use a local etcd at the (loopback) endpoint, shared by every server on the same data_dir.",
     )
     data_dir: Path | None = Field(
         default=None, description="Data directory of the embedded etcd (default: the user's data dir)."
@@ -235,6 +239,24 @@ class Settings(BaseModel):
             parse_endpoint(url)
         return value
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level_any_case(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("allowed_prefixes")
+    @classmethod
+    def _some_key_allowed(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        # An empty KK_ETCD_ALLOWED_PREFIXES (often an unset shell variable) is an empty list, which would
+        # silently leave every kv tool refusing every key.
+        if not value and "kv" in info.data.get("toolsets", TOOLSETS):
+            raise ValueError(
+                "is empty, so the kv tools could touch no key at all. To allow every key leave it unset "
+                '(or give [""], e.g. KK_ETCD_ALLOWED_PREFIXES=\'[""]\'); to allow some, list them '
+                "(KK_ETCD_ALLOWED_PREFIXES=app/,config/); to offer no kv tools, leave kv out of toolsets"
+            )
+        return value
+
     @field_validator("http_token")
     @classmethod
     def _http_token_valid(cls, value: SecretStr | None) -> SecretStr | None:
@@ -260,8 +282,6 @@ class Settings(BaseModel):
     def _consistent(self) -> Settings:
         if self.password is not None and self.password_file is not None:
             raise ValueError("set either password or password_file, not both")
-        if any(parse_endpoint(u).tls for u in self.endpoints) and self.ca_file is None:
-            raise ValueError("https:// endpoints need ca_file")
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together")
         if self.transport != "stdio" and not is_loopback(self.host) and not self.bearer_tokens():

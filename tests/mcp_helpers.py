@@ -86,6 +86,24 @@ def http_server(
         stop_process(process)
 
 
+@contextmanager
+def serve_process(env: Mapping[str, str], log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``kk-etcd-mcp serve`` as a bare process: stdin kept open (nothing sent), stderr into ``log``.
+    Killed if still running when the block ends."""
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kk_etcd_mcp", "serve", *args], env=dict(env), stdin=subprocess.PIPE, stderr=stderr
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        if process.stdin is not None:
+            process.stdin.close()
+
+
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
     """SIGTERM, then SIGKILL if it does not exit within ``timeout``."""
     process.terminate()

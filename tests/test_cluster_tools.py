@@ -28,6 +28,7 @@ from kk_etcd_mcp.cluster import ClusterService, snapshot_file_name
 from kk_etcd_mcp.errors import InvalidArgumentError, UnavailableError
 from kk_etcd_mcp.etcd import EtcdClient
 from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, etcd_binary, free_ports
+from kk_etcd_mcp.mcp_server.tools.cluster import byte_size
 
 CLUSTER_TOOLS = {
     # name: (read_only, destructive, idempotent)
@@ -182,6 +183,15 @@ async def test_status_agrees_with_etcdctl_and_the_resource(
 # Snapshot -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [(0, "0 bytes"), (1023, "1023 bytes"), (20 * 1024 + 512, "20.5 KiB"), (3 << 20, "3.0 MiB"), (5 << 30, "5.0 GiB")],
+)
+def test_progress_sizes_read_well_small_or_large(size: int, shown: str) -> None:
+    # A small snapshot once read "0.0 MiB of 0.0 MiB received".
+    assert byte_size(size) == shown
+
+
 @pytest.mark.anyio
 async def test_snapshot_is_a_valid_etcd_backup(
     etcd_endpoint: str, etcdctl: EtcdCtl, key_prefix: str, tmp_path: Path
@@ -221,7 +231,8 @@ async def test_snapshot_is_a_valid_etcd_backup(
     await eventually(lambda: progress and progress[-1][0] == snap["size"], "progress reached the full size")
     assert [p[0] for p in progress] == sorted(p[0] for p in progress)
     assert all(total == snap["size"] for _, total, _ in progress)
-    assert "MiB" in (progress[-1][2] or "")
+    whole = byte_size(snap["size"])
+    assert progress[-1][2] == f"{whole} of {whole} received"
 
     # Restored into a fresh etcd, it holds the keys as they were when the snapshot was taken.
     restored = await anyio.to_thread.run_sync(_restore_and_start, path, tmp_path / "restored")

@@ -183,6 +183,17 @@ def test_fatal_json_log_is_rendered_readably(make_etcd: MakeEtcd) -> None:
     assert "stacktrace" not in message and "goroutine" not in message
 
 
+def test_a_data_dir_in_use_fails_at_once_naming_the_etcd(make_etcd: MakeEtcd, tmp_path: Path) -> None:
+    # etcd itself would wait for the data dir's lock until the start timeout, then say "db file is flocked".
+    first = make_etcd(data_dir=tmp_path / "shared")
+    first.start()
+    second = make_etcd(data_dir=tmp_path / "shared")
+    with pytest.raises(EmbeddedEtcdError) as info:
+        second.start(timeout=20)
+    assert f"is in use by the etcd with pid {first.pid} at {first.client_url}" in str(info.value)
+    assert second.pid is None and _health(first.client_url) == "true"
+
+
 def test_unusable_data_dir(make_etcd: MakeEtcd, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")

@@ -354,6 +354,39 @@ async def test_pick_strategies_return_only_alive_instances(etcd_endpoint: str, r
         assert "no alive instance of pay" in only_dead
 
 
+async def test_alive_names_the_hub_and_a_standby_says_what_checked_at_means(
+    etcd_endpoint: str, root: str, etcdctl: EtcdCtl
+) -> None:
+    """service_alive names the leading hub as service_list does. A server whose hub does not lead reads the
+    statuses from etcd, where only changes are written: its checked_at is the check that set the status, and
+    it says so (the leader's own list shows its latest check)."""
+    async with (
+        HttpHealthServer() as web,
+        server(etcd_endpoint, root) as leader,
+        server(etcd_endpoint, root, hub="false") as standby,
+    ):
+        await register(leader, "shop", web.addr)
+        await wait_alive(leader, "shop", {web.addr})
+        stored = await eventually(lambda: get_json(etcdctl, f"{root}status/Http/shop/{web.addr}"), "status stored")
+        hub = (await call(leader, "service_list"))["hub"]
+        assert hub
+        for client in (leader, standby):
+            alive = await call(client, "service_alive", name="shop")
+            assert alive["hub"] == hub and [i["addr"] for i in alive["instances"]] == [web.addr]
+
+        first = (await listed(leader, name="shop"))[web.addr]
+        assert first["checked_at_is"] == "latest_check"
+
+        async def checked_again() -> bool:
+            later = (await listed(leader, name="shop"))[web.addr]
+            return datetime.fromisoformat(later["checked_at"]) > datetime.fromisoformat(first["checked_at"])
+
+        await eventually(checked_again, "the leader shows a later check (interval 1 s)")
+        seen = (await listed(standby, name="shop"))[web.addr]
+        assert seen["checked_at_is"] == "last_change"
+        assert datetime.fromisoformat(seen["checked_at"]) == datetime.fromisoformat(stored["value"]["checked_at"])
+
+
 async def test_pick_skips_an_instance_that_fails_the_live_check_and_check_runs_now(
     etcd_endpoint: str, root: str, etcdctl: EtcdCtl
 ) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import signal
+import socket
 import subprocess
 import sys
 import termios
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import anyio
 import pytest
-from mcp_helpers import call, call_error, server_env, stdio_client
+from mcp_helpers import call, call_error, serve_process, server_env, stdio_client
+from polling import eventually
 
 from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, accepts_connections, free_port
 
@@ -161,3 +163,39 @@ async def test_stdio_on_a_terminal_and_a_file(tmp_path: Path, etcd_endpoint: str
     assert replies[1]["result"]["serverInfo"]["name"] == "kk-etcd-mcp"
     assert replies[2]["result"]["isError"] is True
     assert f"key not found: {key_prefix}missing" in replies[2]["result"]["content"][0]["text"]
+
+
+def test_a_busy_http_port_is_one_line_and_exit_code_1(etcd_endpoint: str, tmp_path: Path) -> None:
+    """The HTTP port is bound first: taken, it is one line naming who holds it, and nothing else starts."""
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        env = server_env(etcd_endpoint, embedded_etcd="true", data_dir=str(tmp_path / "etcd"))
+        done = subprocess.run(
+            [sys.executable, "-m", "kk_etcd_mcp", "serve", "--transport", "streamable-http", "--port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=HANG_GUARD * 2,
+        )
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: address already in use, by pid {os.getpid()}" in lines[0]
+    assert "--port" in lines[0] and "serving MCP" not in done.stderr
+    assert not (tmp_path / "etcd").exists() and not (tmp_path / "etcd.users").exists()
+
+
+@pytest.mark.parametrize("etcd_up", [False, True], ids=["etcd down", "etcd up"])
+async def test_the_start_says_whether_etcd_answers(etcd_endpoint: str, tmp_path: Path, etcd_up: bool) -> None:
+    endpoint = etcd_endpoint if etcd_up else f"http://127.0.0.1:{free_port()}"
+    log = tmp_path / "serve.log"
+    expected = "connected to etcd 3.5" if etcd_up else f"etcd unavailable at {endpoint}: connection refused"
+    with serve_process(server_env(endpoint, hub="false"), log):
+        await eventually(lambda: expected in log.read_text(), f"serve logs {expected!r}", within=HANG_GUARD)
+    text = log.read_text()
+    assert "serving MCP over stdio" in text
+    if not etcd_up:
+        assert "connected to etcd" not in text
+        assert "the server runs anyway, and its tools work as soon as etcd answers" in text

@@ -275,6 +275,8 @@ def test_missing_or_invalid_config_file_exits_2(tmp_path: Path) -> None:
         ([], {"KK_ETCD_REQUEST_TIMEOUT": "0"}, "request_timeout", "greater than 0"),
         ([], {"KK_ETCD_REGISTRY_PREFIX": "kk_service"}, "registry_prefix", "/"),
         ([], {"KK_ETCD_LOG_LEVEL": "LOUD"}, "log_level", "DEBUG"),
+        ([], {"KK_ETCD_ALLOWED_PREFIXES": ""}, "allowed_prefixes", "could touch no key at all"),
+        (["--allowed-prefixes", ""], {}, "allowed_prefixes", """KK_ETCD_ALLOWED_PREFIXES='[""]'"""),
         ([], {"KK_ETCD_READ_ONLY": "maybe"}, "read_only", "true or false"),
     ],
 )
@@ -284,6 +286,18 @@ def test_bad_value_exits_2_naming_the_key(argv: list[str], env: dict[str, str], 
     assert f"setting {key}" in result.stderr
     assert allowed in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_log_level_in_any_case() -> None:
+    assert load_settings(env={"KK_ETCD_LOG_LEVEL": "debug"}).log_level == "DEBUG"
+    assert load_settings(overrides={"log_level": " Warning "}).log_level == "WARNING"
+
+
+def test_no_allowed_prefix_is_refused_only_where_kv_tools_are_offered() -> None:
+    with pytest.raises(SettingsError, match=r"setting allowed_prefixes .*is empty"):
+        load_settings(env={"KK_ETCD_ALLOWED_PREFIXES": "[]"})
+    settings = load_settings(env={"KK_ETCD_ALLOWED_PREFIXES": "", "KK_ETCD_TOOLSETS": "registry"})
+    assert settings.allowed_prefixes == []
 
 
 def test_bad_toml_value_exits_2_naming_the_key_and_source(tmp_path: Path) -> None:
@@ -346,8 +360,6 @@ def test_unreadable_password_file_exits_2(tmp_path: Path) -> None:
 
 
 def test_other_consistency_errors(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match="ca_file"):
-        load_settings(env={"KK_ETCD_ENDPOINTS": "https://10.0.0.1:2379"})
     cert = tmp_path / "c.pem"
     cert.write_text("x")
     with pytest.raises(SettingsError, match="cert_file and key_file"):

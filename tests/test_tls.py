@@ -22,7 +22,7 @@ from mcp_helpers import call, stdio_client, stop_process
 from kk_etcd_mcp.errors import KkEtcdError, UnavailableError
 from kk_etcd_mcp.etcd import EtcdClient
 from kk_etcd_mcp.etcd.embedded import accepts_connections, etcd_binary, free_ports
-from kk_etcd_mcp.settings import SettingsError, load_settings
+from kk_etcd_mcp.settings import load_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -215,12 +215,32 @@ async def test_mcp_server_over_mutual_tls(tls_etcd: TlsEtcd, key: str) -> None:
     assert kv is not None and kv.value == b"via mcp over tls"
 
 
-def test_https_endpoint_without_ca_file_is_refused_at_load(pki: Pki) -> None:
-    with pytest.raises(SettingsError, match="ca_file"):
-        load_settings(env={"KK_ETCD_ENDPOINTS": "https://127.0.0.1:2379"})
-    # The same endpoint with a CA is fine.
-    settings = load_settings(env={"KK_ETCD_ENDPOINTS": "https://127.0.0.1:2379", "KK_ETCD_CA_FILE": str(pki.ca)})
-    assert settings.ca_file == pki.ca
+async def test_https_without_ca_file_trusts_the_systems_cas(
+    tmp_path: Path, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No ca_file: the system's trust store decides (SSL_CERT_FILE names it here), not gRPC's bundled roots."""
+    ca = trustme.CA()
+    system_bundle = tmp_path / "system-cas.pem"
+    ca.cert_pem.write_to_path(str(system_bundle))
+    _write_cert(ca.issue_cert("localhost"), tmp_path / "server.pem", tmp_path / "server-key.pem")
+    settings = load_settings(env={"KK_ETCD_ENDPOINTS": "https://localhost:2379"})  # accepted without ca_file
+    assert settings.ca_file is None
+    with run_etcd(tmp_path, tmp_path / "server.pem", tmp_path / "server-key.pem", client_ca=None) as port:
+        endpoint = f"https://localhost:{port}"
+        # Not in the trust store: refused by verification (so it is on).
+        async with EtcdClient([endpoint], request_timeout=FAIL_TIMEOUT) as etcd:
+            with anyio.fail_after(HANG_GUARD), pytest.raises(UnavailableError, match=r"(?i)handshake"):
+                await etcd.get(key)
+
+        monkeypatch.setenv("SSL_CERT_FILE", str(system_bundle))
+        await wait_until_answers(lambda: EtcdClient([endpoint], request_timeout=1.0))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KK_ETCD_")}
+        with anyio.fail_after(HANG_GUARD):
+            async with stdio_client(
+                endpoint, env=env | {"KK_ETCD_ENDPOINTS": endpoint, "KK_ETCD_HUB": "false"}
+            ) as client:
+                await call(client, "kv_put", key=key, value="trusted by the system")
+                assert (await call(client, "kv_get", key=key))["value"] == "trusted by the system"
 
 
 async def test_server_name_is_the_host_as_written(tmp_path: Path, key: str) -> None:

@@ -66,11 +66,13 @@ async def test_streamable_http_bearer_token(etcd_endpoint: str, key_prefix: str)
     with http_server(etcd_endpoint, "streamable-http", http_token=token) as server:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": token}, {"Authorization": "Basic x"}):
             refused = _raw_post(server.url, headers)
-            assert refused.status_code == 401, headers
-            assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+            # 403, not 401: to an MCP client a 401 means "start OAuth", which this server does not do.
+            assert refused.status_code == 403, headers
+            assert "WWW-Authenticate" not in refused.headers
+            assert "Authorization: Bearer <token>" in refused.json()["message"]
             assert token not in refused.text
         with httpx2.Client(trust_env=False, timeout=10) as http:
-            assert http.get(server.url).status_code == 401  # every route, not only POST
+            assert http.get(server.url).status_code == 403  # every route, not only POST
         assert _raw_post(server.url, {"Authorization": f"Bearer {token}"}).status_code == 200
         assert _raw_post(server.url, {"Authorization": f"bearer {token}"}).status_code == 200  # RFC 7235
 
@@ -78,7 +80,7 @@ async def test_streamable_http_bearer_token(etcd_endpoint: str, key_prefix: str)
             await call(client, "kv_put", key=f"{key_prefix}a", value="1")
             assert (await call(client, "kv_get", key=f"{key_prefix}a"))["value"] == "1"
 
-        with pytest.raises(Exception):  # noqa: B017 - the client fails its handshake on the 401, however it words it
+        with pytest.raises(Exception):  # noqa: B017 - the client fails its handshake on the 403, however it words it
             async with http_client(server.url, "wrong-token") as client:
                 await client.list_tools()
 
@@ -104,7 +106,7 @@ async def test_sse_round_trip_with_token(etcd_endpoint: str, key_prefix: str, et
             assert got["value"] == "via-sse" and got["mod_revision"] == put["revision"]
         assert etcdctl("get", "--print-value-only", f"{key_prefix}sse").stdout.strip() == "via-sse"
 
-        assert _raw_get_status(server.url) == 401
+        assert _raw_get_status(server.url) == 403
         auth = {"Authorization": f"Bearer {token}"}
         assert _raw_get_status(server.url, auth | {"Host": "evil.example"}) == 421
         assert _raw_get_status(server.url, auth | {"Origin": "http://evil.example"}) == 403
@@ -295,7 +297,7 @@ async def test_secrets_never_in_logs_or_results(
     ):
         for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Bearer {password}"}):
             refused = _raw_post(server.url, headers)
-            assert refused.status_code == 401
+            assert refused.status_code == 403
             texts.append(refused.text + json.dumps(dict(refused.headers)))
         rebound = _raw_post(server.url, {"Authorization": f"Bearer {token}", "Host": "evil.example"})
         assert rebound.status_code == 421  # the right token does not lift the Host check
@@ -427,4 +429,4 @@ def test_stdio_stdout_is_only_json_rpc(
     assert etcdctl("get", "--print-value-only", f"{key_prefix}s").stdout.strip() == "stdio"
 
     logs = log_path.read_text(errors="replace")
-    assert "kk-etcd-mcp connected to etcd" in logs  # logs go to stderr
+    assert "serving MCP over stdio" in logs and "connected to etcd 3.5" in logs  # logs go to stderr

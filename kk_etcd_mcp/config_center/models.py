@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from .formats import Encoding, ValueFormat
+
+# Only a JSON object/array or a YAML mapping/sequence is parsed (anything else is text), so the schema says
+# so: a property without a type is flagged by strict schema validators. Any, not a union of containers, since
+# a YAML mapping may have keys that are not strings.
+ParsedData = Annotated[Any, WithJsonSchema({"type": ["object", "array", "null"]})]
 
 
 class KvEntry(BaseModel):
@@ -14,7 +19,7 @@ class KvEntry(BaseModel):
     value: str = Field(description="The stored value; base64 when encoding is 'base64'.")
     format: ValueFormat = Field(description="json or yaml when the value parses as an object/list, else text.")
     encoding: Encoding = "utf-8"
-    data: Any = Field(default=None, description="The parsed object for json/yaml values.")
+    data: ParsedData = Field(default=None, description="The parsed object or list for json/yaml values, else null.")
     create_revision: int
     mod_revision: int
     version: int

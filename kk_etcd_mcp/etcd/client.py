@@ -23,7 +23,7 @@ from etcd3aio.client import Etcd3Client
 from etcd3aio.kv import KVService
 
 from ..errors import InvalidArgumentError
-from .connection import ChannelFactory, parse_endpoint
+from .connection import ChannelFactory, parse_endpoint, system_ca_certificates
 from .convert import delete_result, put_result, range_page, txn_result
 from .errors import grpc_details, is_token_problem, map_error
 from .rpc import await_rpc
@@ -91,20 +91,23 @@ class EtcdClient:
         request_timeout: float = 5.0,
     ) -> None:
         parsed = [parse_endpoint(url) for url in endpoints]
-        if any(e.tls for e in parsed) and ca_file is None:
-            raise ValueError("an https:// etcd endpoint needs ca_file (KK_ETCD_CA_FILE)")
+        tls_endpoints = any(e.tls for e in parsed)
         self.endpoints = ",".join(e.url for e in parsed)
         self.username = username
         self._password = password
         self._timeout = request_timeout
-        tls = {
-            "ca_cert": _read_file(ca_file),
-            "cert_chain": _read_file(cert_file),
-            "cert_key": _read_file(key_file),
-        }
+        ca_cert = _read_file(ca_file)
+        if ca_cert is None and tls_endpoints:
+            ca_cert = system_ca_certificates()
+            if ca_cert is None:
+                raise InvalidArgumentError(
+                    "no trusted CA certificates found on this system for the https:// etcd endpoint; "
+                    "set ca_file (KK_ETCD_CA_FILE) to the CA that signed etcd's certificate"
+                )
+        tls = {"ca_cert": ca_cert, "cert_chain": _read_file(cert_file), "cert_key": _read_file(key_file)}
         # The name the server certificate must carry is the host as written: parse_endpoint turns
         # "localhost" into 127.0.0.1 for the channel, but a certificate may name only "localhost".
-        server_name = urlsplit(parsed[0].url).hostname if ca_file else None
+        server_name = urlsplit(parsed[0].url).hostname if ca_cert else None
         # etcd3aio retries transient failures itself; our timeout bounds all attempts together.
         self._raw = Etcd3Client(tls_server_name=server_name, **tls)
         self._raw._manager = ChannelFactory(parsed)

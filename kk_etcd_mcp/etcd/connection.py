@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 from collections.abc import Sequence
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from etcd3aio.connections import ConnectionManager
@@ -22,6 +24,32 @@ _OUR_OPTIONS: list[tuple[str, str | int | bool]] = [
     # answers pings on an idle connection with GOAWAY "too_many_pings" (seen by bench/soak.py).
     ("grpc.keepalive_permit_without_calls", False),
 ]
+
+
+# Where the usual systems keep their trusted CA bundle (Debian/Ubuntu, RHEL/Fedora, macOS/Alpine, SUSE),
+# tried after what SSL_CERT_FILE and OpenSSL's own default name.
+_CA_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+    "/etc/ssl/ca-bundle.pem",
+)
+
+
+def system_ca_certificates() -> bytes | None:
+    """The system's trusted CA certificates (PEM), for https:// endpoints without ca_file; None if none found.
+
+    gRPC would otherwise trust only the roots bundled with it, not the ones the system (or the
+    administrator, through SSL_CERT_FILE) trusts.
+    """
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile, *_CA_BUNDLES):
+        if candidate and Path(candidate).is_file():
+            try:
+                return Path(candidate).read_bytes()
+            except OSError:
+                continue
+    return None
 
 
 def parse_endpoint(url: str) -> Endpoint:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
 import json
 import os
 import re
@@ -19,7 +20,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -28,6 +29,7 @@ import anyio.to_thread
 import platformdirs
 
 from kk_etcd_mcp.errors import KkEtcdError
+from kk_etcd_mcp.holders import Holder, lock_holder
 
 HEALTH_POLL_INTERVAL = 0.1
 LOG_TAIL_LINES = 20
@@ -85,7 +87,49 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("kk-etcd-mcp")) / "etcd"
 
 
-def _url(host: str, port: int) -> str:
+def db_file(data_dir: Path) -> Path:
+    """etcd's bbolt database in a data dir; etcd holds an exclusive flock on it while it runs."""
+    return data_dir / "member" / "snap" / "db"
+
+
+def data_dir_in_use(data_dir: Path) -> bool:
+    """Whether a running etcd holds ``data_dir`` (another etcd on it would wait for the lock forever)."""
+    try:
+        fd = os.open(db_file(data_dir), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        import fcntl  # POSIX only, as flock is
+
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except (ImportError, OSError):
+        return False
+    finally:
+        os.close(fd)  # also drops the shared lock just taken
+    return False
+
+
+def etcd_client_url(holder: Holder) -> str | None:
+    """The client URL an etcd process serves, read from its command line."""
+    for flag in ("--advertise-client-urls", "--listen-client-urls"):
+        value = holder.option(flag)
+        if value:
+            return value.split(",")[0]
+    return None
+
+
+def describe_data_dir_user(data_dir: Path) -> str:
+    """Who holds ``data_dir``: ``the etcd with pid 123 at http://127.0.0.1:2379`` when it can be found."""
+    holder = lock_holder(db_file(data_dir))
+    if holder is None:
+        return "another etcd (its process could not be found)"
+    url = etcd_client_url(holder)
+    return f"the etcd with pid {holder.pid} at {url}" if url else holder.describe()
+
+
+def http_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
@@ -181,7 +225,10 @@ class EmbeddedEtcd:
         name: str = "kk-etcd-mcp",
         log_file: Path | None = None,
         extra_args: Sequence[str] = (),
+        die_with_parent: bool = False,
     ) -> None:
+        """``die_with_parent``: etcd gets SIGTERM when this process dies, even by SIGKILL (Linux only). The
+        signal follows the *thread* that started etcd, so use it only from a thread that lives as long."""
         self.data_dir = Path(data_dir)
         self.client_port = client_port
         self.peer_port = peer_port
@@ -189,17 +236,18 @@ class EmbeddedEtcd:
         self.name = name
         self.log_file = log_file
         self.extra_args = tuple(extra_args)
+        self.die_with_parent = die_with_parent
         self._proc: subprocess.Popen[bytes] | None = None
         self._pump: _OutputPump | None = None
         self._log_offset = 0
 
     @property
     def client_url(self) -> str:
-        return _url(self.host, self.client_port)
+        return http_url(self.host, self.client_port)
 
     @property
     def peer_url(self) -> str:
-        return _url(self.host, self.peer_port)
+        return http_url(self.host, self.peer_port)
 
     @property
     def pid(self) -> int | None:
@@ -229,6 +277,12 @@ class EmbeddedEtcd:
         """Start etcd and return once ``/health`` reports healthy; on failure raise with etcd's own words."""
         if self.running:
             raise EmbeddedEtcdError(f"embedded etcd already runs at {self.client_url} (pid {self.pid}).")
+        if data_dir_in_use(self.data_dir):
+            # etcd would wait for the lock and, after the start timeout, say only "db file is flocked".
+            raise EmbeddedEtcdError(
+                f"the etcd data dir {self.data_dir} is in use by {describe_data_dir_user(self.data_dir)}; "
+                "stop that etcd, or choose another data dir."
+            )
         for port, what in ((self.client_port, "client_port"), (self.peer_port, "peer_port")):
             # etcd would only say so in its log after a while; say it at once, in a sentence.
             if _port_in_use(self.host, port):
@@ -260,6 +314,7 @@ class EmbeddedEtcd:
                 # Own session: a Ctrl-C in the terminal reaches us only, and we stop etcd deliberately.
                 start_new_session=True,
                 env=_shadowed_env(args),
+                preexec_fn=_die_with_parent(os.getpid()) if self.die_with_parent else None,
             )
         self._pump = _OutputPump(self._proc, _stderr_fd()) if self.log_file is None else None
 
@@ -371,6 +426,20 @@ class EmbeddedEtcd:
 
     def __repr__(self) -> str:
         return f"EmbeddedEtcd(client_url={self.client_url!r}, data_dir='{self.data_dir}', pid={self.pid})"
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """For preexec_fn: the child gets SIGTERM when its parent dies (prctl PR_SET_PDEATHSIG; Linux only)."""
+
+    def arrange() -> None:
+        if not sys.platform.startswith("linux"):
+            return
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arrange
 
 
 def _stderr_fd() -> int:

@@ -25,7 +25,7 @@ from etcd3aio.maintenance import AlarmType
 
 from ..errors import InvalidArgumentError, KkEtcdError, PermissionDeniedError, UnavailableError
 from .client import EtcdClient
-from .connection import ChannelFactory, parse_endpoint
+from .connection import ChannelFactory, parse_endpoint, system_ca_certificates
 from .errors import grpc_details, map_error
 from .rpc import await_rpc
 
@@ -169,9 +169,12 @@ class EtcdMaintenance:
             raise InvalidArgumentError(f"cannot ask the member at {client_url}: {exc}") from None
         factory = ChannelFactory([endpoint])
         if endpoint.tls:
-            tls = self.etcd._raw._conn_args
-            if tls.get("ca_cert") is None:
-                raise InvalidArgumentError(f"member at {client_url} speaks https, but no ca_file is configured")
+            tls = dict(self.etcd._raw._conn_args)
+            tls["ca_cert"] = tls.get("ca_cert") or system_ca_certificates()
+            if tls["ca_cert"] is None:
+                raise InvalidArgumentError(
+                    f"member at {client_url} speaks https, but no ca_file is configured and the system has no CAs"
+                )
             channel = factory.get_channel(**tls, tls_server_name=urlsplit(endpoint.url).hostname)
         else:
             channel = factory.get_channel()

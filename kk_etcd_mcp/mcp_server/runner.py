@@ -1,61 +1,130 @@
 """``kk-etcd-mcp serve``: embedded etcd (if asked), the etcd client, the MCP server and its transport.
 
-Everything runs in one task group; SIGINT/SIGTERM stop the transport, then the client and the
-embedded etcd are closed in reverse order.
+An HTTP transport's port is bound before anything starts (a taken port is one line, at once). Then
+everything runs in one task group; SIGINT/SIGTERM stop the transport, then the client is closed and
+the server leaves the embedded etcd (which stops when no other server uses it), in reverse order.
+What the start-up logs say is true when said: "serving" after the bind, "connected" after etcd answered.
 """
+
+from __future__ import annotations
 
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
-from ..errors import leaf_exceptions
-from ..etcd import EtcdClient
+from ..errors import AuthenticationFailedError, KkEtcdError, PermissionDeniedError, StartupError, leaf_exceptions
+from ..etcd import Endpoint, EtcdClient
 from ..etcd.connection import parse_endpoint
-from ..etcd.embedded import EmbeddedEtcd, accepts_connections, default_data_dir
+from ..etcd.embedded import default_data_dir
+from ..etcd.maintenance import EtcdMaintenance
+from ..holders import port_holder
 from ..registry import HubRunner, RegistryKeys, RegistryService
 from ..registry.checkers import Prober
 from ..registry.hub import Transition
 from ..settings import Settings, is_loopback
 from .app import build_server
-from .http import make_http_server
+from .http import bind_http_socket, make_http_server
 from .live import LiveUpdates
 from .stdio import run_stdio
+
+if TYPE_CHECKING:
+    from ..etcd.shared import SharedEtcd
 
 log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
-async def embedded_etcd(settings: Settings) -> AsyncIterator[EmbeddedEtcd | None]:
-    """Start etcd as a child process when the first endpoint is loopback and nothing answers there."""
+async def embedded_etcd(settings: Settings) -> AsyncIterator[SharedEtcd | None]:
+    """Use (or start) the data dir's shared embedded etcd when the first endpoint is plain loopback.
+
+    Every server on the same data dir shares one etcd, run by a keeper process while any of them runs
+    (see etcd/keeper.py). When no keeper runs and something already listens on the endpoint, it is used
+    only if it answers as etcd.
+    """
     endpoint = parse_endpoint(settings.endpoints[0])
     if not is_loopback(endpoint.host) or endpoint.tls:
         log.warning("embedded etcd is only started for a plain loopback endpoint, not %s", endpoint.url)
         yield None
         return
-    if await anyio.to_thread.run_sync(accepts_connections, endpoint.host, endpoint.port):
-        log.info("etcd already answers at %s; not starting an embedded one", endpoint.url)
+    from ..etcd.shared import join_shared_etcd  # file locks: POSIX only, so imported only when asked for
+
+    data_dir = settings.data_dir or default_data_dir()
+    with anyio.CancelScope(shield=True):  # a joined etcd must reach the finally below, even on a signal
+        shared = await anyio.to_thread.run_sync(
+            join_shared_etcd, data_dir, endpoint.host, endpoint.port, settings.peer_port
+        )
+    if shared is None:
+        await _use_etcd_already_there(settings, endpoint)
         yield None
         return
-    data_dir = settings.data_dir or default_data_dir()
-    log_file = data_dir.with_name(data_dir.name + ".log")
-    etcd = EmbeddedEtcd(
-        data_dir,
-        client_port=endpoint.port,
-        peer_port=settings.peer_port,
-        host=endpoint.host,
-        log_file=log_file,
-    )
-    log.info("starting embedded etcd at %s; data in %s, its log in %s", etcd.client_url, data_dir, log_file)
-    await etcd.astart()
+    url, pid = shared.info.client_url, shared.info.etcd_pid
+    if shared.started:
+        log.info(
+            "started the embedded etcd at %s (pid %d); data in %s, its log in %s; it runs while any "
+            "kk-etcd-mcp server uses it",
+            url, pid, data_dir, shared.files.log,
+        )  # fmt: skip
+    else:
+        log.info("using the embedded etcd at %s (pid %d) that another kk-etcd-mcp server started", url, pid)
     try:
-        yield etcd
+        yield shared
     finally:
-        log.info("stopping embedded etcd (data kept in %s)", data_dir)
         with anyio.CancelScope(shield=True):  # runs during cancellation too
-            await etcd.astop()
+            left = await anyio.to_thread.run_sync(shared.close)
+        if left == "stopped":
+            log.info("stopped the embedded etcd (data kept in %s)", data_dir)
+        elif left == "shared":
+            log.info("left the embedded etcd at %s running: other kk-etcd-mcp servers use it", url)
+        else:
+            log.info("the embedded etcd at %s is stopping (its keeper, pid %d, stops it)", url, shared.info.keeper_pid)
+
+
+async def _use_etcd_already_there(settings: Settings, endpoint: Endpoint) -> None:
+    """Something listens on the endpoint and no keeper of ours runs it: use it only if it is etcd, and say so."""
+    from ..etcd.keeper import KeeperFiles, running_keeper
+
+    holder = await anyio.to_thread.run_sync(port_holder, endpoint.port)
+    who = f" ({holder.describe()})" if holder else ""
+    other_data_dir = holder.option("--data-dir") if holder else None
+    if holder is not None and other_data_dir and Path(other_data_dir) != (settings.data_dir or default_data_dir()):
+        keeper = await anyio.to_thread.run_sync(running_keeper, KeeperFiles(Path(other_data_dir)))
+        if keeper is not None and keeper.etcd_pid == holder.pid:
+            raise StartupError(
+                f"{endpoint.url} is the embedded etcd of data dir {other_data_dir} (pid {holder.pid}), which other "
+                f"kk-etcd-mcp servers share: set data_dir to {other_data_dir} to share it too, or give this server's "
+                "embedded etcd another port in endpoints."
+            )
+    try:
+        async with settings.etcd_client() as probe:
+            version = f"etcd {(await EtcdMaintenance(probe).status()).version}"
+    except (AuthenticationFailedError, PermissionDeniedError):
+        version = "etcd"  # it refused our credentials, so it is etcd; the start-up check below says more
+    except KkEtcdError as error:
+        raise StartupError(
+            f"embedded etcd: something that is not etcd listens on {endpoint.url}{who}; it does not answer etcd's "
+            f"Status call ({error}). Stop it, or give the embedded etcd a free port in endpoints "
+            "(e.g. KK_ETCD_ENDPOINTS=http://127.0.0.1:23790)."
+        ) from None
+    log.info(
+        "%s already answers at %s%s; using it as it is: this server did not start it and will not stop it",
+        version, endpoint.url, who,
+    )  # fmt: skip
+
+
+async def report_etcd_connection(etcd: EtcdClient) -> None:
+    """Say once, at start, whether etcd answers (the server runs either way; tools recover when it does)."""
+    try:
+        status = await EtcdMaintenance(etcd).status()
+    except KkEtcdError as error:
+        log.warning("%s; the server runs anyway, and its tools work as soon as etcd answers", error)
+    else:
+        log.info("connected to etcd %s at %s", status.version, etcd.endpoints)
 
 
 @asynccontextmanager
@@ -89,8 +158,18 @@ async def serve(settings: Settings) -> None:
 
 
 async def _serve(settings: Settings) -> None:
-    # Signals are caught before anything starts, so a SIGTERM during start-up still stops the
-    # embedded etcd instead of leaving it running.
+    # The HTTP port is taken first: a busy one fails at once, before etcd is started or joined.
+    listener = bind_http_socket(settings) if settings.transport != "stdio" else None
+    try:
+        await _serve_on(settings, listener)
+    finally:
+        if listener is not None:
+            listener.close()
+
+
+async def _serve_on(settings: Settings, listener: socket.socket | None) -> None:
+    # Signals are caught before anything starts, so a SIGTERM during start-up still leaves the
+    # embedded etcd properly instead of leaving it running.
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with anyio.create_task_group() as tg:
             stop: Callable[[], None] = tg.cancel_scope.cancel
@@ -109,12 +188,13 @@ async def _serve(settings: Settings) -> None:
                 registry = await stack.enter_async_context(registry_service(settings, etcd, live.hub_transition))
                 server = build_server(settings, etcd, registry, live)
                 await stack.enter_async_context(live.run())
+                tg.start_soon(report_etcd_connection, etcd)
                 toolsets = ", ".join(settings.toolsets)
-                log.info("kk-etcd-mcp connected to etcd at %s (toolsets: %s)", etcd.endpoints, toolsets)
-                if settings.transport == "stdio":
+                if listener is None:
+                    log.info("serving MCP over stdio (toolsets: %s; etcd at %s)", toolsets, etcd.endpoints)
                     await run_stdio(server)
                 else:
                     http = make_http_server(server, settings)
                     stop = http.stop  # let uvicorn finish open requests, then return
-                    await http.serve()
+                    await http.serve(sockets=[listener])
             tg.cancel_scope.cancel()

@@ -18,6 +18,7 @@ from .durations import parse_duration
 ServiceType = Literal["http", "grpc", "tcp"]
 Status = Literal["passing", "warning", "critical"]
 ALIVE_STATUSES: frozenset[Status] = frozenset({"passing", "warning"})
+CheckedAtMeaning = Literal["latest_check", "last_change"]
 
 HEALTH_CHECK_PATH = "/KKHealthCheck"  # kk_etcd_go's default HTTP check path
 MIN_TIMEOUT = 1.0
@@ -163,7 +164,15 @@ class Instance(BaseModel):
     status: Status
     output: str = ""
     since: datetime | None = None
-    checked_at: datetime | None = None
+    checked_at: datetime | None = Field(default=None, description="See checked_at_is.")
+    checked_at_is: CheckedAtMeaning = Field(
+        default="last_change",
+        description=(
+            "latest_check: this server's hub leads the checking, and checked_at is its latest check. last_change: "
+            "read from etcd, where the leading hub writes a status only when it changes (not on every check), so "
+            "checked_at is the time of the check that set this status; the leader still checks every interval."
+        ),
+    )
     check: CheckSpec | None = Field(default=None, description="None when the stored registration is invalid.")
     metadata: dict[str, str] = Field(default_factory=dict)
     weight: int = 1

@@ -99,6 +99,11 @@ class RegistryService:
         instances = self._with_live_state(await self._instances(service_type, name))
         return [i for i in instances if i.status in ALIVE_STATUSES]
 
+    async def alive_list(self, name: str, service_type: ServiceType | None = None) -> InstanceList:
+        """alive() with the hub that leads the checking, as list_instances() names it."""
+        instances = await self.alive(name, service_type)
+        return InstanceList(instances=instances, count=len(instances), hub=await self._leader())
+
     async def pick(
         self, name: str, service_type: ServiceType | None = None, strategy: Strategy = "random"
     ) -> PickResult:
@@ -177,6 +182,7 @@ class RegistryService:
                         "output": state.output,
                         "since": state.since,
                         "checked_at": monitor.checked_at,
+                        "checked_at_is": "latest_check",
                     }
                 )
             shown.append(instance)

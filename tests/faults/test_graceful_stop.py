@@ -92,7 +92,7 @@ async def test_serve_stops_within_5s_resigns_and_stops_its_embedded_etcd(
                 process.kill()
     assert process.returncode == 0, err.decode()
     assert out == b""
-    assert b"stopping embedded etcd" in err
+    assert b"stopped the embedded etcd" in err
     assert b"Traceback" not in err and b"was destroyed but it is pending" not in err, err.decode()
     assert not accepts_connections("127.0.0.1", port), "the embedded etcd still answers"
 

@@ -2,7 +2,7 @@
 
 Each HTTP request passes, outermost first:
 
-1. ``ClientAuth``: finds the client's identity from its bearer token (401 without a valid one),
+1. ``ClientAuth``: finds the client's identity from its bearer token (403 without a valid one),
    or names it ``http`` (every scope) when no tokens are configured (loopback only);
 2. ``RateLimit``: a token bucket per client for MCP POSTs (429 with Retry-After);
 3. ``BodyLimit``: at most ``http_max_body_bytes`` of body (413), counted as it streams;
@@ -13,7 +13,10 @@ nothing is done. uvicorn runs without its own signal handlers: our runner stops 
 """
 
 import contextlib
+import errno
 import logging
+import os
+import socket
 from collections.abc import Iterator
 
 import uvicorn
@@ -21,6 +24,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp
 
+from ...errors import StartupError
+from ...holders import port_holder
 from ...settings import Settings, is_loopback
 from .auth import ClientAuth
 from .limits import BodyLimit, RateLimit
@@ -67,6 +72,23 @@ def http_app(server: MCPServer, settings: Settings) -> ASGIApp:
     if settings.http_rate_limit > 0:
         app = RateLimit(app, settings.http_rate_limit, settings.http_rate_burst, by_token=bool(tokens))
     return ClientAuth(app, tokens)
+
+
+def bind_http_socket(settings: Settings) -> socket.socket:
+    """The listening socket, bound before anything else starts: a taken port is one clear line at once."""
+    host = settings.host.strip("[]")
+    try:
+        family = socket.getaddrinfo(host, settings.port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, settings.port), family=family)  # SO_REUSEADDR, as uvicorn sets it
+    except OSError as exc:
+        reason = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
+        if exc.errno == errno.EADDRINUSE:
+            holder = port_holder(settings.port)
+            reason += f", by {holder.describe()}" if holder else ""
+        raise StartupError(
+            f"cannot listen on {settings.host}:{settings.port}: {reason}; stop what uses it, or choose another "
+            "host or port (--host/--port, KK_ETCD_HOST/KK_ETCD_PORT)."
+        ) from None
 
 
 class HttpServer(uvicorn.Server):

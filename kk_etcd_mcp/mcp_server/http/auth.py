@@ -1,4 +1,12 @@
-"""Bearer tokens: which named client sends a request (401 for none of the configured tokens)."""
+"""Bearer tokens: which named client sends a request (403 for none of the configured tokens).
+
+Why 403 and not 401: in MCP a 401 means "get an OAuth access token". The MCP authorization spec has
+clients start OAuth discovery on any 401 (falling back to the well-known metadata URLs when the
+challenge names none), so the MCP Inspector and the TypeScript SDK's clients answer our 401 with an
+OAuth flow that cannot succeed and never show why. This server does no OAuth (authorization is
+optional in MCP): its tokens are configured out of band, so a request without one is refused as
+forbidden, with the reason in the body, which clients show as it is.
+"""
 
 import hashlib
 import hmac
@@ -16,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class ClientAuth:
-    """Puts the client's identity in ``scope["user"]``; 401 to a request without a configured token.
+    """Puts the client's identity in ``scope["user"]``; 403 to a request without a configured token.
 
     Tokens are compared as SHA-256 digests with ``hmac.compare_digest``, against every configured
     token, so the time taken says nothing about which token (or how much of one) matched.
@@ -41,10 +49,11 @@ class ClientAuth:
                     scope,
                     receive,
                     send,
-                    401,
+                    403,
                     "unauthorized",
-                    "send a configured token as 'Authorization: Bearer <token>'",
-                    {"WWW-Authenticate": 'Bearer realm="kk-etcd-mcp"'},
+                    "this server needs one of its configured bearer tokens (it does not do OAuth): send "
+                    "'Authorization: Bearer <token>'",
+                    {},
                 )
                 return
             scope["user"] = IdentifiedUser(identity)

@@ -33,8 +33,16 @@ SnapshotName = Annotated[
 ]
 
 
-def _mib(size: int) -> str:
-    return f"{size / (1 << 20):.1f} MiB"
+def byte_size(size: int) -> str:
+    """A size as people read it: ``512 bytes``, ``20.5 KiB``, ``1.5 MiB``, ``2.0 GiB``."""
+    if size < 1024:
+        return f"{size} bytes"
+    value = float(size)
+    for unit in ("KiB", "MiB"):
+        value /= 1024
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1024:.1f} GiB"
 
 
 def register_cluster_tools(tools: ToolRegistrar, cluster: ClusterService) -> None:
@@ -54,7 +62,7 @@ def register_cluster_tools(tools: ToolRegistrar, cluster: ClusterService) -> Non
         Needs an etcd user with role root when etcd authentication is on."""
 
         async def progress(received: int, total: int) -> None:
-            await ctx.report_progress(received, total, f"{_mib(received)} of {_mib(total)} received")
+            await ctx.report_progress(received, total, f"{byte_size(received)} of {byte_size(total)} received")
 
         return await cluster.snapshot(name, progress)
 

@@ -79,8 +79,7 @@ def register_registry_tools(tools: ToolRegistrar, registry: RegistryService) -> 
 
     async def service_alive(name: Name, type: TypeFilter = None) -> InstanceList:
         """Instances of a service that are passing or warning (routable)."""
-        instances = await registry.alive(name, type)
-        return InstanceList(instances=instances, count=len(instances))
+        return await registry.alive_list(name, type)
 
     async def service_pick(
         name: Name,
