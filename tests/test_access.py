@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import pytest
 from etcd34_proxy import etcd34_proxy
+from etcd_under_test import make_etcd
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.stdio import stdio_client as stdio_transport
@@ -59,7 +60,7 @@ ACCESS_TOOLS = {
 
 def _start_etcd(base: Path, *extra_args: str) -> EmbeddedEtcd:
     client_port, peer_port = free_ports(2)
-    server = EmbeddedEtcd(base / "data", client_port, peer_port, log_file=base / "etcd.log", extra_args=extra_args)
+    server = make_etcd(base / "data", client_port, peer_port, log_file=base / "etcd.log", extra_args=extra_args)
     server.start()
     return server
 
@@ -683,3 +684,22 @@ async def test_auth_status_where_etcd_lacks_the_auth_status_rpc(ctl: AuthCtl) ->
             assert not ctl.auth_enabled()
             status = await call(client, "auth_status")
             assert status["enabled"] is False
+
+
+async def test_auth_enable_where_etcd_lacks_the_auth_status_rpc_still_proves_the_server_gets_in(ctl: AuthCtl) -> None:
+    """The lock-out proof logs in as the server's own user, which works on etcd 3.4 too (no AuthStatus)."""
+    ctl.add_user("root", ROOT_PW, "root")
+    ctl.add_user("alice", "alice-pw", "root")
+    address = ctl.endpoint.removeprefix("http://")
+    async with etcd34_proxy(address) as url:
+        async with server(url, "alice", "not-alices-pw") as client:
+            text = await call_error(client, "auth_enable")
+            assert "etcd rejects this server's password for user alice, so the server is locked out" in text
+        assert ctl.auth_enabled()
+        ctl("auth", "disable", user=f"root:{ROOT_PW}")
+
+        async with server(url, "alice", "alice-pw") as client:
+            enabled = await call(client, "auth_enable")
+            assert enabled["enabled"] is True and enabled["changed"] is True
+            assert (await call(client, "user_get", name="alice"))["roles"] == ["root"]  # still gets in
+        assert ctl.auth_enabled()

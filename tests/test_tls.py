@@ -17,11 +17,12 @@ from uuid import uuid4
 import anyio
 import pytest
 import trustme
+from etcd_under_test import binary
 from mcp_helpers import call, stdio_client, stop_process
 
 from kk_etcd_mcp.errors import KkEtcdError, UnavailableError
 from kk_etcd_mcp.etcd import EtcdClient
-from kk_etcd_mcp.etcd.embedded import accepts_connections, etcd_binary, free_ports
+from kk_etcd_mcp.etcd.embedded import accepts_connections, free_ports
 from kk_etcd_mcp.settings import SettingsError, load_settings
 
 pytestmark = pytest.mark.anyio
@@ -92,7 +93,7 @@ def run_etcd(base: Path, cert: Path, key: Path, client_ca: Path | None) -> Itera
     client_url = f"https://127.0.0.1:{client_port}"
     peer_url = f"http://127.0.0.1:{peer_port}"
     args = [
-        str(etcd_binary("etcd")),
+        str(binary("etcd")),
         "--name=tls",
         f"--data-dir={base / 'data'}",
         f"--listen-client-urls={client_url}",

@@ -168,6 +168,14 @@ class EtcdClient:
             self._token = resp.token
             self._raw.set_token(resp.token)
 
+    async def login(self) -> bool:
+        """Authenticate as the configured user now, even while a token is held: the proof that its
+        credentials get in. True when etcd has authentication on, False when it is off (or no user is
+        configured); ``AuthenticationFailedError`` when etcd rejects the password."""
+        self._forget_token()
+        await self._authenticate()
+        return bool(self._token)
+
     def _forget_token(self) -> None:
         self._token = None
         self._raw.set_token(None)
