@@ -26,20 +26,25 @@ def go_env() -> dict[str, str]:
 
 def build(program: str, into: Path) -> Path:
     """``tests/go/<program>`` built into ``into``; skips the test where Go or Debian's Go packages are missing."""
+    return build_dir(GO_SOURCES / program, into)
+
+
+def build_dir(source: Path, into: Path) -> Path:
+    """The Go program in ``source`` built into ``into`` (GOPATH mode, Debian's packages); skips as ``build``."""
     go = shutil.which("go")
     if go is None:
         pytest.skip(f"Go is not installed (apt-get install {DEBIAN_PACKAGES})")
     if not (GOPATH / "src" / "go.etcd.io" / "etcd" / "clientv3").is_dir():
         pytest.skip(f"Debian's Go packages are not installed (apt-get install {DEBIAN_PACKAGES})")
-    binary = into / program
+    binary = into / source.name
     done = subprocess.run(
         [go, "build", "-o", str(binary), "."],
-        cwd=GO_SOURCES / program,
+        cwd=source,
         env=go_env(),
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
     )
-    assert done.returncode == 0, f"go build of tests/go/{program} failed:\n{done.stderr}"
+    assert done.returncode == 0, f"go build of {source} failed:\n{done.stderr}"
     return binary

@@ -17,7 +17,7 @@ import anyio
 import pytest
 from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
-from go_programs import build
+from go_programs import build, build_dir
 from polling import eventually
 from registry_helpers import register, registry_keys, running_hub
 from test_endpoints import WhoamiServer, endpoint_values
@@ -106,3 +106,24 @@ async def test_a_go_client_through_etcds_resolver_reaches_only_healthy_instances
             await go.reaches_exactly({a.addr}, "the Go client leaves c once the hub finds it critical")
             await b.set_status("", "SERVING")
             await go.reaches_exactly({a.addr, b.addr}, "the Go client takes b once the hub finds it passing")
+
+
+def test_the_readme_go_snippet_builds_with_the_changes_it_names_for_etcd_34(tmp_path: Path) -> None:
+    """The README's Go client, with exactly the changes it names for etcd 3.4 (the packages Debian has:
+    etcd 3.4's client, a grpc-go before credentials/insecure), builds."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("## gRPC endpoints for etcd's resolver") :]
+    snippet = section[section.index("```go\n") + len("```go\n") :]
+    snippet = snippet[: snippet.index("```")]
+    assert '"go.etcd.io/etcd/client/v3/naming/resolver"' in snippet and "insecure.NewCredentials()" in snippet
+    for v35, v34 in (
+        ('"go.etcd.io/etcd/client/v3/naming/resolver"', '"go.etcd.io/etcd/clientv3/naming/resolver"'),
+        ('clientv3 "go.etcd.io/etcd/client/v3"', 'clientv3 "go.etcd.io/etcd/clientv3"'),
+        ('\t"google.golang.org/grpc/credentials/insecure"\n', ""),
+        ("grpc.WithTransportCredentials(insecure.NewCredentials())", "grpc.WithInsecure()"),
+    ):
+        snippet = snippet.replace(v35, v34)
+    (tmp_path / "snippet").mkdir()
+    (tmp_path / "snippet" / "main.go").write_text(snippet)
+    (tmp_path / "bin").mkdir()
+    build_dir(tmp_path / "snippet", tmp_path / "bin")

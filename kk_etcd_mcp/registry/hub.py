@@ -218,10 +218,8 @@ class Hub:
         if item.outdated:
             self._in_background(self.store.rewrite(item, self.writer.fence()), f"rewrite {item.key.path}")
         if current is not None and current.registration.check == reg.check:
-            if current.registration != reg:  # metadata or weight: the loop goes on
-                current.registration, current.alive_entry = reg, alive_entry_json(reg)
-                self.writer.touch_alive()
-            current.registered_by = item.kv
+            # metadata or weight: the loop goes on (neither is in the alive document or the endpoint)
+            current.registration, current.registered_by = reg, item.kv
             return
         previous = current.state if current is not None else None
         self._stop(item.key, gone=False)
