@@ -26,6 +26,7 @@ from mcp_helpers import call, call_error, error_text, stdio_client
 from polling import eventually
 
 from kk_etcd_mcp.cluster import ClusterService, snapshot_file_name
+from kk_etcd_mcp.cluster.service import restore_command
 from kk_etcd_mcp.errors import InvalidArgumentError, UnavailableError
 from kk_etcd_mcp.etcd import EtcdClient
 from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, free_ports
@@ -100,6 +101,20 @@ def test_snapshot_names_refused(name: str, reason: str) -> None:
         snapshot_file_name(name)
     message = str(caught.value)
     assert reason in message and "Nothing was written" in message
+
+
+@pytest.mark.parametrize(
+    ("version", "command"),
+    [
+        ("3.4.23", "etcdctl snapshot restore"),  # etcd 3.4 has no etcdutl
+        ("3.3.27", "etcdctl snapshot restore"),
+        ("3.5.1", "etcdutl snapshot restore"),
+        ("3.6.0-rc.1", "etcdutl snapshot restore"),
+        ("", "etcdutl snapshot restore"),  # not said: current etcd's tool
+    ],
+)
+def test_the_restore_command_follows_the_server_version(version: str, command: str) -> None:
+    assert restore_command(version) == command
 
 
 def test_default_snapshot_name_is_a_utc_timestamp() -> None:

@@ -56,7 +56,7 @@ Golden documents from kk_etcd_go's own code are in ``tests/interop/kk_etcd_go/``
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pydantic import ValidationError
@@ -86,36 +86,40 @@ def kk_etcd_go_can_read(reg: Registration) -> bool:
 # Writing ------------------------------------------------------------------------------------------
 
 
+def _kk_etcd_go_fields(
+    reg: Registration, kind: Callable[[ServiceType], object], duration: Callable[[float], object]
+) -> dict[str, Any]:
+    """``PBServiceRegistration``'s fields, in its declaration order, with enums and durations encoded
+    as the writer at hand encodes them."""
+    check = reg.check
+    return {
+        "ServiceType": kind(reg.type),
+        "ServiceName": reg.name,
+        "ServiceAddr": reg.addr,
+        "CheckConfig": {
+            "Type": kind(check.type),
+            "Timeout": duration(check.timeout),
+            "Interval": duration(check.interval),
+            "Addr": check.addr,
+        },
+    }
+
+
 def registration_to_json(reg: Registration) -> str:
     """The value of kk_etcd_go's key: what its ``protojson.Marshal`` writes (only for kk_etcd_go_can_read)."""
     if not kk_etcd_go_can_read(reg):
         raise ValueError(f"kk_etcd_go cannot read a {reg.type} instance checked over {reg.check.type}")
-    check = reg.check
-    document = {
-        "ServiceType": WIRE_TYPES[reg.type],
-        "ServiceName": reg.name,
-        "ServiceAddr": reg.addr,
-        "CheckConfig": {
-            "Type": WIRE_TYPES[check.type],
-            "Timeout": format_duration(check.timeout),
-            "Interval": format_duration(check.interval),
-            "Addr": check.addr,
-        },
-    }
+    document = _kk_etcd_go_fields(reg, WIRE_TYPES.__getitem__, format_duration)  # enum names, "1.500s"
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
 
 
 def extension_to_json(reg: Registration) -> str:
     """The value of our key: the whole registration, kk_etcd_go's fields and ours."""
     check = reg.check
-    config: dict[str, Any] = {
-        "Type": WIRE_TYPES[check.type],
-        "Timeout": format_duration(check.timeout),
-        "Interval": format_duration(check.interval),
-        "Addr": check.addr,
-        "SuccessBeforePassing": check.success_before_passing,
-        "FailuresBeforeCritical": check.failures_before_critical,
-    }
+    document = _kk_etcd_go_fields(reg, WIRE_TYPES.__getitem__, format_duration)
+    config = document["CheckConfig"]
+    config["SuccessBeforePassing"] = check.success_before_passing
+    config["FailuresBeforeCritical"] = check.failures_before_critical
     if check.grpc_service:
         config["GrpcService"] = check.grpc_service
     if check.tls:
@@ -124,14 +128,7 @@ def extension_to_json(reg: Registration) -> str:
         config["CaFile"] = check.ca_file
     if check.deregister_critical_after is not None:
         config["DeregisterCriticalAfter"] = format_duration(check.deregister_critical_after)
-    document = {
-        "ServiceType": WIRE_TYPES[reg.type],
-        "ServiceName": reg.name,
-        "ServiceAddr": reg.addr,
-        "CheckConfig": config,
-        "Metadata": reg.metadata,
-        "Weight": reg.weight,
-    }
+    document |= {"Metadata": reg.metadata, "Weight": reg.weight}
     return json.dumps(document, separators=(",", ":"))
 
 
@@ -257,19 +254,7 @@ def alive_entry_json(reg: Registration) -> str | None:
     (fields in declaration order, zero values left out); None for an instance kk_etcd_go cannot have."""
     if not kk_etcd_go_can_read(reg):
         return None
-    check = reg.check
-    document = {
-        "ServiceType": _KK_ETCD_GO_ENUMS[reg.type],
-        "ServiceName": reg.name,
-        "ServiceAddr": reg.addr,
-        "CheckConfig": {
-            "Type": _KK_ETCD_GO_ENUMS[check.type],
-            "Timeout": _go_duration(check.timeout),
-            "Interval": _go_duration(check.interval),
-            "Addr": check.addr,
-        },
-    }
-    return _go_json(document)
+    return _go_json(_kk_etcd_go_fields(reg, _KK_ETCD_GO_ENUMS.__getitem__, _go_duration))  # numbers, Duration
 
 
 def _go_duration(seconds: float) -> dict[str, int]:
