@@ -1,7 +1,9 @@
 """What the registry stores in etcd, byte for byte: the one place of the kk_etcd_go compatibility contract.
 
-kk_etcd_go (v1.4.3, the last with this registry) shares the registry's etcd with us. It reads two keys
-of ours, and reads them strictly; everything else it never looks at. So:
+kk_etcd_go (v1.4.3, the last with this registry) shares the registry's etcd with us. It reads two places
+under the root, strictly: the ``registration/`` section and the ``alive/`` key. It never looks at the
+rest (``registration_ext/``, ``status/``, ``endpoints/``, ``hub/``, ``audit/``; its KV pages hide the
+whole root). So:
 
 ``<root>registration/<Http|Grpc>/<name>/<addr>``: **kk_etcd_go's key.** Its hub and SDK read every
 key under ``<root>registration/`` with strict ``protojson.Unmarshal`` into ``PBServiceRegistration``
