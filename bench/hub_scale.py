@@ -65,17 +65,17 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from kk_etcd_mcp.errors import KkEtcdError
-from kk_etcd_mcp.etcd import EtcdClient, Put, prefix_end
+from kk_etcd_mcp.etcd import EtcdClient, TxnOp, prefix_end
 from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, free_ports
 from kk_etcd_mcp.registry import leadership
 from kk_etcd_mcp.registry.checkers import CheckResult, Prober, probe_grpc, probe_http
 from kk_etcd_mcp.registry.checkers.grpc import open_channel
 from kk_etcd_mcp.registry.checkers.prober import USER_AGENT
 from kk_etcd_mcp.registry.hub import FIRST_CHECKS_PER_SECOND, Hub, HubStats
-from kk_etcd_mcp.registry.keys import WIRE_TYPES, InstanceKey, RegistryKeys
+from kk_etcd_mcp.registry.keys import WIRE_TYPES, RegistryKeys
 from kk_etcd_mcp.registry.leadership import HubRunner
 from kk_etcd_mcp.registry.model import CheckOptions, CheckSpec, Registration, ServiceType, resolve_check
-from kk_etcd_mcp.registry.wire import registration_to_json
+from kk_etcd_mcp.registry.store import RegistryStore
 
 BENCH_DIR = Path(__file__).resolve().parent
 TARGETS_SCRIPT = BENCH_DIR / "health_targets.py"
@@ -122,14 +122,12 @@ def build_registrations(kind: ServiceType, n: int, port: int, victim_ports: list
 
 
 async def register(etcd: EtcdClient, keys: RegistryKeys, regs: list[Registration]) -> None:
-    ops = [
-        Put(keys.registration(InstanceKey(r.type, r.name, r.addr)).encode(), registration_to_json(r).encode())
-        for r in regs
-    ]
-    chunks = [ops[i : i + TXN_PUTS] for i in range(0, len(ops), TXN_PUTS)]
+    store = RegistryStore(etcd, keys)
+    ops = [op for r in regs for op in store.put_ops(r)]  # two per instance (kk_etcd_go's key and ours)
+    chunks = [ops[i : i + TXN_PUTS] for i in range(0, len(ops), TXN_PUTS)]  # even: a pair stays together
     limiter = anyio.CapacityLimiter(8)
 
-    async def write(chunk: list[Put]) -> None:
+    async def write(chunk: list[TxnOp]) -> None:
         async with limiter:
             await etcd.txn([], chunk)
 

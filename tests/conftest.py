@@ -13,9 +13,10 @@ from typing import Protocol
 from uuid import uuid4
 
 import pytest
+from etcd_under_test import binary, make_etcd
 from recovery import RECOVERY, Recorder
 
-from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, etcd_binary, free_ports
+from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, free_ports
 
 
 class EtcdCtl(Protocol):
@@ -23,12 +24,12 @@ class EtcdCtl(Protocol):
 
 
 def _make_etcdctl(default_endpoint: str) -> EtcdCtl:
-    binary = str(etcd_binary("etcdctl"))
+    etcdctl_path = str(binary("etcdctl"))
     # Drop the caller's ETCDCTL_* settings: a test talks to the endpoint it names, as nobody in particular.
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")} | {"ETCDCTL_API": "3"}
 
     def etcdctl(*args: str, endpoint: str | None = None) -> subprocess.CompletedProcess[str]:
-        cmd = [binary, f"--endpoints={endpoint or default_endpoint}", *args]
+        cmd = [etcdctl_path, f"--endpoints={endpoint or default_endpoint}", *args]
         try:
             return subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, timeout=30)
         except subprocess.CalledProcessError as exc:
@@ -58,7 +59,7 @@ def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedEt
     base = tmp_path_factory.mktemp("etcd")
     client_port, peer_port = free_ports(2)
     # A log file rather than stderr: output from a session-wide etcd would land in whichever test is running.
-    server = EmbeddedEtcd(base / "data", client_port, peer_port, log_file=base / "etcd.log")
+    server = make_etcd(base / "data", client_port, peer_port, log_file=base / "etcd.log")
     server.start()
     try:
         yield server
@@ -74,7 +75,7 @@ def etcd_endpoint(etcd_server: EmbeddedEtcd) -> str:
 @pytest.fixture
 def own_etcd(tmp_path: Path) -> Iterator[EmbeddedEtcd]:
     """An etcd of this test alone, for tests that stop, freeze, compact or reconfigure it."""
-    server = EmbeddedEtcd(tmp_path / "data", *free_ports(2), log_file=tmp_path / "etcd.log")
+    server = make_etcd(tmp_path / "data", *free_ports(2), log_file=tmp_path / "etcd.log")
     server.start()
     try:
         yield server

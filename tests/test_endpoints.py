@@ -26,7 +26,7 @@ from registry_helpers import eventually, register, registry_keys, running_hub, w
 from kk_etcd_mcp.errors import InvalidArgumentError, KkEtcdError, NotFoundError
 from kk_etcd_mcp.etcd import Compare, EtcdClient
 from kk_etcd_mcp.etcd.embedded import free_port
-from kk_etcd_mcp.registry import HealthStatus, InstanceKey, RegistryKeys, ServiceRegistry
+from kk_etcd_mcp.registry import HealthStatus, Instance, InstanceKey, RegistryKeys, ServiceRegistry
 from kk_etcd_mcp.registry.grpc_target import balanced_options, static_target
 from kk_etcd_mcp.registry.status_writer import StatusWriter
 from kk_etcd_mcp.registry.store import RegistryStore
@@ -39,12 +39,10 @@ WHOAMI = "/kk.test.Whoami/Name"  # raw bytes in and out: no generated stubs need
 
 
 def test_endpoint_json_is_what_etcds_go_endpoints_manager_writes() -> None:
-    # json.Marshal(internal.Update{Op: internal.Add, Addr: "10.0.0.5:50051"}) in etcd's client/v3/naming.
-    assert endpoint_to_json("10.0.0.5:50051", {}) == '{"Op":0,"Addr":"10.0.0.5:50051","Metadata":null}'
-    # A Go map marshals with sorted keys; so do we, so the same endpoint is always the same bytes.
-    document = endpoint_to_json("[::1]:50051", {"zone": "b", "version": "2"})
-    assert document == '{"Op":0,"Addr":"[::1]:50051","Metadata":{"version":"2","zone":"b"}}'
-    assert json.loads(document) == {"Op": 0, "Addr": "[::1]:50051", "Metadata": {"version": "2", "zone": "b"}}
+    # json.Marshal(internal.Update{Op: internal.Add, Addr: "10.0.0.5:50051"}) in etcd's client/v3/naming;
+    # Metadata is always null: an object there crashes grpc-go's balancers (tests/go/grpc_resolver).
+    assert endpoint_to_json("10.0.0.5:50051") == '{"Op":0,"Addr":"10.0.0.5:50051","Metadata":null}'
+    assert endpoint_to_json("[::1]:50051") == '{"Op":0,"Addr":"[::1]:50051","Metadata":null}'
 
 
 @pytest.mark.parametrize(
@@ -117,13 +115,13 @@ async def test_writer_batches_statuses_with_their_endpoints_within_etcds_txn_lim
         writer = StatusWriter(etcd, keys, lambda: always, lambda: [])
         for key in instances:  # 260 operations: etcd refuses a transaction of more than 128
             writer.set(key, status, alive_changed=False)
-            writer.set_endpoint(key, endpoint_to_json(key.addr, {}))
+            writer.set_endpoint(key, endpoint_to_json(key.addr))
         for i in range(130):  # endpoints alone too, to delete (nothing there: still an operation each)
             writer.set_endpoint(InstanceKey("grpc", "gone", f"10.1.0.{i}:1"), None)
         await writer.flush()
         assert writer.writes == 390 + 1  # and the alive document, which a new writer always writes once
         found = await RegistryStore(etcd, keys).endpoints("api")
-        assert found == {key: endpoint_to_json(key.addr, {}).encode() for key in instances}
+        assert found == {key: endpoint_to_json(key.addr).encode() for key in instances}
         assert len(await RegistryStore(etcd, keys).statuses("grpc", "api")) == 130
 
 
@@ -181,7 +179,7 @@ async def test_alive_grpc_instances_are_published_and_removed_as_their_health_ch
         web_key = await register(etcd, keys, "api", web.addr, "http")  # same name, HTTP: never an endpoint
 
         def published(*addrs: str) -> dict[str, Any]:
-            return {keys.endpoint("api", x): {"Op": 0, "Addr": x, "Metadata": {"zone": "z1"}} for x in addrs}
+            return {keys.endpoint("api", x): {"Op": 0, "Addr": x, "Metadata": None} for x in addrs}
 
         await eventually(endpoints_are(etcdctl, keys, published(a.addr, b.addr, c.addr)), "all three published")
         await wait_status(etcd, keys, web_key, "passing")
@@ -206,12 +204,12 @@ async def test_alive_grpc_instances_are_published_and_removed_as_their_health_ch
         await b.set_status("", "SERVING")
         await eventually(endpoints_are(etcdctl, keys, published(a.addr, b.addr, c.addr)), "b published again")
 
-        # New metadata, same check: the endpoint follows without a status change.
+        # New metadata, same check: the endpoint stays as it is; the SDK reads metadata from the registration.
         await register(etcd, keys, "api", a.addr, "grpc", metadata={"zone": "z2"}, failures_before_critical=1)
-        moved = published(a.addr, b.addr, c.addr) | {
-            keys.endpoint("api", a.addr): {"Op": 0, "Addr": a.addr, "Metadata": {"zone": "z2"}}
-        }
-        await eventually(endpoints_are(etcdctl, keys, moved), "a's endpoint has the new metadata")
+        zones = {i.addr: i.metadata for i in await eventually(lambda: _zone_moved(registry, a.addr), "new metadata")}
+        assert zones == {a.addr: {"zone": "z2"}, b.addr: {"zone": "z1"}, c.addr: {"zone": "z1"}}
+        moved = published(a.addr, b.addr, c.addr)
+        assert endpoint_values(etcdctl, keys) == moved
 
         await registry.service.deregister("api", c.addr, "grpc")
         del moved[keys.endpoint("api", c.addr)]
@@ -220,6 +218,11 @@ async def test_alive_grpc_instances_are_published_and_removed_as_their_health_ch
             await eventually(
                 lambda: _answered_by(channel, {a.addr, b.addr}), "round robin over the two left", within=10
             )
+
+
+async def _zone_moved(registry: ServiceRegistry, addr: str) -> list[Instance] | None:
+    instances = await registry.alive("api", "grpc")
+    return instances if any(i.addr == addr and i.metadata == {"zone": "z2"} for i in instances) else None
 
 
 async def _answered_by(channel: grpc.aio.Channel, expected: set[str]) -> bool:
@@ -254,8 +257,8 @@ async def test_sync_removes_stale_endpoints_and_puts_missing_ones(
         passing = HealthStatus(status="passing", since=now, checked_at=now, checker="dead-hub")
         await etcd.put(keys.status(alive), status_to_json(passing))
         await etcd.put(keys.status(critical), status_to_json(passing.model_copy(update={"status": "critical"})))
-        await etcd.put(keys.endpoint("gone", "10.9.9.9:1"), endpoint_to_json("10.9.9.9:1", {}))
-        await etcd.put(keys.endpoint("api", dead), endpoint_to_json(dead, {}))
+        await etcd.put(keys.endpoint("gone", "10.9.9.9:1"), endpoint_to_json("10.9.9.9:1"))
+        await etcd.put(keys.endpoint("api", dead), endpoint_to_json(dead))
         await etcd.put(keys.endpoint("api", server.addr), '{"Op":0,"Addr":"10.9.9.9:1"}')  # not what it should be
         async with running_hub(etcd, keys):
             expected = {keys.endpoint("api", server.addr): {"Op": 0, "Addr": server.addr, "Metadata": None}}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from etcd_under_test import make_etcd
 from tcp_proxy import TcpProxy, tcp_proxy
 
 from kk_etcd_mcp.errors import (
@@ -52,7 +53,7 @@ async def test_unavailable_at_start_then_recovers_without_restart(tmp_path: Path
             await etcd.get("k")
         assert str(err.value).startswith(f"etcd unavailable at {url}: ")
 
-        server = EmbeddedEtcd(tmp_path / "data", port, free_port(), log_file=tmp_path / "etcd.log")
+        server = make_etcd(tmp_path / "data", port, free_port(), log_file=tmp_path / "etcd.log")
         await server.astart()
         try:
             with anyio.fail_after(HANG_GUARD):
@@ -183,7 +184,7 @@ def _enable_auth(server: EmbeddedEtcd, etcdctl: object) -> None:
 @pytest.fixture
 def auth_etcd(tmp_path: Path, etcdctl: object) -> Iterator[EmbeddedEtcd]:
     """An etcd with auth on and tokens that expire after 2 idle seconds."""
-    server = EmbeddedEtcd(
+    server = make_etcd(
         tmp_path / "data",
         free_port(),
         free_port(),

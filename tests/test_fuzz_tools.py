@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import anyio.from_thread
 import pytest
+from etcd_under_test import make_etcd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp import Client
@@ -134,7 +135,7 @@ async def _snapshot(endpoint: str) -> dict[bytes, bytes]:
 def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FuzzTarget, EmbeddedEtcd]]:
     base = tmp_path_factory.mktemp("fuzz")
     with (
-        EmbeddedEtcd(base / "data", *free_ports(2), log_file=base / "etcd.log") as etcd,
+        make_etcd(base / "data", *free_ports(2), log_file=base / "etcd.log") as etcd,
         anyio.from_thread.start_blocking_portal() as portal,
         ExitStack() as stack,
     ):

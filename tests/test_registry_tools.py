@@ -164,16 +164,26 @@ async def test_register_writes_kk_etcd_go_fields_and_list_shows_health_and_filte
         assert result["lease"] == 0
         assert result["check"]["addr"] == f"http://{web.addr}/KKHealthCheck"
 
+        # kk_etcd_go's key: its fields only; ours beside it: the whole registration.
         stored = get_json(etcdctl, key)
         assert stored is not None
         assert stored["lease"] == 0
-        document = stored["value"]
-        assert document["ServiceType"] == "Http"
-        assert document["ServiceName"] == "web"
-        assert document["ServiceAddr"] == web.addr
-        config = document["CheckConfig"]
-        assert (config["Type"], config["Timeout"], config["Interval"]) == ("Http", "1s", "1s")
-        assert config["Addr"] == f"http://{web.addr}/KKHealthCheck"
+        assert stored["value"] == {
+            "ServiceType": "Http",
+            "ServiceName": "web",
+            "ServiceAddr": web.addr,
+            "CheckConfig": {
+                "Type": "Http",
+                "Timeout": "1s",
+                "Interval": "1s",
+                "Addr": f"http://{web.addr}/KKHealthCheck",
+            },
+        }
+        extension = get_json(etcdctl, f"{root}registration_ext/Http/web/{web.addr}")
+        assert extension is not None and extension["lease"] == 0
+        document = extension["value"]
+        assert document["CheckConfig"].items() >= stored["value"]["CheckConfig"].items()
+        assert document["CheckConfig"]["FailuresBeforeCritical"] == 3
         assert document["Metadata"] == {"version": "1.2"}
         assert document["Weight"] == 3
 
@@ -579,7 +589,9 @@ async def test_streamable_http_smoke(etcd_endpoint: str, root: str, etcdctl: Etc
             names = {t.name for t in (await client.list_tools()).tools}
             assert REGISTRY_TOOLS.keys() <= names
             result = await call(client, "service_register", name="remote", addr="127.0.0.1:9", type="tcp")
-            assert keys_under(etcdctl, f"{root}registration/") == [result["key"]]
+            # kk_etcd_go has no Tcp type: the registration is in our section alone
+            assert keys_under(etcdctl, f"{root}registration/") == []
+            assert keys_under(etcdctl, f"{root}registration_ext/") == [result["key"]]
             listing = await call(client, "service_list", name="remote")
             assert [(i["name"], i["status"]) for i in listing["instances"]] == [("remote", "critical")]
             assert "no alive instance of remote" in await call_error(client, "service_pick", name="remote")

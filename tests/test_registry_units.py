@@ -28,7 +28,10 @@ from kk_etcd_mcp.registry.state import HealthState
 from kk_etcd_mcp.registry.wire import (
     InvalidRegistration,
     alive_document,
-    registration_from_json,
+    alive_entry_json,
+    extension_to_json,
+    is_kk_etcd_go_document,
+    registration_from_documents,
     registration_to_json,
     status_from_json,
     status_to_json,
@@ -300,9 +303,16 @@ def raw(document: Any) -> bytes:
     return json.dumps(document).encode()
 
 
+def read(base: bytes, key: InstanceKey) -> Registration:
+    """A registration from kk_etcd_go's key alone."""
+    reg = registration_from_documents(key, base, None)
+    assert reg is not None
+    return reg
+
+
 def test_kk_etcd_go_registration_parses_with_defaults() -> None:
     key = InstanceKey("grpc", "svc", "127.0.0.1:9000")
-    reg = registration_from_json(raw(GO_GRPC), key)
+    reg = read(raw(GO_GRPC), key)
     assert reg == Registration(
         type="grpc", name="svc", addr="127.0.0.1:9000", check=CheckSpec(type="grpc", addr="127.0.0.1:9000")
     )
@@ -319,7 +329,7 @@ def test_kk_etcd_go_enum_numbers(number: int, kind: str) -> None:
         "CheckConfig": {"Type": number, "Timeout": "2s", "Interval": "3s"},
     }
     key = InstanceKey(kind, "svc", "127.0.0.1:9000")  # type: ignore[arg-type]
-    reg = registration_from_json(raw(document), key)
+    reg = read(raw(document), key)
     assert reg.check.type == kind
     assert (reg.check.timeout, reg.check.interval) == (2.0, 3.0)
     expected_addr = "http://127.0.0.1:9000/KKHealthCheck" if kind == "http" else "127.0.0.1:9000"
@@ -329,17 +339,17 @@ def test_kk_etcd_go_enum_numbers(number: int, kind: str) -> None:
 def test_kk_etcd_go_minimal_documents_take_defaults() -> None:
     key = InstanceKey("http", "web", "h:80")
     for document in ({}, {"CheckConfig": None}, {"CheckConfig": {}}, {"CheckConfig": {"Addr": ""}}):
-        reg = registration_from_json(raw(document), key)
+        reg = read(raw(document), key)
         assert reg.check == CheckSpec(type="http", addr="http://h:80/KKHealthCheck")
 
 
 def test_the_key_not_the_json_names_the_instance() -> None:
     key = InstanceKey("http", "web", "h:80")
-    reg = registration_from_json(raw(GO_GRPC | {"CheckConfig": {}}), key)
+    reg = read(raw(GO_GRPC | {"CheckConfig": {}}), key)
     assert (reg.type, reg.name, reg.addr) == ("http", "web", "h:80")
 
 
-def test_our_registration_round_trips_in_kk_etcd_go_shape() -> None:
+def test_our_registration_round_trips_through_kk_etcd_go_s_key_and_ours() -> None:
     check = CheckSpec(
         type="grpc", addr="127.0.0.1:9000", timeout=1.5, interval=2, grpc_service="pkg.Svc", tls=True,
         ca_file="/etc/ca.pem", success_before_passing=2, failures_before_critical=4, deregister_critical_after=90,
@@ -347,19 +357,33 @@ def test_our_registration_round_trips_in_kk_etcd_go_shape() -> None:
     reg = Registration(
         type="grpc", name="svc", addr="127.0.0.1:9000", check=check, metadata={"zone": "a", "v": "2"}, weight=5
     )
-    text = registration_to_json(reg)
-    document = json.loads(text)
-    assert document["ServiceType"] == "Grpc"
-    assert (document["ServiceName"], document["ServiceAddr"]) == ("svc", "127.0.0.1:9000")
-    config = document["CheckConfig"]
-    assert (config["Type"], config["Timeout"], config["Interval"]) == ("Grpc", "1.500s", "2s")
-    assert config["DeregisterCriticalAfter"] == "90s"
-    assert registration_from_json(text.encode(), InstanceKey("grpc", "svc", "127.0.0.1:9000")) == reg
+    key = InstanceKey("grpc", "svc", "127.0.0.1:9000")
+    theirs, ours = registration_to_json(reg), extension_to_json(reg)
+    assert json.loads(theirs) == {
+        "ServiceType": "Grpc",
+        "ServiceName": "svc",
+        "ServiceAddr": "127.0.0.1:9000",
+        "CheckConfig": {"Type": "Grpc", "Timeout": "1.500s", "Interval": "2s", "Addr": "127.0.0.1:9000"},
+    }
+    assert is_kk_etcd_go_document(theirs.encode()) and not is_kk_etcd_go_document(ours.encode())
+    assert json.loads(ours)["CheckConfig"]["DeregisterCriticalAfter"] == "90s"
+    assert registration_from_documents(key, theirs.encode(), ours.encode()) == reg
+    # kk_etcd_go's key alone (it re-registered, or another version wrote it): our fields take defaults.
+    assert read(theirs.encode(), key).check == CheckSpec(type="grpc", addr="127.0.0.1:9000", timeout=1.5, interval=2)
+    # Ours alone, for an instance kk_etcd_go can have: what kk_etcd_go deregistered.
+    assert registration_from_documents(key, None, ours.encode()) is None
+    # kk_etcd_go's fields come from its key, whoever wrote it last.
+    rewritten = raw(json.loads(theirs) | {"CheckConfig": {"Type": 2, "Timeout": "3s", "Interval": "4s"}})
+    joined = registration_from_documents(key, rewritten, ours.encode())
+    assert joined is not None and (joined.check.timeout, joined.check.interval, joined.check.tls) == (3, 4, True)
 
     plain = Registration(type="tcp", name="db", addr="h:5432", check=resolve_check("tcp", "h:5432", None))
-    plain_doc = json.loads(registration_to_json(plain))
-    assert "DeregisterCriticalAfter" not in plain_doc["CheckConfig"]
-    assert registration_from_json(registration_to_json(plain).encode(), InstanceKey("tcp", "db", "h:5432")) == plain
+    with pytest.raises(ValueError, match="kk_etcd_go cannot read a tcp instance"):
+        registration_to_json(plain)
+    assert "DeregisterCriticalAfter" not in json.loads(extension_to_json(plain))["CheckConfig"]
+    tcp_key = InstanceKey("tcp", "db", "h:5432")
+    assert registration_from_documents(tcp_key, None, extension_to_json(plain).encode()) == plain
+    assert read(extension_to_json(plain).encode(), tcp_key) == plain  # as older versions stored it
 
 
 @pytest.mark.parametrize(
@@ -370,7 +394,7 @@ def test_our_registration_round_trips_in_kk_etcd_go_shape() -> None:
         (b"", "not valid JSON"),
         (b"[1, 2]", "must be a JSON object"),
         (b'"Grpc"', "must be a JSON object"),
-        (b'{"CheckConfig": 5}', "CheckConfig must be a JSON object"),
+        (b'{"CheckConfig": 5}', "CheckConfig of the registration must be a JSON object"),
         (raw({"CheckConfig": {"Timeout": "5 seconds"}}), "not a duration: '5 seconds'"),
         (raw({"CheckConfig": {"Timeout": "inf", "Interval": "inf"}}), "not a duration: 'inf'"),
         (raw({"CheckConfig": {"Timeout": "500ms"}}), "timeout must be at least 1s"),
@@ -384,7 +408,7 @@ def test_our_registration_round_trips_in_kk_etcd_go_shape() -> None:
 )
 def test_invalid_registration_says_why(stored: bytes, reason: str) -> None:
     with pytest.raises(InvalidRegistration) as err:
-        registration_from_json(stored, InstanceKey("http", "web", "h:80"))
+        read(stored, InstanceKey("http", "web", "h:80"))
     assert reason in str(err.value)
 
 
@@ -400,12 +424,23 @@ def test_alive_document_is_kk_etcd_go_shaped_and_stable() -> None:
         return Registration(type=kind, name=name, addr=addr, check=resolve_check(kind, addr, None))
 
     regs = [reg("http", "web", "h:2"), reg("grpc", "api", "h:9"), reg("http", "web", "h:1")]
-    entries = [(InstanceKey(r.type, r.name, r.addr), registration_to_json(r)) for r in regs]
+    entries = [(InstanceKey(r.type, r.name, r.addr), alive_entry_json(r) or "") for r in regs]
     raw = alive_document(entries)
     document = json.loads(raw)
     assert list(document) == ["Grpc-api", "Http-web"]
     assert [entry["ServiceAddr"] for entry in document["Http-web"]] == ["h:1", "h:2"]
-    assert document["Http-web"][0] == json.loads(registration_to_json(regs[2]))
+    assert document["Http-web"][0] == {
+        "ServiceType": 1,
+        "ServiceName": "web",
+        "ServiceAddr": "h:1",
+        "CheckConfig": {
+            "Type": 1,
+            "Timeout": {"seconds": 5},
+            "Interval": {"seconds": 10},
+            "Addr": "http://h:1/KKHealthCheck",
+        },
+    }
     assert raw == json.dumps(document, separators=(",", ":")), "compact JSON, as kk_etcd_go's json.Marshal writes"
     assert alive_document(list(reversed(entries))) == raw
     assert alive_document([]) == "{}"
+    assert alive_entry_json(reg("tcp", "db", "h:5")) is None, "kk_etcd_go has no Tcp type"

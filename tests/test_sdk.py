@@ -86,7 +86,10 @@ async def test_register_is_visible_while_kept_and_gone_at_once_on_exit(
                 web.addr,
             )
             assert document["CheckConfig"]["Addr"] == f"http://{web.addr}/KKHealthCheck"
-            assert document["Metadata"] == {"zone": "a"}
+            assert "Metadata" not in document  # kk_etcd_go's key holds its fields only; ours the rest
+            extension = f"{root}registration_ext/Http/orders/{web.addr}"
+            assert stored_lease(etcdctl, extension) == kept.lease_id
+            assert (stored_value(etcdctl, extension) or {})["Metadata"] == {"zone": "a"}
 
             async def alive() -> list[Any]:
                 return await registry.alive("orders")

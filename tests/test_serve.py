@@ -14,10 +14,11 @@ from pathlib import Path
 
 import anyio
 import pytest
+from etcd_under_test import make_etcd
 from mcp_helpers import call, call_error, serve_process, server_env, stdio_client
 from polling import eventually
 
-from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, accepts_connections, free_port
+from kk_etcd_mcp.etcd.embedded import accepts_connections, free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -44,7 +45,7 @@ async def test_etcd_down_at_start_then_up_without_restart(tmp_path: Path) -> Non
         text = await call_error(client, "kv_get", key="app/x")
         assert f"etcd unavailable at {url}: connection refused (is etcd running at that address?)" in text
 
-        etcd = EmbeddedEtcd(tmp_path / "data", port, free_port(), log_file=tmp_path / "etcd.log")
+        etcd = make_etcd(tmp_path / "data", port, free_port(), log_file=tmp_path / "etcd.log")
         await etcd.astart()
         try:
             with anyio.fail_after(HANG_GUARD):

@@ -57,10 +57,11 @@ async def run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def register(etcdctl: EtcdCtl, root: str, wire_type: str, name: str, addr: str, *, check_addr: str = "") -> None:
-    """A registration as kk_etcd_go writes it, with a 1 s check."""
+    """A registration with a 1 s check: as kk_etcd_go writes it, or for Tcp (which it lacks) as we do."""
     config = {"Type": wire_type, "Timeout": "1s", "Interval": "1s", "Addr": check_addr or addr}
     document = {"ServiceType": wire_type, "ServiceName": name, "ServiceAddr": addr, "CheckConfig": config}
-    etcdctl("put", f"{root}registration/{wire_type}/{name}/{addr}", json.dumps(document))
+    section = "registration_ext" if wire_type == "Tcp" else "registration"
+    etcdctl("put", f"{root}{section}/{wire_type}/{name}/{addr}", json.dumps(document))
 
 
 def rows(stdout: str) -> tuple[list[str], dict[tuple[str, str], list[str]], str]:
@@ -192,7 +193,7 @@ async def watch_session(etcd_endpoint: str, root: str, etcdctl: EtcdCtl, stderr:
             assert summary.startswith("2 instance(s); no hub is running")
 
             del buffer[:]
-            etcdctl("del", f"{root}registration/Tcp/first/127.0.0.1:7101")
+            etcdctl("del", f"{root}registration_ext/Tcp/first/127.0.0.1:7101")
             printed = await read_until(process, buffer, "1 instance(s)")
             assert set(rows(last_table(printed))[1]) == {("second", "127.0.0.1:7102")}
 

@@ -144,7 +144,9 @@ class AccessService:
             note = guardrails.check_server_user_exists(self.connected_as, roles)
         await self.auth.enable()
         try:
-            await self.auth.status()  # the first call that needs a login: proves the server still gets in
+            # Log in again as the server's own user: proves it still gets in (etcd 3.4 has no AuthStatus
+            # call, which on 3.5 would have needed a login too).
+            await self.auth.etcd.login()
         except AuthenticationFailedError as exc:
             raise AuthenticationFailedError(
                 f"authentication is now enabled in etcd, but etcd rejects this server's password for user "

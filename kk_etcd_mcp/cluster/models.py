@@ -80,5 +80,6 @@ class SnapshotResult(BaseModel):
     revision_after: int = Field(description="Store revision right after etcd took the snapshot.")
     took_seconds: float = Field(description="Seconds from asking etcd to the file being in place.")
     restore_hint: str = Field(
-        description="How to restore it: etcdutl snapshot restore into a new data directory, then start etcd on it."
+        description="How to restore it into a new data directory (etcdutl snapshot restore; etcdctl snapshot "
+        "restore on etcd 3.4), then start etcd on it."
     )

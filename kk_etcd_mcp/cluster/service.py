@@ -128,10 +128,19 @@ class ClusterService:
             revision_after=summary.revision_after,
             took_seconds=round(time.monotonic() - started, 3),
             restore_hint=(
-                f"etcdutl snapshot restore {target} --data-dir <new empty dir> (plus --name and --initial-* flags "
-                "per member), then start etcd with that data dir"
+                f"{restore_command(summary.server_version)} {target} --data-dir <new empty dir> (plus --name and "
+                "--initial-* flags per member), then start etcd with that data dir"
             ),
         )
+
+
+def restore_command(server_version: str) -> str:
+    """etcd 3.5 moved snapshot restore from etcdctl into etcdutl; 3.4 has only ``etcdctl snapshot restore``."""
+    try:
+        major, minor = (int(part) for part in server_version.split(".")[:2])
+    except ValueError:  # not a version we can read: name the tool of current etcd
+        return "etcdutl snapshot restore"
+    return "etcdctl snapshot restore" if (major, minor) < (3, 5) else "etcdutl snapshot restore"
 
 
 def _cluster_member(member: Member, leader: int, own: MemberStatus | str) -> ClusterMember:

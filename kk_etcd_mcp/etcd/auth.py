@@ -19,7 +19,14 @@ import grpc
 from etcd3aio import EtcdPermissionDeniedError
 from etcd3aio.auth import AuthService, PermissionType
 
-from ..errors import ConflictError, InvalidArgumentError, KkEtcdError, NotFoundError, PermissionDeniedError
+from ..errors import (
+    AuthenticationFailedError,
+    ConflictError,
+    InvalidArgumentError,
+    KkEtcdError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from .client import EtcdClient
 from .errors import grpc_details
 
@@ -33,7 +40,7 @@ _KIND_OF_TYPE: dict[int, PermissionKind] = {
 }
 _TYPE_OF_KIND = {kind: PermissionType(value) for value, kind in _KIND_OF_TYPE.items()}
 
-# A user name no one has: authenticating as it tells "auth is off" from "auth is on" without a token.
+# A user name no one has: authenticating as it tells "auth is off" from "auth is on" without credentials.
 _PROBE_USER = "kk-etcd-mcp/auth-probe"
 
 
@@ -147,7 +154,13 @@ class EtcdAuth:
         return AuthState(await self._probe_enabled(), None, "inferred")
 
     async def _probe_enabled(self) -> bool:
-        """Authenticate as a user that does not exist: etcd says either "not enabled" or "failed"."""
+        """Authenticate as the server's own user (etcd says "not enabled", hands out a token, or says
+        "failed"), or without one as a user that does not exist."""
+        if self.etcd.username is not None:
+            try:
+                return await self.etcd.login()
+            except AuthenticationFailedError:
+                return True  # only an enabled etcd checks passwords
 
         async def attempt() -> bool:
             try:

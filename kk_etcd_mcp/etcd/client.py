@@ -67,6 +67,15 @@ def prefix_end(prefix: BytesLike) -> bytes:
     return end
 
 
+def range_start(key: BytesLike, range_end: BytesLike | None) -> bytes:
+    """The key a request over ``[key, range_end)`` sends: etcd refuses an empty key ("key is not
+    provided"), so a range from the first key starts at ``b"\\0"``, as etcd's Go client and etcdctl send
+    it. Every range, delete, watch and transaction read or delete goes through here, so a caller can
+    pass the empty prefix (or a policy range that starts at ``b""``) as it is."""
+    raw = as_bytes(key)
+    return b"\0" if not raw and range_end else raw
+
+
 def _read_file(path: Path | None) -> bytes | None:
     if path is None:
         return None
@@ -162,6 +171,14 @@ class EtcdClient:
             self._token = resp.token
             self._raw.set_token(resp.token)
 
+    async def login(self) -> bool:
+        """Authenticate as the configured user now, even while a token is held: the proof that its
+        credentials get in. True when etcd has authentication on, False when it is off (or no user is
+        configured); ``AuthenticationFailedError`` when etcd rejects the password."""
+        self._forget_token()
+        await self._authenticate()
+        return bool(self._token)
+
     def _forget_token(self) -> None:
         self._token = None
         self._raw.set_token(None)
@@ -211,7 +228,7 @@ class EtcdClient:
             "read",
             self._subject(key),
             lambda: kv.get(
-                as_bytes(key),
+                range_start(key, range_end),
                 as_bytes(range_end) if range_end is not None else None,
                 revision=revision,
                 limit=limit,
@@ -241,7 +258,7 @@ class EtcdClient:
             "delete",
             self._subject(key),
             lambda: kv.delete(
-                as_bytes(key),
+                range_start(key, range_end),
                 as_bytes(range_end) if range_end is not None else None,
                 prev_kv=prev_kv,
                 timeout=self._timeout,
@@ -312,7 +329,7 @@ class EtcdClient:
         channel: Any = self._raw._channel  # etcd3aio's own watch resumes from a header revision that can skip events
         async for batch in watch_stream(
             channel,
-            as_bytes(key),
+            range_start(key, range_end),
             as_bytes(range_end) if range_end is not None else b"",
             start_revision=start_revision,
             prev_kv=prev_kv,
@@ -340,7 +357,7 @@ def _to_pb_op(op: TxnOp) -> RequestOp:
     if isinstance(op, Put):
         return KVService.txn_op_put(op.key, op.value, lease=op.lease, prev_kv=op.prev_kv)
     if isinstance(op, Delete):
-        return KVService.txn_op_delete(op.key, range_end=op.range_end, prev_kv=op.prev_kv)
+        return KVService.txn_op_delete(range_start(op.key, op.range_end), range_end=op.range_end, prev_kv=op.prev_kv)
     if isinstance(op, Get):
-        return KVService.txn_op_get(op.key, range_end=op.range_end)
+        return KVService.txn_op_get(range_start(op.key, op.range_end), range_end=op.range_end)
     raise TypeError(f"unknown transaction operation {op!r}")

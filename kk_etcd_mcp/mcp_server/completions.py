@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from itertools import product
 
 from mcp.server.mcpserver import MCPServer
 from mcp_types import Completion, CompletionArgument, CompletionContext, PromptReference, ResourceTemplateReference
@@ -188,8 +189,9 @@ class Completer:
         assert self.registry_keys is not None
         names: set[str] = set()
         complete = True
-        for wire in WIRE_TYPES.values():
-            section = f"{self.registry_keys.registrations}{wire}/".encode()
+        keys = self.registry_keys
+        for wire, root in product(WIRE_TYPES.values(), (keys.registrations, keys.extensions)):
+            section = f"{root}{wire}/".encode()
             start = section + typed.encode()
             segments, seen_all = await self._distinct_segments([(start, prefix_end(start))], len(section))
             complete = complete and seen_all

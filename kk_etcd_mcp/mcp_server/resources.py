@@ -213,7 +213,7 @@ class ServiceSubscriptions:
 
     def __init__(self, keys: RegistryKeys) -> None:
         self.keys = keys
-        # registration/ and status/ are neighbours under the root: one range covers both
+        # registration/, registration_ext/ and status/ are neighbours under the root: one range covers them
         self.watch = WatchSpec(keys.registrations.encode(), prefix_end(keys.statuses), self._topics)
 
     def target(self, uri: str) -> Target | None:

@@ -1,9 +1,16 @@
 """The hub: one check loop per registered instance, kept in step with etcd by list + watch.
 
 List the registrations at revision R, then watch from R + 1, so nothing is missed and nothing is
-started twice; after a compaction, list again and reconcile. A PUT starts a loop, or restarts it when
-the check spec changed; a DELETE stops it and removes its status. Each loop lives in its own cancel
-scope in the hub's task group, so no loop outlives the hub or its registration.
+started twice; after a compaction, list again and reconcile. An instance's registration is two keys,
+kk_etcd_go's and ours (``wire.py``), written in one transaction: the watch covers both, and the
+instances a batch of events touched are reconciled after the whole batch, so a half-applied pair is
+never seen. A registration starts a loop, or restarts it when the check spec changed; its end stops
+the loop and removes its status. Each loop lives in its own cancel scope in the hub's task group, so no
+loop outlives the hub or its registration.
+
+The leading hub also keeps the layout current: a registration an older version of ours wrote at
+kk_etcd_go's key is rewritten (``RegistryStore.rewrite``), and our key of an instance kk_etcd_go
+deregistered is deleted (``RegistryStore.remove_leftover``).
 
 gRPC instances also get an etcd naming endpoint (``<root>endpoints/<name>/<addr>``) while alive
 (passing or warning, as in the alive document): put when they become alive, deleted when they turn
@@ -15,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,15 +31,15 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ..errors import CompactedError, KkEtcdError
-from ..etcd import Compare, Delete, KeyValue, prefix_end
+from ..etcd import Compare, KeyValue, WatchEvent
 from .checkers import CheckResult, Prober
 from .checkers.prober import close_channel
 from .keys import InstanceKey
 from .model import ALIVE_STATUSES, HealthStatus, Registration
 from .state import HealthState
 from .status_writer import StatusWriter
-from .store import RegistryStore, StoredRegistration
-from .wire import endpoint_to_json, registration_to_json
+from .store import Pair, RegistryStore, StoredRegistration, join
+from .wire import alive_entry_json, endpoint_to_json
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +68,9 @@ class HubStats:
 class Monitor:
     key: InstanceKey
     registration: Registration
-    mod_revision: int
+    registered_by: KeyValue  # the key that makes it registered, as last seen (StoredRegistration.kv)
     state: HealthState
-    document: str = field(default="", repr=False)  # registration JSON for the alive document, made once
+    alive_entry: str | None = field(default=None, repr=False)  # in the alive document (made once); None: not
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     checked_at: datetime | None = None
     latest_output: str = ""
@@ -86,6 +93,7 @@ class Hub:
         self.hub_id = hub_id
         self.on_transition = on_transition
         self.monitors: dict[InstanceKey, Monitor] = {}
+        self._pairs: dict[InstanceKey, Pair] = {}  # both registration keys of each instance, as last seen
         self.stats = HubStats()
         self._tg: TaskGroup | None = None
 
@@ -93,7 +101,11 @@ class Hub:
         return min((m.registration.check.interval for m in self.monitors.values()), default=None)
 
     def alive_entries(self) -> list[tuple[InstanceKey, str]]:
-        return [(m.key, m.document) for m in self.monitors.values() if m.state.status in ALIVE_STATUSES]
+        return [
+            (m.key, m.alive_entry)
+            for m in self.monitors.values()
+            if m.alive_entry is not None and m.state.status in ALIVE_STATUSES
+        ]
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Check until cancelled (or until the writer finds another hub leading)."""
@@ -102,18 +114,16 @@ class Hub:
             tg.start_soon(self.writer.run)
             revision = await self._sync()
             task_status.started()
-            prefix = self.store.keys.registrations
+            start, end = self.store.keys.registration_range
             while True:
-                watch = self.store.etcd.watch(prefix, prefix_end(prefix), start_revision=revision + 1)
+                watch = self.store.etcd.watch(start, end, start_revision=revision + 1)
                 try:
                     async with aclosing(watch):
                         async for batch in watch:
-                            for event in batch.events:
-                                if event.type == "put":
-                                    self._apply_put(event.kv)
-                                else:
-                                    self._apply_delete(event.kv)
-                                revision = event.kv.mod_revision
+                            for key in {key for event in batch.events if (key := self._record_event(event))}:
+                                self._reconcile(key)
+                            if batch.events:
+                                revision = batch.events[-1].kv.mod_revision
                 except CompactedError as error:
                     log.warning("%s; listing registrations again", error)
                     revision = await self._sync()
@@ -121,7 +131,10 @@ class Hub:
     # Reconciling ----------------------------------------------------------------------------------
 
     async def _sync(self) -> int:
-        stored, revision = await self.store.registrations(revision=0)
+        self._pairs, revision = await self.store.pairs(revision=0)
+        stored = [item for key, pair in self._pairs.items() if (item := join(key, *pair)) is not None]
+        for key, pair in self._pairs.items():
+            self._remove_if_leftover(key, pair)
         statuses = await self.store.statuses(revision=revision)
         seen: set[InstanceKey] = set()
         spread = sum(1 / FIRST_CHECKS_PER_SECOND[item.key.type] for item in stored)  # seconds
@@ -153,16 +166,46 @@ class Hub:
         for key in found.keys() - wanted.keys():
             self.writer.set_endpoint(key, None)
 
-    def _apply_put(self, kv: KeyValue) -> None:
-        item = self.store.parse_registration(kv)
+    def _record_event(self, event: WatchEvent) -> InstanceKey | None:
+        """Note a change of one of an instance's registration keys; the instance it touched."""
+        parsed = self.store.keys.parse_registration(event.kv.key.decode(errors="replace"))
+        if parsed is None:
+            return None
+        which, key = parsed
+        kv = event.kv if event.type == "put" else None
+        base, extension = self._pairs.get(key, (None, None))
+        self._pairs[key] = (kv, extension) if which == "registration" else (base, kv)
+        return key
+
+    def _reconcile(self, key: InstanceKey) -> None:
+        """Bring an instance's loop in line with its registration keys as last seen."""
+        pair = self._pairs.get(key, (None, None))
+        item = join(key, *pair)
         if item is not None:
             self._apply(item, None, spread=None)
+            return
+        if pair == (None, None):
+            del self._pairs[key]
+        self._remove_if_leftover(key, pair)
+        self._stop(key, gone=True)
+        self.writer.set(key, None)
 
-    def _apply_delete(self, kv: KeyValue) -> None:
-        key = self.store.keys.parse(kv.key.decode(errors="replace"))
-        if key is not None:
-            self._stop(key, gone=True)
-            self.writer.set(key, None)
+    def _remove_if_leftover(self, key: InstanceKey, pair: Pair) -> None:
+        base, extension = pair
+        if base is None and extension is not None and join(key, base, extension) is None:
+            self._in_background(self.store.remove_leftover(extension, self.writer.fence()), f"remove {key.path}")
+
+    def _in_background(self, write: Awaitable[bool], what: str) -> None:
+        """A rare housekeeping write of the leader; failing, it is tried again at the next sync or change."""
+
+        async def run() -> None:
+            try:
+                await write
+            except KkEtcdError as error:
+                log.warning("cannot %s yet: %s", what, error)
+
+        assert self._tg is not None
+        self._tg.start_soon(run, name=what)
 
     def _apply(self, item: StoredRegistration, stored: HealthStatus | None, *, spread: float | None) -> None:
         """Start, restart or update the loop of one registration; ``spread``: stagger its first check."""
@@ -172,21 +215,16 @@ class Hub:
             self._stop(item.key, gone=True)
             self._report_invalid(item, stored)
             return
+        if item.outdated:
+            self._in_background(self.store.rewrite(item, self.writer.fence()), f"rewrite {item.key.path}")
         if current is not None and current.registration.check == reg.check:
-            if current.registration != reg:  # metadata or weight: the loop goes on, the alive document changes
-                new_metadata = current.registration.metadata != reg.metadata
-                current.registration, current.document = reg, registration_to_json(reg)
-                self.writer.touch_alive()
-                if new_metadata:
-                    self._publish_endpoint(current)
-            current.mod_revision = item.kv.mod_revision
+            # metadata or weight: the loop goes on (neither is in the alive document or the endpoint)
+            current.registration, current.registered_by = reg, item.kv
             return
         previous = current.state if current is not None else None
         self._stop(item.key, gone=False)
         first_delay = random.uniform(0, max(reg.check.interval, spread)) if spread is not None else 0.0
-        monitor = self._start(item.key, reg, item.kv.mod_revision, _seed(reg, previous, stored), first_delay)
-        if current is not None and current.registration.metadata != reg.metadata:
-            self._publish_endpoint(monitor)
+        self._start(item.key, reg, item.kv, _seed(reg, previous, stored), first_delay)
 
     def _publish_endpoint(self, monitor: Monitor) -> None:
         """Queue a gRPC instance's endpoint as its status says: there while alive, gone otherwise."""
@@ -205,10 +243,10 @@ class Hub:
     # Check loops ----------------------------------------------------------------------------------
 
     def _start(
-        self, key: InstanceKey, reg: Registration, mod_revision: int, state: HealthState, first_delay: float
+        self, key: InstanceKey, reg: Registration, registered_by: KeyValue, state: HealthState, first_delay: float
     ) -> Monitor:
         assert self._tg is not None
-        monitor = Monitor(key, reg, mod_revision, state, document=registration_to_json(reg))
+        monitor = Monitor(key, reg, registered_by, state, alive_entry=alive_entry_json(reg))
         self.monitors[key] = monitor
         self._tg.start_soon(self._check_loop, monitor, first_delay, name=f"check {key.path}")
         return monitor
@@ -268,11 +306,12 @@ class Hub:
 
     async def _deregister(self, monitor: Monitor, limit: float) -> None:
         """Delete a registration critical for too long, unless it was re-registered meanwhile."""
-        key = self.store.keys.registration(monitor.key).encode()
+        registered = monitor.registered_by
         log.warning("%s critical for %gs or more: deregistering it", monitor.key.path, limit)
         try:
             await self.store.etcd.txn(
-                [self.writer.fence(), Compare(key, "mod", "==", monitor.mod_revision)], [Delete(key)]
+                [self.writer.fence(), Compare(registered.key, "mod", "==", registered.mod_revision)],
+                self.store.delete_ops(monitor.key),
             )
         except KkEtcdError as error:  # tried again after the next check
             log.warning("cannot deregister %s yet: %s", monitor.key.path, error)
@@ -282,7 +321,7 @@ def _endpoint_document(monitor: Monitor) -> str | None:
     """The endpoint JSON a gRPC instance should have now; None when it should have none."""
     if monitor.key.type != "grpc" or monitor.state.status not in ALIVE_STATUSES:
         return None
-    return endpoint_to_json(monitor.registration.addr, monitor.registration.metadata)
+    return endpoint_to_json(monitor.registration.addr)
 
 
 def _seed(reg: Registration, previous: HealthState | None, stored: HealthStatus | None) -> HealthState:

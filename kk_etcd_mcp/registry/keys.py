@@ -1,13 +1,19 @@
-"""The registry's etcd key layout (DESIGN.md "etcd key layout"), under a configurable root prefix."""
+"""The registry's etcd key layout (DESIGN.md "etcd key layout"), under a configurable root prefix.
+
+Which key kk_etcd_go reads, and what each holds, is in ``wire.py``'s docstring.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from .model import ServiceType
 
 WIRE_TYPES: dict[ServiceType, str] = {"http": "Http", "grpc": "Grpc", "tcp": "Tcp"}
 TYPES_BY_WIRE: dict[str, ServiceType] = {wire: kind for kind, wire in WIRE_TYPES.items()}
+
+Section = Literal["registration", "extension"]  # kk_etcd_go's key of an instance, or ours
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +35,17 @@ class RegistryKeys:
     @property
     def registrations(self) -> str:
         return f"{self.root}registration/"
+
+    @property
+    def extensions(self) -> str:
+        """Our part of every registration, which kk_etcd_go never reads. It sorts right after
+        ``registrations`` ("_" > "/"), so ``registration_range`` covers both with one watch."""
+        return f"{self.root}registration_ext/"
+
+    @property
+    def registration_range(self) -> tuple[str, str]:
+        """``[start, end)`` over both registration sections (and nothing we write besides)."""
+        return self.registrations, f"{self.root}registration_ext0"  # "0" follows "/"
 
     @property
     def statuses(self) -> str:
@@ -74,6 +91,9 @@ class RegistryKeys:
     def registration(self, key: InstanceKey) -> str:
         return f"{self.registrations}{key.path}"
 
+    def extension(self, key: InstanceKey) -> str:
+        return f"{self.extensions}{key.path}"
+
     def status(self, key: InstanceKey) -> str:
         return f"{self.statuses}{key.path}"
 
@@ -86,10 +106,28 @@ class RegistryKeys:
         return f"{section}{WIRE_TYPES[service_type]}/{name}/"
 
     def parse(self, key: str) -> InstanceKey | None:
-        """The instance a registration or status key names; None for anything else."""
-        for section in (self.registrations, self.statuses):
+        """The instance a registration, extension or status key names; None for anything else."""
+        for section in (self.registrations, self.extensions, self.statuses):
             if key.startswith(section):
-                parts = key[len(section) :].split("/")
-                if len(parts) == 3 and parts[0] in TYPES_BY_WIRE and parts[1] and parts[2]:
-                    return InstanceKey(TYPES_BY_WIRE[parts[0]], parts[1], parts[2])
+                return _instance(key[len(section) :])
         return None
+
+    def parse_registration(self, key: str) -> tuple[Section, InstanceKey] | None:
+        """Which of an instance's two registration keys ``key`` is; None for anything else."""
+        sections: tuple[tuple[Section, str], ...] = (
+            ("registration", self.registrations),
+            ("extension", self.extensions),
+        )
+        for name, section in sections:
+            if key.startswith(section):
+                instance = _instance(key[len(section) :])
+                return (name, instance) if instance is not None else None
+        return None
+
+
+def _instance(path: str) -> InstanceKey | None:
+    """``<Type>/<name>/<addr>`` as an InstanceKey."""
+    parts = path.split("/")
+    if len(parts) == 3 and parts[0] in TYPES_BY_WIRE and parts[1] and parts[2]:
+        return InstanceKey(TYPES_BY_WIRE[parts[0]], parts[1], parts[2])
+    return None

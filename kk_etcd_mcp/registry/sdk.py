@@ -31,7 +31,6 @@ from .grpc_target import balanced_options, static_target
 from .keys import RegistryKeys
 from .model import CheckOptions, Instance, Registration, ServiceType, check_name, validation_reason
 from .service import RegistryService, Strategy, build_registration
-from .store import instance_key
 from .wire import endpoint_addr_from_json
 
 log = logging.getLogger(__name__)
@@ -202,7 +201,7 @@ class KeptRegistration:
 
     def __init__(self, service: RegistryService, registration: Registration, ttl: int) -> None:
         self.registration = registration
-        self.key = service.keys.registration(instance_key(registration))
+        self.key = service.store.main_key(registration)
         self.lease_id = 0
         self.lost = anyio.Event()
         self.losses = 0

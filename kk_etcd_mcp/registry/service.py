@@ -28,6 +28,7 @@ from .results import CheckNow, DeregisterResult, InstanceList, PickResult, Regis
 from .store import RegistryStore
 
 Strategy = Literal["random", "round_robin", "weighted"]
+_TYPES: tuple[ServiceType, ...] = ("http", "grpc", "tcp")
 
 
 class RegistryService:
@@ -56,12 +57,11 @@ class RegistryService:
             raise InvalidArgumentError(f"ttl must be at least 2 seconds, got {ttl}")
         lease = await self.store.etcd.lease_grant(ttl) if ttl is not None else 0
         result = await self.store.put(registration, lease=lease)
-        key = InstanceKey(service_type, name, addr)
         return RegisterResult(
             type=service_type,
             name=name,
             addr=addr,
-            key=self.keys.registration(key),
+            key=self.store.main_key(registration),
             revision=result.revision,
             created=result.prev is None,
             lease=lease,
@@ -72,8 +72,7 @@ class RegistryService:
         self, name: str, addr: str, service_type: ServiceType | None = None, dry_run: bool = False
     ) -> DeregisterResult:
         """Delete one instance's registration; ``dry_run`` only finds it and says what would go."""
-        key = await self._find(name, addr, service_type)
-        etcd_key = self.keys.registration(key)
+        key, etcd_key = await self._find(name, addr, service_type)
         change = (
             f"deregister the {key.type} instance {addr} of service {name} (key {etcd_key}); "
             "the hub stops checking it and removes its status"
@@ -119,7 +118,7 @@ class RegistryService:
         raise NotFoundError(f"no alive instance of {name}{detail}")
 
     async def check(self, name: str, addr: str, service_type: ServiceType | None = None) -> CheckNow:
-        key = await self._find(name, addr, service_type)
+        key, _ = await self._find(name, addr, service_type)
         for instance in await self._instances(key.type, name):
             if instance.addr == addr:
                 return await self._check(instance)
@@ -131,22 +130,27 @@ class RegistryService:
         if service_type is not None or name is None:
             return await self.store.instances(service_type, name)
         found: list[Instance] = []  # a name without a type: each type's subtree
-        for kind in ("http", "grpc", "tcp"):
+        for kind in _TYPES:
             found.extend(await self.store.instances(kind, name))
         return found
 
-    async def _find(self, name: str, addr: str, service_type: ServiceType | None) -> InstanceKey:
+    async def _find(self, name: str, addr: str, service_type: ServiceType | None) -> tuple[InstanceKey, str]:
+        """The instance and the key that makes it registered (StoredRegistration.kv)."""
         check_name(name)
         check_name(addr, "address")
-        types = [i.type for i in await self._instances(service_type, name) if i.addr == addr]
+        found: dict[ServiceType, str] = {}
+        for kind in [service_type] if service_type is not None else list(_TYPES):
+            stored, _ = await self.store.registrations(kind, name)
+            found.update((s.key.type, s.kv.key.decode()) for s in stored if s.key.addr == addr)
+        types = list(found)
         if not types:
-            kind = f"{service_type} " if service_type else ""
+            which = f"{service_type} " if service_type else ""
             raise NotFoundError(
-                f"no {kind}instance {addr} of service {name} is registered; service_list shows what is registered"
+                f"no {which}instance {addr} of service {name} is registered; service_list shows what is registered"
             )
         if len(types) > 1:
             raise InvalidArgumentError(f"{name} at {addr} is registered as {', '.join(types)}: give its type")
-        return InstanceKey(types[0], name, addr)
+        return InstanceKey(types[0], name, addr), found[types[0]]
 
     async def _check(self, instance: Instance) -> CheckNow:
         if instance.check is None:

@@ -64,7 +64,7 @@ class StatusWriter:
         self._wake.set()
 
     def touch_alive(self) -> None:
-        """Rewrite the alive document soon (a new term, or a registration's metadata or weight changed)."""
+        """Rewrite the alive document soon (a new term, or a relist: it may be stale or missing)."""
         self._alive_changed = True
         self._wake.set()
 

@@ -5,22 +5,60 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import NotFoundError
-from ..etcd import EtcdClient, KeyValue, PutResult, prefix_end
+from ..etcd import Compare, Delete, EtcdClient, KeyValue, Put, PutResult, TxnOp, prefix_end
 from .keys import InstanceKey, RegistryKeys
 from .model import HealthStatus, Instance, Registration, ServiceType
-from .wire import InvalidRegistration, registration_from_json, registration_to_json, status_from_json
+from .wire import (
+    InvalidRegistration,
+    extension_to_json,
+    is_kk_etcd_go_document,
+    kk_etcd_go_can_read,
+    registration_from_documents,
+    registration_to_json,
+    status_from_json,
+)
 
 _PAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
 class StoredRegistration:
-    """A registration key as found in etcd: parsed, or the reason it cannot be."""
+    """An instance's registration as found in etcd (kk_etcd_go's key, ours, or both; see wire.py):
+    parsed, or the reason it cannot be."""
 
     key: InstanceKey
-    kv: KeyValue
+    base: KeyValue | None  # at kk_etcd_go's key
+    extension: KeyValue | None  # at ours
     registration: Registration | None
     problem: str | None = None
+
+    @property
+    def kv(self) -> KeyValue:
+        """The key that makes the instance registered: kk_etcd_go's, else ours."""
+        kv = self.base or self.extension
+        assert kv is not None
+        return kv
+
+    @property
+    def lease(self) -> int:
+        return self.kv.lease
+
+    @property
+    def outdated(self) -> bool:
+        """kk_etcd_go's key holds what an older version of ours wrote there; rewrite it (``rewrite``)."""
+        return self.base is not None and self.registration is not None and not is_kk_etcd_go_document(self.base.value)
+
+
+Pair = tuple[KeyValue | None, KeyValue | None]  # (kk_etcd_go's key, ours) of one instance
+
+
+def join(key: InstanceKey, base: KeyValue | None, extension: KeyValue | None) -> StoredRegistration | None:
+    """The registration an instance's two keys make; None when they make none (see wire.py)."""
+    try:
+        reg = registration_from_documents(key, base.value if base else None, extension.value if extension else None)
+    except InvalidRegistration as exc:
+        return StoredRegistration(key, base, extension, None, str(exc))
+    return StoredRegistration(key, base, extension, reg) if reg is not None else None
 
 
 class RegistryStore:
@@ -40,21 +78,26 @@ class RegistryStore:
                 return kvs, revision
             start = page.kvs[-1].key + b"\0"
 
+    async def pairs(
+        self, service_type: ServiceType | None = None, name: str | None = None, *, revision: int = 0
+    ) -> tuple[dict[InstanceKey, Pair], int]:
+        """Both registration keys of every instance under the prefix, read at one revision."""
+        found: dict[InstanceKey, Pair] = {}
+        for section in (self.keys.registrations, self.keys.extensions):
+            kvs, revision = await self._scan(self.keys.service_prefix(section, service_type, name), revision)
+            for kv in kvs:
+                parsed = self.keys.parse_registration(kv.key.decode(errors="replace"))
+                if parsed is not None:
+                    which, key = parsed
+                    base, extension = found.get(key, (None, None))
+                    found[key] = (kv, extension) if which == "registration" else (base, kv)
+        return found, revision
+
     async def registrations(
         self, service_type: ServiceType | None = None, name: str | None = None, *, revision: int = 0
     ) -> tuple[list[StoredRegistration], int]:
-        prefix = self.keys.service_prefix(self.keys.registrations, service_type, name)
-        kvs, revision = await self._scan(prefix, revision)
-        return [found for kv in kvs if (found := self.parse_registration(kv)) is not None], revision
-
-    def parse_registration(self, kv: KeyValue) -> StoredRegistration | None:
-        key = self.keys.parse(kv.key.decode(errors="replace"))
-        if key is None:
-            return None
-        try:
-            return StoredRegistration(key, kv, registration_from_json(kv.value, key))
-        except InvalidRegistration as exc:
-            return StoredRegistration(key, kv, None, str(exc))
+        pairs, revision = await self.pairs(service_type, name, revision=revision)
+        return [found for key, pair in sorted(pairs.items(), key=_order) if (found := join(key, *pair))], revision
 
     async def statuses(
         self, service_type: ServiceType | None = None, name: str | None = None, *, revision: int = 0
@@ -86,13 +129,54 @@ class RegistryStore:
         statuses = await self.statuses(service_type, name, revision=revision)
         return [as_instance(item, statuses.get(item.key)) for item in stored]
 
+    def main_key(self, registration: Registration) -> str:
+        """The key that makes ``registration`` registered: kk_etcd_go's where it can read it, else ours."""
+        key = instance_key(registration)
+        return self.keys.registration(key) if kk_etcd_go_can_read(registration) else self.keys.extension(key)
+
+    def put_ops(self, registration: Registration, lease: int = 0) -> list[TxnOp]:
+        """Both keys of an instance, in one transaction: kk_etcd_go's (or its removal, for an instance it
+        cannot have) and ours; the first operation is on ``main_key``, with its previous value."""
+        key = instance_key(registration)
+        base, extension = self.keys.registration(key).encode(), self.keys.extension(key).encode()
+        ours = extension_to_json(registration).encode()
+        if kk_etcd_go_can_read(registration):
+            theirs = registration_to_json(registration).encode()
+            return [Put(base, theirs, lease=lease, prev_kv=True), Put(extension, ours, lease=lease)]
+        return [Put(extension, ours, lease=lease, prev_kv=True), Delete(base)]
+
     async def put(self, registration: Registration, *, lease: int = 0) -> PutResult:
-        key = self.keys.registration(instance_key(registration))
-        return await self.etcd.put(key, registration_to_json(registration), lease=lease, prev_kv=True)
+        result = await self.etcd.txn([], self.put_ops(registration, lease))
+        main = result.results[0]
+        assert isinstance(main, PutResult)
+        return main
+
+    async def rewrite(self, stored: StoredRegistration, fence: Compare) -> bool:
+        """Write an ``outdated`` registration in today's layout, on its lease, while ``fence`` holds and
+        nobody changed it meanwhile; False when it was not written."""
+        assert stored.base is not None and stored.registration is not None
+        unchanged = Compare(stored.base.key, "mod", "==", stored.base.mod_revision)
+        result = await self.etcd.txn([fence, unchanged], self.put_ops(stored.registration, stored.base.lease))
+        return result.succeeded
+
+    async def remove_leftover(self, extension: KeyValue, fence: Compare) -> bool:
+        """Delete our key of an instance kk_etcd_go deregistered, unless it was registered again meanwhile."""
+        parsed = self.keys.parse_registration(extension.key.decode(errors="replace"))
+        assert parsed is not None
+        base = self.keys.registration(parsed[1]).encode()
+        compares = [
+            fence,
+            Compare(base, "create", "==", 0),
+            Compare(extension.key, "mod", "==", extension.mod_revision),
+        ]
+        return (await self.etcd.txn(compares, [Delete(extension.key)])).succeeded
+
+    def delete_ops(self, key: InstanceKey) -> list[TxnOp]:
+        return [Delete(self.keys.registration(key).encode()), Delete(self.keys.extension(key).encode())]
 
     async def delete(self, key: InstanceKey) -> int:
-        result = await self.etcd.delete(self.keys.registration(key))
-        if not result.deleted:
+        result = await self.etcd.txn([], self.delete_ops(key))
+        if not sum(getattr(r, "deleted", 0) for r in result.results):
             raise NotFoundError(
                 f"no {key.type} instance {key.addr} of service {key.name} is registered; "
                 "service_list shows what is registered"
@@ -109,7 +193,7 @@ def as_instance(item: StoredRegistration, status: HealthStatus | None) -> Instan
     if reg is None:  # the hub reports it critical too; say why without waiting for it
         return Instance(
             type=item.key.type, name=item.key.name, addr=item.key.addr, status="critical",
-            output=item.problem or "", lease=item.kv.lease,
+            output=item.problem or "", lease=item.lease,
             since=status.since if status else None, checked_at=status.checked_at if status else None,
         )  # fmt: skip
     return Instance(
@@ -123,5 +207,9 @@ def as_instance(item: StoredRegistration, status: HealthStatus | None) -> Instan
         check=reg.check,
         metadata=reg.metadata,
         weight=reg.weight,
-        lease=item.kv.lease,
+        lease=item.lease,
     )
+
+
+def _order(item: tuple[InstanceKey, Pair]) -> bytes:
+    return item[0].path.encode()  # etcd's key order, as one section alone would list them
