@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import NotFoundError
-from ..etcd import EtcdClient, KeyValue, PutResult, prefix_end
+from ..errors import ConflictError, NotFoundError
+from ..etcd import Compare, EtcdClient, KeyValue, Put, PutResult, prefix_end
 from .keys import InstanceKey, RegistryKeys
-from .model import HealthStatus, Instance, Registration, ServiceType
+from .model import HealthStatus, Instance, Registration, ServiceType, addr_problem, service_name_problem
 from .wire import InvalidRegistration, registration_from_json, registration_to_json, status_from_json
 
 _PAGE = 1000
@@ -51,6 +51,10 @@ class RegistryStore:
         key = self.keys.parse(kv.key.decode(errors="replace"))
         if key is None:
             return None
+        # A name or address written before today's rules (or by another tool) is reported, never checked.
+        problem = service_name_problem(key.name) or addr_problem(key.addr)
+        if problem is not None:
+            return StoredRegistration(key, kv, None, f"registration is invalid: {problem}")
         try:
             return StoredRegistration(key, kv, registration_from_json(kv.value, key))
         except InvalidRegistration as exc:
@@ -86,9 +90,26 @@ class RegistryStore:
         statuses = await self.statuses(service_type, name, revision=revision)
         return [as_instance(item, statuses.get(item.key)) for item in stored]
 
-    async def put(self, registration: Registration, *, lease: int = 0) -> PutResult:
-        key = self.keys.registration(instance_key(registration))
-        return await self.etcd.put(key, registration_to_json(registration), lease=lease, prev_kv=True)
+    async def put(self, registration: Registration, *, lease: int = 0, expected_mod: int | None = None) -> PutResult:
+        """Write ``registration``; with ``expected_mod``, only if its key's mod_revision is that (0: absent),
+        else ConflictError and nothing is written."""
+        key = self.keys.registration(instance_key(registration)).encode()
+        value = registration_to_json(registration).encode()
+        if expected_mod is None:
+            return await self.etcd.put(key, value, lease=lease, prev_kv=True)
+        put = Put(key, value, lease=lease, prev_kv=True)
+        res = await self.etcd.txn([Compare(key, "mod", "==", expected_mod)], [put])
+        if not res.succeeded:
+            raise ConflictError(
+                f"the registration of {registration.name} at {registration.addr} changed after it was previewed; "
+                "nothing was written. Call service_register again to see (and confirm) the change it would make now."
+            )
+        written = res.results[0]
+        assert isinstance(written, PutResult)
+        return PutResult(revision=res.revision, prev=written.prev)
+
+    async def get(self, key: InstanceKey) -> KeyValue | None:
+        return await self.etcd.get(self.keys.registration(key))
 
     async def delete(self, key: InstanceKey) -> int:
         result = await self.etcd.delete(self.keys.registration(key))
