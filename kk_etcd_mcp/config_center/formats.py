@@ -299,12 +299,11 @@ def recognise(text: str) -> tuple[ValueFormat, Any, str | None]:
     """The format of a stored value, its data, and why a value that parses is shown as text only
     (over a limit, or unrepresentable in JSON); such a value reads as text."""
     stripped = text.lstrip()
-    note: str | None = None
     if stripped[:1] in ("{", "["):
         try:
             data = load_json(text)
-        except UnrepresentableValueError as exc:
-            note = f"shown as text only: {exc}"
+        except UnrepresentableValueError as exc:  # it is JSON: not to be read as YAML instead
+            return "text", None, f"shown as text only: {exc}"
         except InvalidValueError:
             pass
         else:
@@ -314,12 +313,12 @@ def recognise(text: str) -> tuple[ValueFormat, Any, str | None]:
         try:
             data = load_yaml(text)
         except UnrepresentableValueError as exc:
-            return "text", None, note or f"shown as text only: {exc}"
+            return "text", None, f"shown as text only: {exc}"
         except InvalidValueError:
-            return "text", None, note
+            return "text", None, None
         if isinstance(data, dict | list):
             return "yaml", data, None
-    return "text", None, note
+    return "text", None, None
 
 
 def utf8(text: str, what: str) -> bytes:

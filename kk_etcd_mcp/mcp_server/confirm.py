@@ -118,9 +118,10 @@ class Confirmer:
     async def preview(self, dry_run: Callable[[], Awaitable[T]]) -> Preview[T]:
         """Run the tool's dry run; its error is kept for the body to raise."""
         try:
-            return Preview(await dry_run())
+            planned = await dry_run()
         except KkEtcdError as exc:
             return Preview(error=exc)
+        return Preview(planned if planned.dry_run else planned.model_copy(update={"dry_run": True}))
 
     def decide(
         self, tool: str, ctx: Context[Any, Any], plan: Preview[Any], dry_run: bool

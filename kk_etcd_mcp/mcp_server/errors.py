@@ -65,16 +65,24 @@ def describe_invalid_arguments(tool: str, exc: ValidationError, schema: dict[str
         loc = error["loc"]
         by_argument.setdefault(str(loc[0]) if loc else "", []).append(error)
     properties: dict[str, Any] = schema.get("properties", {})
-    sentences = [_sentence(name, errors, properties.get(name, {})) for name, errors in by_argument.items()]
+    defs: dict[str, Any] = schema.get("$defs", {})
+    sentences = [_sentence(name, errors, properties.get(name, {}), defs) for name, errors in by_argument.items()]
     return f"invalid arguments for {tool}: {' '.join(sentences)} Nothing was done."
 
 
-def _sentence(name: str, errors: list[Any], schema: dict[str, Any]) -> str:
+def _sentence(name: str, errors: list[Any], schema: dict[str, Any], defs: dict[str, Any]) -> str:
     first = errors[0]
     if first["type"] == "missing" and len(first["loc"]) == 1:
-        about = schema.get("description")
+        about = str(schema.get("description", "")).rstrip(".")
         return f"`{name}` is required{f' ({about})' if about else ''}."
-    every_branch_failed = len(errors) > 1 and _is_union(schema) and all(len(e["loc"]) <= 2 for e in errors)
+    # A union whose every member refused the value: pydantic names each member (str, dict[str,any], ...)
+    # where a field's name would be; the fields of an object member are not such names.
+    fields = {f for option in schema.get("anyOf", []) for f in _resolve(option, defs).get("properties", {})}
+    every_branch_failed = (
+        len(errors) > 1
+        and _is_union(schema)
+        and all(len(e["loc"]) == 2 and e["loc"][1] not in fields and e["type"].endswith(_TYPE_ERRORS) for e in errors)
+    )
     wrong_type = all(len(e["loc"]) == 1 for e in errors) and first["type"].endswith(_TYPE_ERRORS)
     if every_branch_failed or wrong_type:
         return f"`{name}` must be {_expected(schema)} (got {_json_kind(first['input'])})."
@@ -104,6 +112,14 @@ def _predicate(error: Any) -> str:
     if message.startswith("Input should be "):
         return f" must be {message.removeprefix('Input should be ')} (got {given})"
     return f": {message}"
+
+
+def _resolve(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        resolved: dict[str, Any] = defs.get(ref.removeprefix("#/$defs/"), {})
+        return resolved
+    return schema
 
 
 def _is_union(schema: dict[str, Any]) -> bool:

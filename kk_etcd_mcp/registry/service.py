@@ -74,7 +74,8 @@ class RegistryService:
         etcd_key = self.keys.registration(key)
         if dry_run:
             current = await self.store.get(key)
-            return self._register_result(registration, etcd_key, ttl, current, 0, await self._revision(current))
+            planned = self._register_result(registration, etcd_key, ttl, current, 0, await self._revision(current))
+            return planned.model_copy(update={"dry_run": True})
         lease = await self.store.etcd.lease_grant(ttl) if ttl is not None else 0
         expected = None
         if ttl is not None and reviewed is not None:
