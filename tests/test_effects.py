@@ -23,9 +23,13 @@ from mcp.server.mcpserver import MCPServer
 from mcp_helpers import call, call_error, server_env
 from test_confirm_audit import User, serve
 
-from kk_etcd_mcp.config_center import KvPutResult
-from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd
+from kk_etcd_mcp.config_center import ConfigCenter, KeyPolicy, KvPutResult
+from kk_etcd_mcp.errors import ConflictError
+from kk_etcd_mcp.etcd import EtcdClient
+from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, etcd_binary
 from kk_etcd_mcp.mcp_server.toolset import ToolRegistrar
+from kk_etcd_mcp.registry import RegistryKeys, RegistryService
+from kk_etcd_mcp.registry.checkers import Prober
 
 pytestmark = pytest.mark.anyio
 
@@ -127,10 +131,10 @@ async def test_the_question_names_what_is_lost(etcd_endpoint: str, key_prefix: s
         assert done["lease"] == int(kv(etcdctl, f"{p}a")["lease"])  # type: ignore[index]
 
 
-async def test_a_lease_write_is_guarded_by_what_its_plan_saw(
+async def test_a_lease_write_is_refused_when_the_key_changed_while_the_user_decided(
     etcd_endpoint: str, key_prefix: str, etcdctl: EtcdCtl
 ) -> None:
-    """A key created while the user confirms another change: the lease write is refused, the key kept."""
+    """The key changed while the user was deciding: the lease write is refused, the key stays persistent."""
     p = key_prefix
     etcdctl("put", f"{p}a", "v1")
     user = User("accept", while_deciding=lambda: etcdctl("put", f"{p}a", "v2"))
@@ -156,8 +160,6 @@ async def admin_server(etcd: EmbeddedEtcd, user: User | None, **settings: str) -
 
 def logs_in(etcd: EmbeddedEtcd, user: str, password: str) -> bool:
     """Whether etcd accepts the user's password (a permission error still means it logged in)."""
-    from kk_etcd_mcp.etcd.embedded import etcd_binary
-
     run = subprocess.run(
         [str(etcd_binary("etcdctl")), f"--endpoints={etcd.client_url}", f"--user={user}:{password}", "get", "x"],
         capture_output=True,
@@ -292,3 +294,29 @@ async def test_a_confirmed_replace_import_needs_no_fingerprint(
         assert done["applied"] == 2 and len(user.asked) == 1
         assert f"It removes: key {p}old." in user.asked[0]
     assert kv(etcdctl, f"{p}old") is None and kv(etcdctl, f"{p}a") is not None
+
+
+# The apply keeps to the plan: a key (or registration) that appeared after an unasked plan -------------
+
+
+async def test_a_write_on_a_lease_applies_only_over_what_its_plan_saw(etcd_endpoint: str, key_prefix: str) -> None:
+    """The plan saw no key (so nobody was asked); one appears before the write: it is not put on the lease."""
+    key = f"{key_prefix}a"
+    async with EtcdClient([etcd_endpoint]) as etcd, Prober() as prober:
+        center = ConfigCenter(etcd, KeyPolicy([key_prefix]))
+        plan = await center.put(key, "mine", lease_ttl=60, dry_run=True)
+        assert plan.created and plan.removes == []
+        await etcd.put(key, "theirs")  # meanwhile
+        with pytest.raises(ConflictError, match="changed after kv_put previewed it"):
+            await center.put(key, "mine", lease_ttl=60, reviewed=plan)
+        stored = await etcd.get(key)
+        assert stored is not None and stored.value == b"theirs" and stored.lease == 0
+
+        registry = RegistryService(etcd, RegistryKeys(f"{key_prefix}reg/"), prober)
+        planned = await registry.register("web", "127.0.0.1:7", "tcp", ttl=60, dry_run=True)
+        assert planned.created and planned.removes == []
+        await registry.register("web", "127.0.0.1:7", "tcp")  # meanwhile, persistent
+        with pytest.raises(ConflictError, match="changed after it was previewed"):
+            await registry.register("web", "127.0.0.1:7", "tcp", ttl=60, reviewed=planned)
+        [instance] = await registry.store.instances()
+        assert instance.lease == 0
