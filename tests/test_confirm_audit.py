@@ -35,14 +35,20 @@ pytestmark = pytest.mark.anyio
 EtcdCtl = Callable[..., subprocess.CompletedProcess[str]]
 Action = Literal["accept", "decline", "cancel"]
 PASSWORD = "Tr0ub4dor-and-3-horses"  # must never reach the audit trail
+# Tools some of whose calls remove data, access or availability (each call's plan decides whether it asks).
 DESTRUCTIVE = {
+    "kv_put",
     "kv_delete",
     "kv_import",
+    "service_register",
     "service_deregister",
+    "user_change_password",
     "user_delete",
     "user_revoke_role",
+    "role_grant_permission",
     "role_delete",
     "role_revoke_permission",
+    "auth_enable",
     "auth_disable",
 }
 
@@ -222,9 +228,13 @@ async def test_without_elicitation_the_setting_decides(etcd_endpoint: str, key_p
         tools = {t.name: t for t in (await client.list_tools()).tools}
         destructive = {n for n, t in tools.items() if t.annotations and t.annotations.destructive_hint}
         assert destructive == DESTRUCTIVE
-        for name in destructive:  # dry_run offered; what the server fills in itself is not an argument
-            assert {"dry_run"} <= tools[name].input_schema["properties"].keys(), name
-            assert not {"plan", "confirmation", "ctx"} & tools[name].input_schema["properties"].keys(), name
+        mutating = {n for n, t in tools.items() if t.annotations and not t.annotations.read_only_hint}
+        assert destructive < mutating
+        for name in mutating:  # dry_run offered; what the server fills in itself is not an argument
+            properties = tools[name].input_schema["properties"].keys()
+            assert {"dry_run"} <= properties, name
+            assert not {"plan", "confirmation", "ctx", "mcp_context", "reviewed"} & properties, name
+            assert {"change", "removes", "dry_run"} <= tools[name].output_schema["properties"].keys(), name
         text = await call_error(client, "kv_delete", key=p, prefix=True)
         assert "needs the user's confirmation, and this client cannot ask for it" in text
         assert f"It would delete 2 keys under '{p}': {p}a, {p}b" in text
@@ -319,7 +329,7 @@ async def test_every_mutating_call_writes_one_audit_line_with_secrets_redacted(
             await call_error(client, "kv_put", key=f"{p}b", value="{not json", format="json")
             await call(client, "kv_put", key=f"{p}db/password", value=PASSWORD)
             await call(client, "user_add", name=carol, password=PASSWORD)
-            await call(client, "user_change_password", name=carol, password=PASSWORD + "x")
+            await call_error(client, "user_change_password", name=carol, password=PASSWORD + "x")  # not confirmed
             await call(client, "kv_delete", key=f"{p}a", dry_run=True)
             await call_error(client, "kv_delete", key=f"{p}a")  # cannot confirm: refused
         text = audit.read_text()
@@ -330,7 +340,7 @@ async def test_every_mutating_call_writes_one_audit_line_with_secrets_redacted(
             ("kv_put", "error"),
             ("kv_put", "ok"),
             ("user_add", "ok"),
-            ("user_change_password", "ok"),
+            ("user_change_password", "refused"),
             ("kv_delete", "dry_run"),
             ("kv_delete", "refused"),
         ]
@@ -372,7 +382,7 @@ async def test_audit_in_etcd_is_bounded_and_audit_log_filters(
         deletes = await audit_log(client, tool="kv_delete")
         assert {e["tool"] for e in deletes} == {"kv_delete"} and len(deletes) == 3
         assert await audit_log(client, tool="user_add") == []
-        assert "limit must be between 1 and 1000" in await call_error(client, "audit_log", limit=0)
+        assert "`limit` must be at least 1, got 0" in await call_error(client, "audit_log", limit=0)
 
     async with serve(etcd_endpoint, None, registry_prefix=f"{p}reg/") as client:
         off = await call(client, "audit_log")
@@ -428,12 +438,12 @@ async def test_a_client_without_the_scope_is_refused_before_the_tool_runs(tmp_pa
         return key
 
     trail = AuditTrail(JsonLinesSink.open(tmp_path / "audit.jsonl"))
-    guarded = CallGuard(4, trail).wrap(kv_put, ToolPolicy("kv_put", "write", mutating=True))
+    guard, policy = CallGuard(4, trail), ToolPolicy("kv_put", "write", mutating=True)
     needs_write = r"kv_put needs scope 'write', and this client \(ci-reader\) has scope 'read'"
     with acting_as(ClientIdentity("ci-reader", "read")), pytest.raises(Refused, match=needs_write):
-        await guarded(key="app/x")
+        await guard.run(policy, {"key": "app/x"}, lambda: kv_put("app/x"))
     with acting_as(ClientIdentity("ci-writer", "write")):
-        assert await guarded(key="app/y") == "app/y"
+        assert await guard.run(policy, {"key": "app/y"}, lambda: kv_put("app/y")) == "app/y"
     assert ran == ["app/y"]
     entries = audit_lines(tmp_path / "audit.jsonl")
     assert [(e["client"], e["outcome"]) for e in entries] == [("ci-reader", "refused"), ("ci-writer", "ok")]

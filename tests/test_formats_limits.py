@@ -56,7 +56,8 @@ def test_billion_laughs_is_refused_without_expanding() -> None:
     message = refused(billion_laughs(), "yaml")
     assert "billion laughs" in message and str(MAX_ALIAS_EXPANSION) in message
     # Read back (written by another client), it is text, with no data to expand into a result.
-    assert recognise(billion_laughs()) == ("text", None)
+    assert recognise(billion_laughs())[:2] == ("text", None)
+    assert "shown as text only: yaml aliases would expand" in str(recognise(billion_laughs())[2])
     decoded = decode_value(billion_laughs().encode())
     assert decoded.format == "text" and decoded.data is None and decoded.value == billion_laughs()
 
@@ -86,7 +87,7 @@ def test_too_many_aliases_are_refused() -> None:
 def test_recursive_alias_is_refused(text: str) -> None:
     # PyYAML would build a cyclic object, which no JSON result can hold.
     assert "refers to a node that contains it" in refused(text, "yaml")
-    assert recognise(text) == ("text", None)
+    assert recognise(text)[:2] == ("text", None)
 
 
 def test_undefined_alias_is_a_plain_yaml_error() -> None:
@@ -99,27 +100,27 @@ def test_undefined_alias_is_a_plain_yaml_error() -> None:
 def test_json_depth_limit() -> None:
     assert parse_value(nested_json(MAX_DEPTH), "json") == json.loads(nested_json(MAX_DEPTH))
     assert f"nests deeper than {MAX_DEPTH} levels" in refused(nested_json(MAX_DEPTH + 1), "json")
-    assert recognise(nested_json(MAX_DEPTH + 1)) == ("text", None)
+    assert recognise(nested_json(MAX_DEPTH + 1))[:2] == ("text", None)
 
 
 @pytest.mark.parametrize("text", ["[" * 100_000, nested_json(5_000), '{"a":' * 50_000])
 def test_very_deep_json_gives_a_clear_error_not_a_recursion_error(text: str) -> None:
     assert f"nests deeper than {MAX_DEPTH} levels" in refused(text, "json")
-    assert recognise(text) == ("text", None)
+    assert recognise(text)[:2] == ("text", None)
 
 
 def test_yaml_depth_limit() -> None:
     assert parse_value(nested_yaml(MAX_DEPTH - 1), "yaml") is not None  # MAX_DEPTH - 1 mappings + a scalar
     assert f"nests deeper than {MAX_DEPTH} levels" in refused(nested_yaml(MAX_DEPTH + 1), "yaml")
     assert f"nests deeper than {MAX_DEPTH} levels" in refused(nested_json(MAX_DEPTH + 1), "yaml")  # flow style
-    assert recognise(nested_yaml(MAX_DEPTH + 1)) == ("text", None)
+    assert recognise(nested_yaml(MAX_DEPTH + 1))[:2] == ("text", None)
 
 
 @pytest.mark.parametrize("text", ["[" * 100_000, "- " * 50_000 + "x\n"])
 def test_very_deep_yaml_gives_a_clear_error(text: str) -> None:
     message = refused(text, "yaml")
     assert "nests deeper" in message or "nesting depth" in message, message
-    assert recognise(text) == ("text", None)
+    assert recognise(text)[:2] == ("text", None)
 
 
 # Size --------------------------------------------------------------------------------------------
@@ -130,7 +131,7 @@ def test_yaml_size_limit() -> None:
     assert len(big) > MAX_YAML_CHARS
     message = refused(big, "yaml")
     assert f"at most {MAX_YAML_CHARS}" in message and "format text" in message
-    assert recognise(big) == ("text", None)
+    assert recognise(big)[:2] == ("text", None)
     # JSON has no size limit of its own here (the value limit applies to every format).
     assert len(parse_value(json.dumps(["x"] * (MAX_YAML_CHARS // 5)), "json")) == MAX_YAML_CHARS // 5
 
@@ -138,8 +139,8 @@ def test_yaml_size_limit() -> None:
 def test_ordinary_values_are_unchanged() -> None:
     assert parse_value('{"a": [1, {"b": null}]}', "json") == {"a": [1, {"b": None}]}
     assert parse_value("a:\n  - 1\n  - two\n", "yaml") == {"a": [1, "two"]}
-    assert recognise("a:\n  b: 1\n") == ("yaml", {"a": {"b": 1}})
-    assert recognise("plain words") == ("text", None)
+    assert recognise("a:\n  b: 1\n") == ("yaml", {"a": {"b": 1}}, None)
+    assert recognise("plain words") == ("text", None, None)
     assert "invalid json at line 1, column 2" in refused("{bad", "json")
     assert "invalid yaml at line" in refused("a: [1,\n", "yaml")
 

@@ -1,9 +1,13 @@
 """Fuzzing: hypothesis drives every tool of one real server session with random and malformed arguments.
 
 Arguments follow each tool's own input schema some of the time and break it the rest: wrong types,
-huge strings, unicode, NUL bytes, ``../``, deep JSON, YAML alias bombs, unknown and missing fields.
+huge strings, unicode, NUL bytes, ``../``, deep JSON, YAML alias bombs, unknown and missing fields,
+integers past 64 bits, JSON scalars as values, YAML tags and over-long numbers in values, service names
+with control characters or look-alike letters, hosts of thousands of characters.
 Whatever comes in, the server must answer (no crash: it still lists its tools afterwards), never with a
-traceback, and never write a key outside the allowed prefixes (etcd is compared before and after).
+traceback, a bare "Error executing tool" or pydantic's own report, and never write a key outside the
+allowed prefixes (etcd is compared before and after). Every mutating call leaves exactly one audit
+line, and afterwards whatever the calls stored reads back, and the registry still lists.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import os
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -56,11 +61,36 @@ NASTY_STRINGS = [
     "*a",
     "%s%n",
     "x" * 200_000,
+    # values that parse but have no JSON form, or are ordinary scalars
+    "data: !!binary aGVsbG8=\nx: 1",
+    "tags: !!set {a: null}\nx: 1",
+    "n: " + "1" * 5000 + "\nm: 2",
+    '{"n": ' + "1" * 5000 + "}",
+    '{"a": "\\ud800"}',
+    "x: .nan\ny: 1",
+    "when: 2024-01-02\n200: ok",
 ]
+NAMES = [  # service names and hosts outside the rules (and a few inside)
+    "orders",
+    "a\x00b",
+    "a\x07b",
+    "\u043erders",  # Cyrillic o
+    "s" * 5000,
+    "h" * 5000 + ":80",
+    "127.0.0.1:80",
+    "[::1]:8080",
+    "999.1.1.1:80",
+    "ex\u0430mple.com:80",
+    "a" * 64 + ".example:80",
+    "svc_1.ns-2:8080",
+]
+HUGE = st.one_of(st.integers(min_value=2**63 - 2, max_value=2**200), st.integers(min_value=-(2**200), max_value=-1))
 GARBAGE = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
+    HUGE,
+    st.sampled_from(NAMES),
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from(NASTY_STRINGS),
     st.text(max_size=200),
@@ -77,6 +107,8 @@ def _value(schema: dict[str, Any], name: str) -> st.SearchStrategy[Any]:
         if kind == "string":
             if "enum" in schema:
                 typed.append(st.sampled_from(schema["enum"]))
+            elif name in ("name", "addr", "role"):
+                typed.append(st.sampled_from(NAMES))
             elif "key" in name or "prefix" in name:
                 typed.append(
                     st.sampled_from([ALLOWED, f"{REGISTRY}"]).flatmap(lambda p: st.text(max_size=30).map(p.__add__))
@@ -84,8 +116,10 @@ def _value(schema: dict[str, Any], name: str) -> st.SearchStrategy[Any]:
             typed.append(st.text(max_size=60))
         elif kind == "integer":
             typed.append(st.integers(min_value=-5, max_value=10**6))
+            typed.append(HUGE)
         elif kind == "number":
             typed.append(st.floats(min_value=-1, max_value=1e6))
+            typed.append(st.integers(min_value=-(10**6), max_value=10**6))  # a JSON number that is an integer
         elif kind == "boolean":
             typed.append(st.booleans())
         elif kind == "array":
@@ -120,6 +154,8 @@ class FuzzTarget:
     portal: anyio.from_thread.BlockingPortal
     client: Client
     tools: dict[str, dict[str, Any]]
+    mutating: set[str]
+    audit: Path
 
     def call(self, tool: str, args: dict[str, Any]) -> Any:
         # A hang guard: a live check (service_check, service_pick) waits at most 60 s.
@@ -146,10 +182,13 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fuzz
             registry_prefix=REGISTRY,
             hub="false",
             backup_dir=str(base / "backups"),  # cluster_snapshot writes only there
+            audit_file=str(base / "audit.jsonl"),
         )
         client = stack.enter_context(portal.wrap_async_context_manager(server))
-        tools = {t.name: t.input_schema for t in portal.call(client.list_tools).tools}
-        yield FuzzTarget(portal, client, tools), etcd
+        listed = portal.call(client.list_tools).tools
+        tools = {t.name: t.input_schema for t in listed}
+        mutating = {t.name for t in listed if t.annotations is not None and not t.annotations.read_only_hint}
+        yield FuzzTarget(portal, client, tools, mutating, base / "audit.jsonl"), etcd
 
 
 async def _seed(endpoint: str) -> None:
@@ -163,6 +202,7 @@ def test_every_tool_survives_random_and_malformed_arguments(fuzz_target: tuple[F
     target, etcd = fuzz_target
     before = target.portal.call(_snapshot, etcd.client_url)
     seen_errors: list[str] = []
+    mutating_calls: list[str] = []
 
     @settings(
         max_examples=EXAMPLES,
@@ -175,15 +215,28 @@ def test_every_tool_survives_random_and_malformed_arguments(fuzz_target: tuple[F
         tool = data.draw(st.sampled_from(sorted(target.tools)), label="tool")
         args = data.draw(arguments(target.tools[tool]), label="arguments")
         result = target.call(tool, args)
+        if tool in target.mutating:
+            mutating_calls.append(tool)
         text = error_text(result)
         assert "Traceback" not in text, text[:2000]
         assert 'File "' not in text, text[:2000]
         if result.is_error:
             seen_errors.append(text)
+            assert text.strip() != f"Error executing tool {tool}", "an error without its reason"
+            assert "errors.pydantic.dev" not in text and "validation error for" not in text, text[:2000]
         else:
             json.dumps(result.structured_content)  # a result is plain JSON
 
     one_call()
+
+    audited = [json.loads(line)["tool"] for line in target.audit.read_text().splitlines()]
+    assert audited == mutating_calls, "every mutating call leaves exactly one audit line"
+    for key in target.portal.call(_snapshot, etcd.client_url):  # whatever the calls stored reads back
+        if key.startswith(ALLOWED.encode()):
+            read = target.call("kv_get", {"key": key.decode(errors="surrogateescape")})
+            assert not read.is_error or "key not found" in error_text(read), error_text(read)
+    listed = target.call("service_list", {})
+    assert not listed.is_error, error_text(listed)
 
     assert target.portal.call(target.client.list_tools).tools, "the server stopped answering"
     after = target.portal.call(_snapshot, etcd.client_url)

@@ -32,7 +32,7 @@ KV_TOOLS = {
     "kv_list": (True, None, None),
     "kv_history": (True, None, None),
     "kv_export": (True, None, None),
-    "kv_put": (False, False, None),
+    "kv_put": (False, True, None),  # a lease over an existing key removes it
     "kv_rollback": (False, False, None),
     "kv_delete": (False, True, True),
     "kv_import": (False, True, None),
@@ -198,6 +198,9 @@ async def test_kv_put(etcd_endpoint: str, key_prefix: str, etcdctl: EtcdCtl) -> 
             "created": True,
             "previous_mod_revision": None,
             "lease": 0,
+            "dry_run": False,
+            "change": f"create key {p}a",
+            "removes": [],
         }
         updated = await call(client, "kv_put", key=p + "a", value="two")
         kv2 = stored(etcdctl, p + "a")
@@ -360,9 +363,9 @@ async def test_kv_list_paging_keys_only_and_internal_keys(
         listed = [i["key"] for i in everything["items"]]
         assert listed == sorted([*paged, p + "pagex", *r_keys])
 
-        for bad_limit in (0, 1001, -1):
+        for bad_limit, rule in ((0, "at least 1, got 0"), (1001, "at most 1000, got 1001"), (-1, "at least 1")):
             err = await call_error(client, "kv_list", prefix=p, limit=bad_limit)
-            assert "limit must be between 1 and 1000" in err
+            assert f"`limit` must be {rule}" in err
         bad_cursor = await call_error(client, "kv_list", prefix=p + "page/", cursor="@@not-a-cursor@@")
         assert "cursor" in bad_cursor
         foreign = await call_error(client, "kv_list", prefix=p + "page/", cursor=first["next_cursor"])
@@ -482,6 +485,10 @@ async def test_kv_rollback(etcd_endpoint: str, key_prefix: str, etcdctl: EtcdCtl
             "restored_from_revision": r1,
             "old_revision": r3,
             "new_revision": kv["mod_revision"],
+            "dry_run": False,
+            "change": f"write back the value key {key} had at revision {r1} over its current value "
+            f"(mod_revision {r3}; that value stays in the history)",
+            "removes": [],
         }
         assert kv["version"] == 4  # a new write, not a rewrite of history
 
@@ -550,8 +557,9 @@ async def test_kv_export_import(etcd_endpoint: str, key_prefix: str, etcdctl: Et
         assert store_revision(etcdctl) == rev_before
         assert {k: value_of(etcdctl, k) for k in keys_under(etcdctl, p)} == changed
 
-        applied = await call(client, "kv_import", document=doc, dry_run=False)
-        assert applied["dry_run"] is False
+        fingerprint = plan["plan_fingerprint"]
+        applied = await call(client, "kv_import", document=doc, dry_run=False, plan_fingerprint=fingerprint)
+        assert applied["dry_run"] is False and applied["plan_fingerprint"] == fingerprint
         assert applied["applied"] == 3
         assert applied["revision"] == store_revision(etcdctl)
         assert value_of(etcdctl, p + "b") == b'{"x": 1}'
@@ -569,12 +577,18 @@ async def test_kv_export_import(etcd_endpoint: str, key_prefix: str, etcdctl: Et
             "unchanged": [p + "a", p + "b", p + "bin", p + "c"],
         }
         assert value_of(etcdctl, p + "d") == b"extra"
-        replaced = await call(client, "kv_import", document=as_text, mode="replace", dry_run=False)
+        fingerprint = replace_plan["plan_fingerprint"]
+        replaced = await call(
+            client, "kv_import", document=as_text, mode="replace", dry_run=False, plan_fingerprint=fingerprint
+        )
         assert replaced["applied"] == 1
         assert keys_under(etcdctl, p) == [p + "a", p + "b", p + "bin", p + "c"]
         assert value_of(etcdctl, key_prefix + "cfgsibling") == b"not under cfg/"
 
-        nothing = await call(client, "kv_import", document=doc, mode="replace", dry_run=False)
+        fingerprint = (await call(client, "kv_import", document=doc, mode="replace"))["plan_fingerprint"]
+        nothing = await call(
+            client, "kv_import", document=doc, mode="replace", dry_run=False, plan_fingerprint=fingerprint
+        )
         assert nothing["applied"] == 0
         assert len(nothing["plan"]["unchanged"]) == 4
 
@@ -607,7 +621,9 @@ async def test_kv_import_large_reports_progress(etcd_endpoint: str, key_prefix: 
         reports.append((progress, total))
 
     async with server(etcd_endpoint, key_prefix) as client:
-        result = await client.call_tool("kv_import", {"document": doc, "dry_run": False}, progress_callback=on_progress)
+        fingerprint = (await call(client, "kv_import", document=doc))["plan_fingerprint"]
+        arguments = {"document": doc, "dry_run": False, "plan_fingerprint": fingerprint}
+        result = await client.call_tool("kv_import", arguments, progress_callback=on_progress)
         assert not result.is_error, result.content
         out = result.structured_content
         assert out is not None

@@ -259,7 +259,10 @@ async def test_allowed_and_denied_prefixes(etcd_endpoint: str, key_prefix: str, 
         await call(client, "kv_put", key=f"{app}new", value="2")
         doc = {"format": "kk-etcd-export/v1", "prefix": f"{app}sub/", "revision": 1, "items": []}
         doc["items"] = [{"key": f"{app}sub/a", "value": "1"}]
-        imported = await call(client, "kv_import", document=doc, mode="replace", dry_run=False)
+        fingerprint = (await call(client, "kv_import", document=doc, mode="replace"))["plan_fingerprint"]
+        imported = await call(
+            client, "kv_import", document=doc, mode="replace", dry_run=False, plan_fingerprint=fingerprint
+        )
         assert imported["plan"]["create"] == [f"{app}sub/a"]
         assert (await call(client, "kv_delete", key=f"{app}new"))["deleted"] == 1
 

@@ -11,11 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from ..change import Change
+
 PermissionKind = Literal["read", "write", "readwrite"]
-
-
-def _change() -> Any:
-    return Field(default="", description="What the call changes (with dry_run: would change), in words.")
 
 
 def _generated_password() -> Any:
@@ -62,47 +60,45 @@ class UserListResult(BaseModel):
     users: list[UserInfo]
 
 
-class UserRoleChange(UserInfo):
-    """A user's roles after a revoke (with dry_run: as they would be)."""
+class UserRoleChange(UserInfo, Change):
+    """A user's roles after a grant or revoke (with dry_run: as they would be)."""
 
-    changed: bool = Field(default=True, description="False when the user did not hold the role.")
-    dry_run: bool = False
-    change: str = _change()
+    changed: bool = Field(default=True, description="False when nothing changed (the role was held, or not).")
 
 
-class RolePermissionChange(RoleInfo):
-    """A role's permissions after a revoke (with dry_run: as they would be)."""
+class RolePermissionChange(RoleInfo, Change):
+    """A role's permissions after it was added, or a grant or revoke (with dry_run: as they would be)."""
 
-    changed: bool = Field(default=True, description="False when the role had no grant on exactly that range.")
-    dry_run: bool = False
-    change: str = _change()
+    changed: bool = Field(
+        default=True, description="False when nothing changed (the same grant existed, or none to revoke)."
+    )
 
 
-class UserAddResult(BaseModel):
+class UserAddResult(Change):
     name: str
     roles: list[str] = Field(description="Roles the new user holds.")
-    password_generated: bool = Field(description="True when the password was generated (see `password`).")
+    password_generated: bool = Field(
+        description="True when the password was generated (see `password`; with dry_run: would be)."
+    )
     password: str | None = _generated_password()
 
 
-class PasswordChangeResult(BaseModel):
+class PasswordChangeResult(Change):
     name: str
-    password_generated: bool = Field(description="True when the new password was generated (see `password`).")
+    password_generated: bool = Field(
+        description="True when the new password was generated (see `password`; with dry_run: would be)."
+    )
     password: str | None = _generated_password()
 
 
-class UserDeleteResult(BaseModel):
+class UserDeleteResult(Change):
     name: str
     deleted: bool = Field(default=True, description="False on a dry run.")
-    dry_run: bool = False
-    change: str = _change()
 
 
-class RoleDeleteResult(BaseModel):
+class RoleDeleteResult(Change):
     name: str
     deleted: bool = Field(default=True, description="False on a dry run.")
-    dry_run: bool = False
-    change: str = _change()
 
 
 class AuthStatusResult(BaseModel):
@@ -120,10 +116,8 @@ class AuthStatusResult(BaseModel):
     note: str | None = Field(default=None, description="What was inferred rather than reported, and why.")
 
 
-class AuthChangeResult(BaseModel):
-    enabled: bool = Field(description="Whether etcd enforces authentication now.")
+class AuthChangeResult(Change):
+    enabled: bool = Field(description="Whether etcd enforces authentication now (with dry_run: would).")
     changed: bool = Field(description="False when authentication already was in that state.")
     connected_as: str | None = Field(description="etcd user this server authenticates as.")
     note: str | None = None
-    dry_run: bool = False
-    change: str = _change()

@@ -13,7 +13,7 @@ import anyio
 
 from ..errors import AuthenticationFailedError, InvalidArgumentError, KkEtcdError, NotFoundError, PermissionDeniedError
 from ..etcd import EtcdClient, prefix_end
-from ..etcd.auth import EtcdAuth
+from ..etcd.auth import EtcdAuth, already_exists
 from ..etcd.auth import KeyPermission as EtcdKeyPermission
 from . import guardrails
 from .guardrails import ROOT
@@ -34,6 +34,13 @@ from .models import (
     UserRoleChange,
 )
 from .passwords import check_password, generate_password
+
+# What each permission allows: a grant replaced by a narrower one loses the difference.
+_KINDS: dict[PermissionKind, frozenset[str]] = {
+    "read": frozenset({"read"}),
+    "write": frozenset({"write"}),
+    "readwrite": frozenset({"read", "write"}),
+}
 
 # etcd grants role root everything without storing it; RoleGet shows it so once the role is added.
 _ROOT_PERMISSION = KeyPermission(key="", range_end="\0", prefix=True, permission="readwrite")
@@ -130,18 +137,32 @@ class AccessService:
             note="; ".join(notes) or None,
         )
 
-    async def enable(self) -> AuthChangeResult:
+    async def enable(self, dry_run: bool = False) -> AuthChangeResult:
+        """Turn authentication on, after the guardrails; ``dry_run`` runs them and says what would change."""
         guardrails.check_enable_credentials(self.connected_as)
         assert self.connected_as is not None
         state = await self.auth.status()
         if state.enabled:
             result = self._changed(True, False, "authentication already was enabled; nothing was changed")
-            return result.model_copy(update={"change": "change nothing: etcd authentication already is enabled"})
+            change = "change nothing: etcd authentication already is enabled"
+            return result.model_copy(update={"dry_run": dry_run, "change": change})
         guardrails.check_root_ready(await self._roles_or_none(ROOT))
         note = None
         if self.connected_as != ROOT:
             roles = await self._roles_or_none(self.connected_as)
             note = guardrails.check_server_user_exists(self.connected_as, roles)
+        planned = self._changed(True, True, note).model_copy(
+            update={
+                "dry_run": dry_run,
+                "change": "turn etcd authentication on",
+                "removes": [
+                    "access without credentials: every client without an etcd user and password is refused, and "
+                    "each user may then do only what its roles permit"
+                ],
+            }
+        )
+        if dry_run:
+            return planned
         await self.auth.enable()
         try:
             # Log in again as the server's own user: proves it still gets in (etcd 3.4 has no AuthStatus
@@ -153,7 +174,7 @@ class AccessService:
                 f"{self.connected_as}, so the server is locked out. Fix KK_ETCD_PASSWORD (or KK_ETCD_PASSWORD_FILE) "
                 "and restart it, or disable authentication again as root: etcdctl --user root auth disable."
             ) from exc
-        return self._changed(True, True, note).model_copy(update={"change": "turn etcd authentication on"})
+        return planned
 
     async def disable(self, dry_run: bool = False) -> AuthChangeResult:
         """Turn authentication off; ``dry_run`` only says whether it would change anything."""
@@ -166,9 +187,12 @@ class AccessService:
             "turn etcd authentication off: every client may then read and write every key, and no user, "
             "password or role is checked"
         )
+        removes = ["authentication: the users, passwords and role permissions etcd checks stop protecting anything"]
         if not dry_run:
             await self.auth.disable()
-        return self._changed(False, True, None).model_copy(update={"dry_run": dry_run, "change": change})
+        return self._changed(False, True, None).model_copy(
+            update={"dry_run": dry_run, "change": change, "removes": removes}
+        )
 
     def _changed(self, enabled: bool, changed: bool, note: str | None) -> AuthChangeResult:
         return AuthChangeResult(enabled=enabled, changed=changed, connected_as=self.connected_as, note=note)
@@ -192,20 +216,32 @@ class AccessService:
         guardrails.check_name("user", name)
         return UserInfo(name=name, roles=await self.auth.user_roles(name))
 
-    async def user_add(self, name: str, password: str | None = None, roles: Sequence[str] = ()) -> UserAddResult:
-        """Create a user holding ``roles``; without a password, a strong one is generated and returned once."""
+    async def user_add(
+        self, name: str, password: str | None = None, roles: Sequence[str] = (), dry_run: bool = False
+    ) -> UserAddResult:
+        """Create a user holding ``roles``; without a password, a strong one is generated and returned once.
+        ``dry_run`` checks everything (the user is new, the roles exist) and generates nothing."""
         guardrails.check_name("user", name)
         wanted = list(dict.fromkeys(roles))
         for role in wanted:
             guardrails.check_name("role", role)
         generated = password is None
-        if password is None:
-            password = generate_password()
-        else:
+        if password is not None:
             check_password(password)
         for role in wanted:
             if role != ROOT:  # role root is built in; the others must exist before anything is written
                 await self.auth.role_permissions(role)
+        holding = f" holding roles: {_listed(wanted)}" if wanted else " holding no roles"
+        secret = ", with a generated password (shown once)" if generated else ""
+        change = f"create etcd user {name}{holding}{secret}"
+        if dry_run:
+            if await self._roles_or_none(name) is not None:
+                raise already_exists("user", name)
+            return UserAddResult(
+                name=name, roles=sorted(wanted), password_generated=generated, dry_run=True, change=change
+            )
+        if password is None:
+            password = generate_password()
         await self.auth.user_add(name, password)
         try:
             for role in wanted:
@@ -216,7 +252,11 @@ class AccessService:
                 await self.auth.user_delete(name)
             raise
         return UserAddResult(
-            name=name, roles=sorted(wanted), password_generated=generated, password=password if generated else None
+            name=name,
+            roles=sorted(wanted),
+            password_generated=generated,
+            password=password if generated else None,
+            change=change,
         )
 
     async def user_delete(self, name: str, dry_run: bool = False) -> UserDeleteResult:
@@ -226,27 +266,59 @@ class AccessService:
         roles = await self.auth.user_roles(name)
         holds = f"who holds roles: {_listed(roles)}" if roles else "who holds no roles"
         change = f"delete etcd user {name}, {holds}"
+        removes = [f"etcd user {name} and its access"]
         if dry_run:
-            return UserDeleteResult(name=name, deleted=False, dry_run=True, change=change)
+            return UserDeleteResult(name=name, deleted=False, dry_run=True, change=change, removes=removes)
         await self.auth.user_delete(name)
-        return UserDeleteResult(name=name, change=change)
+        return UserDeleteResult(name=name, change=change, removes=removes)
 
-    async def user_change_password(self, name: str, password: str | None = None) -> PasswordChangeResult:
+    async def user_change_password(
+        self, name: str, password: str | None = None, dry_run: bool = False
+    ) -> PasswordChangeResult:
+        """Set a user's password (generated when not given); the old one stops working at once.
+        ``dry_run`` checks the user exists (and the password is strong enough) and generates nothing."""
         guardrails.check_name("user", name)
         guardrails.check_password_change(name, self.connected_as)
         generated = password is None
+        if password is not None:
+            check_password(password)
+        new = "a generated password (shown once)" if generated else "the password given"
+        change = f"set the password of etcd user {name} to {new}"
+        removes = [f"the current password of etcd user {name}: whoever logs in with it is refused from now on"]
+        if dry_run:
+            await self.auth.user_roles(name)  # NotFoundError when there is no such user
+            return PasswordChangeResult(
+                name=name, password_generated=generated, dry_run=True, change=change, removes=removes
+            )
         if password is None:
             password = generate_password()
-        else:
-            check_password(password)
         await self.auth.user_change_password(name, password)
-        return PasswordChangeResult(name=name, password_generated=generated, password=password if generated else None)
+        return PasswordChangeResult(
+            name=name,
+            password_generated=generated,
+            password=password if generated else None,
+            change=change,
+            removes=removes,
+        )
 
-    async def user_grant_role(self, name: str, role: str) -> UserInfo:
+    async def user_grant_role(self, name: str, role: str, dry_run: bool = False) -> UserRoleChange:
+        """Grant a role; ``dry_run`` returns the roles the user would hold, granting nothing."""
         guardrails.check_name("user", name)
         guardrails.check_name("role", role)
+        roles = await self.auth.user_roles(name)
+        if role != ROOT:
+            await self.auth.role_permissions(role)  # NotFoundError for a role that does not exist
+        changed = role not in roles
+        if changed:
+            change = f"grant role {role} to etcd user {name}"
+        else:
+            change = f"grant nothing: etcd user {name} already holds role {role}"
+        if dry_run:
+            after = sorted({*roles, role})
+            return UserRoleChange(name=name, roles=after, changed=changed, dry_run=True, change=change)
         await self.auth.user_grant_role(name, role)
-        return await self.user_get(name)
+        info = await self.user_get(name)
+        return UserRoleChange(name=name, roles=info.roles, changed=changed, change=change)
 
     async def user_revoke_role(self, name: str, role: str, dry_run: bool = False) -> UserRoleChange:
         """Revoke a role; ``dry_run`` returns the roles the user would keep, revoking nothing."""
@@ -255,16 +327,20 @@ class AccessService:
         guardrails.check_role_revoke(name, role)
         roles = await self.auth.user_roles(name)
         kept = [r for r in roles if r != role]
+        removes = []
         if role in roles:
             keeps = f"who keeps roles: {_listed(kept)}" if kept else "who then holds no roles"
             change = f"revoke role {role} from etcd user {name}, {keeps}"
+            removes = [f"role {role} of etcd user {name}, with the permissions it gives"]
         else:
             change = f"revoke nothing: etcd user {name} does not hold role {role}"
         if dry_run:
-            return UserRoleChange(name=name, roles=kept, changed=role in roles, dry_run=True, change=change)
+            return UserRoleChange(
+                name=name, roles=kept, changed=role in roles, dry_run=True, change=change, removes=removes
+            )
         await self.auth.user_revoke_role(name, role)
         after = await self.user_get(name)
-        return UserRoleChange(name=name, roles=after.roles, changed=role in roles, change=change)
+        return UserRoleChange(name=name, roles=after.roles, changed=role in roles, change=change, removes=removes)
 
     # Roles -----------------------------------------------------------------------------------------
 
@@ -285,10 +361,22 @@ class AccessService:
             raise
         return RoleInfo(name=name, permissions=[key_permission(p) for p in perms])
 
-    async def role_add(self, name: str) -> RoleInfo:
+    async def role_add(self, name: str, dry_run: bool = False) -> RolePermissionChange:
+        """Create a role without permissions; ``dry_run`` checks that it is new."""
         guardrails.check_name("role", name)
+        change = f"create etcd role {name}, without permissions"
+        if dry_run:
+            if name == ROOT or await self._permissions_or_none(name) is not None:
+                raise already_exists("role", name)
+            return RolePermissionChange(name=name, permissions=[], dry_run=True, change=change)
         await self.auth.role_add(name)
-        return RoleInfo(name=name, permissions=[])
+        return RolePermissionChange(name=name, permissions=[], change=change)
+
+    async def _permissions_or_none(self, role: str) -> list[EtcdKeyPermission] | None:
+        try:
+            return await self.auth.role_permissions(role)
+        except NotFoundError:
+            return None
 
     async def role_delete(self, name: str, dry_run: bool = False) -> RoleDeleteResult:
         """Delete a role; ``dry_run`` only reads it and the users holding it, and says what would go."""
@@ -300,10 +388,11 @@ class AccessService:
         more = f", ... ({len(role.permissions) - 10} more)" if len(role.permissions) > 10 else ""
         lose = f"the users holding it lose it: {_listed(holders)}" if holders else "no user holds it"
         change = f"delete etcd role {name} (key permissions: {perms}{more}); {lose}"
+        removes = [f"etcd role {name}, and the permissions it gives its users"]
         if dry_run:
-            return RoleDeleteResult(name=name, deleted=False, dry_run=True, change=change)
+            return RoleDeleteResult(name=name, deleted=False, dry_run=True, change=change, removes=removes)
         await self.auth.role_delete(name)
-        return RoleDeleteResult(name=name, change=change)
+        return RoleDeleteResult(name=name, change=change, removes=removes)
 
     async def role_grant_permission(
         self,
@@ -312,11 +401,38 @@ class AccessService:
         permission: PermissionKind = "read",
         range_end: str | None = None,
         prefix: bool = False,
-    ) -> RoleInfo:
+        dry_run: bool = False,
+    ) -> RolePermissionChange:
+        """Grant ``permission`` on a key, range or prefix. etcd replaces a grant on exactly that range, so a
+        narrower grant takes away what the old one allowed (readwrite -> read takes write away): ``removes``
+        says so. ``dry_run`` returns the permissions the role would have, granting nothing."""
         guardrails.check_name("role", role)
         start, end = key_range(key, range_end, prefix)
+        perms = await self.auth.role_permissions(role)
+        what = describe_range(key, range_end, prefix)
+        same_range = [p for p in perms if p.key == start and p.range_end == end]
+        had = {kind for p in same_range for kind in _KINDS[p.kind]}
+        lost = sorted(had - _KINDS[permission])
+        removes = [f"{kind} permission of etcd role {role} on {what}" for kind in lost]
+        changed = [p.kind for p in same_range] != [permission]
+        if not changed:
+            change = f"grant nothing: etcd role {role} already has {permission} on {what}"
+        elif same_range:
+            old = "/".join(sorted({p.kind for p in same_range}))
+            change = f"replace the {old} permission of etcd role {role} on {what} by {permission}"
+        else:
+            change = f"grant {permission} on {what} to etcd role {role}"
+        if dry_run:
+            granted = EtcdKeyPermission(key=start, range_end=end, kind=permission)
+            after = [key_permission(p) for p in perms if p not in same_range] + [key_permission(granted)]
+            return RolePermissionChange(
+                name=role, permissions=after, changed=changed, dry_run=True, change=change, removes=removes
+            )
         await self.auth.role_grant_permission(role, start, end, permission)
-        return await self.role_get(role)
+        info = await self.role_get(role)
+        return RolePermissionChange(
+            name=role, permissions=info.permissions, changed=changed, change=change, removes=removes
+        )
 
     async def role_revoke_permission(
         self, role: str, key: str, range_end: str | None = None, prefix: bool = False, dry_run: bool = False
@@ -327,16 +443,20 @@ class AccessService:
         perms = await self.auth.role_permissions(role)
         matching = [p for p in perms if p.key == start and p.range_end == end]
         what = describe_range(key, range_end, prefix)
+        removes = []
         if matching:
             kinds = "/".join(sorted({p.kind for p in matching}))
             change = f"revoke {kinds} permission on {what} from etcd role {role}"
+            removes = [f"{kinds} permission of etcd role {role} on {what}"]
         else:
             change = f"revoke nothing: etcd role {role} has no permission on exactly {what}"
         if dry_run:
             kept = [key_permission(p) for p in perms if p not in matching]
             return RolePermissionChange(
-                name=role, permissions=kept, changed=bool(matching), dry_run=True, change=change
+                name=role, permissions=kept, changed=bool(matching), dry_run=True, change=change, removes=removes
             )
         await self.auth.role_revoke_permission(role, start, end)
         after = await self.role_get(role)
-        return RolePermissionChange(name=role, permissions=after.permissions, changed=bool(matching), change=change)
+        return RolePermissionChange(
+            name=role, permissions=after.permissions, changed=bool(matching), change=change, removes=removes
+        )

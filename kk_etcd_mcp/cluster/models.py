@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from ..change import Change
+
 
 def hex_id(value: int) -> str:
     return f"{value:x}"
@@ -65,13 +67,14 @@ class ClusterStatus(BaseModel):
     errors: list[str] = Field(description="Errors the answering member reports (empty when healthy).")
 
 
-class SnapshotResult(BaseModel):
+class SnapshotResult(Change):
     path: str = Field(description="Absolute path of the snapshot file, inside the configured backup_dir.")
     name: str = Field(description="File name of the snapshot inside backup_dir.")
-    size: int = Field(description="Bytes in the file.")
-    sha256: str = Field(description="SHA-256 of the file, hex.")
+    size: int = Field(description="Bytes in the file (with dry_run: 0).")
+    sha256: str = Field(description="SHA-256 of the file, hex (with dry_run: '').")
     revision: int = Field(
-        description="Store revision the snapshot holds (exact when revision_exact; else the lowest it can be)."
+        description="Store revision the snapshot holds (exact when revision_exact; else the lowest it can be; "
+        "with dry_run: 0)."
     )
     revision_exact: bool = Field(
         description="False only when a write reached etcd in the instant the snapshot was taken; the snapshot "

@@ -104,15 +104,33 @@ class ClusterService:
                 problems.append(str(error))
         into[member.id] = "; ".join(problems)
 
-    async def snapshot(self, name: str | None = None, progress: Progress | None = None) -> SnapshotResult:
+    async def snapshot(
+        self, name: str | None = None, progress: Progress | None = None, dry_run: bool = False
+    ) -> SnapshotResult:
         """Stream a snapshot of etcd's database into ``backup_dir/<name>``; never overwrites a file.
 
         The file appears only when complete and checked against etcd's digest; on any failure or
-        cancellation nothing is left behind. See ``names`` for what a name may be.
+        cancellation nothing is left behind. See ``names`` for what a name may be. ``dry_run`` checks
+        the name and says where the file would go, writing nothing.
         """
         file_name = snapshot_file_name(name)
         target = self.backup_dir / file_name
         refuse_existing(target)
+        change = f"save a snapshot of etcd's whole database as {target}"
+        if dry_run:  # nothing is asked of etcd: that needs role root, and the snapshot itself says so
+            return SnapshotResult(
+                path=str(target),
+                name=file_name,
+                size=0,
+                sha256="",
+                revision=0,
+                revision_exact=False,
+                revision_after=0,
+                took_seconds=0.0,
+                restore_hint=restore_hint(target, ""),
+                dry_run=True,
+                change=change,
+            )
         ensure_directory(self.backup_dir)
         started = time.monotonic()
         async with AtomicFile(target) as out:
@@ -127,11 +145,17 @@ class ClusterService:
             revision_exact=summary.revision_exact,
             revision_after=summary.revision_after,
             took_seconds=round(time.monotonic() - started, 3),
-            restore_hint=(
-                f"{restore_command(summary.server_version)} {target} --data-dir <new empty dir> (plus --name and "
-                "--initial-* flags per member), then start etcd with that data dir"
-            ),
+            restore_hint=restore_hint(target, summary.server_version),
+            change=change,
         )
+
+
+def restore_hint(target: Path, server_version: str) -> str:
+    """How to restore ``target``; ``server_version`` "" when etcd was not asked (a dry run)."""
+    return (
+        f"{restore_command(server_version)} {target} --data-dir <new empty dir> (plus --name and --initial-* "
+        "flags per member), then start etcd with that data dir"
+    )
 
 
 def restore_command(server_version: str) -> str:

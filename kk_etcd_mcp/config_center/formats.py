@@ -15,20 +15,30 @@ Limits, so that a value cannot make the server (or the model reading the result)
 - JSON and YAML nest at most ``MAX_DEPTH`` levels (the MCP client's own JSON parser stops at a
   few hundred, and the interpreter's stack earlier than that for some paths).
 
-Writing refuses a value over a limit with InvalidValueError; reading shows such a value as text.
+What a read returns must be plain JSON (tool results are JSON): objects with string keys, arrays,
+strings, finite numbers, booleans and null. YAML's dates and timestamps become ISO 8601 strings and
+its scalar keys (``200:``, ``true:``) strings, as JSON renderings of YAML usually do; what has no JSON
+form (``!!binary``, ``!!set``, ``.inf``/``.nan``, an integer longer than Python's 4,300-digit limit,
+an unknown tag) makes the value unrepresentable.
+
+Writing refuses, with InvalidValueError and the reason, a json/yaml value that is over a limit or
+unrepresentable; reading shows such a value as text and says why (``note``).
 """
 
 from __future__ import annotations
 
 import base64
+import datetime
 import json
+import math
+import sys
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import yaml
 from yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, ScalarEvent
 
-from ..errors import InvalidValueError
+from ..errors import InvalidArgumentError, InvalidValueError
 
 # libyaml's safe loader/dumper when PyYAML was built with it: several times faster, same semantics.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -49,6 +59,11 @@ class DecodedValue:
     format: ValueFormat
     encoding: Encoding
     data: Any = None
+    note: str | None = None  # why a value that parses as json/yaml is shown as text only
+
+
+class UnrepresentableValueError(InvalidValueError):
+    """The value parses, but over a limit or into something JSON cannot carry: it reads back as text."""
 
 
 def parse_value(text: str, fmt: ValueFormat) -> Any:
@@ -74,9 +89,11 @@ def load_json(text: str) -> Any:
         raise InvalidValueError(f"invalid json at line {exc.lineno}, column {exc.colno}: {exc.msg}.") from None
     except RecursionError:  # the C decoder stops at the interpreter's recursion limit
         raise _too_deep("json") from None
+    except ValueError:  # an integer over the interpreter's digit limit (int_max_str_digits)
+        raise _long_integer("json") from None
     if _depth(data) > MAX_DEPTH:
         raise _too_deep("json")
-    return data
+    return plain(data, "json")
 
 
 def load_yaml(text: str) -> Any:
@@ -88,7 +105,10 @@ def load_yaml(text: str) -> Any:
         )
     try:
         _check_yaml_events(text)
-        return yaml.load(text, Loader=_YAML_LOADER)  # _YAML_LOADER is a safe loader
+        data = yaml.load(text, Loader=_YAML_LOADER)  # _YAML_LOADER is a safe loader
+    except yaml.constructor.ConstructorError as exc:  # it parses, into something the safe loader cannot build
+        problem = exc.problem or "cannot be built"
+        raise UnrepresentableValueError(f"yaml value uses what the safe loader refuses: {problem}.") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -98,6 +118,9 @@ def load_yaml(text: str) -> Any:
         raise InvalidValueError(f"invalid yaml: {exc}.") from None
     except RecursionError:  # only the pure-Python loader recurses per level; the event scan stops sooner
         raise _too_deep("yaml") from None
+    except ValueError:  # an integer over the interpreter's digit limit (int_max_str_digits)
+        raise _long_integer("yaml") from None
+    return plain(data, "yaml")
 
 
 def _check_yaml_events(text: str) -> None:
@@ -113,13 +136,13 @@ def _check_yaml_events(text: str) -> None:
         if isinstance(event, AliasEvent):
             aliases += 1
             if aliases > MAX_YAML_ALIASES:
-                raise InvalidValueError(f"yaml value uses more than {MAX_YAML_ALIASES} aliases (*name).")
+                raise UnrepresentableValueError(f"yaml value uses more than {MAX_YAML_ALIASES} aliases (*name).")
             if any(anchor == event.anchor for _, anchor in open_nodes):
-                raise InvalidValueError(f"yaml alias *{event.anchor} refers to a node that contains it.")
+                raise UnrepresentableValueError(f"yaml alias *{event.anchor} refers to a node that contains it.")
             size = sizes.get(event.anchor or "", 1)  # an undefined alias: the loader reports it
             expansion += size
             if expansion > MAX_ALIAS_EXPANSION:
-                raise InvalidValueError(
+                raise UnrepresentableValueError(
                     f"yaml aliases would expand to more than {MAX_ALIAS_EXPANSION} nodes "
                     "(a 'billion laughs' document?); write the value without nested aliases."
                 )
@@ -164,20 +187,102 @@ def _depth(data: Any) -> int:
 
 
 def _too_deep(fmt: str) -> InvalidValueError:
-    return InvalidValueError(f"{fmt} value nests deeper than {MAX_DEPTH} levels; flatten it.")
+    return UnrepresentableValueError(f"{fmt} value nests deeper than {MAX_DEPTH} levels; flatten it.")
+
+
+def _long_integer(fmt: str) -> InvalidValueError:
+    return UnrepresentableValueError(
+        f"{fmt} value holds an integer longer than {sys.get_int_max_str_digits()} digits, which cannot be read "
+        "as a number; write it as a string."
+    )
+
+
+def plain(data: Any, fmt: str) -> Any:
+    """``data`` as plain JSON (see the module docstring), or UnrepresentableValueError saying what is not.
+
+    Called after the depth check, so the recursion is bounded by MAX_DEPTH.
+    """
+
+    def convert(node: Any, path: str) -> Any:
+        if isinstance(node, dict):
+            converted: dict[str, Any] = {}
+            for key, value in node.items():
+                name = _key_text(key, fmt, path)
+                if name in converted:
+                    raise UnrepresentableValueError(f"{fmt} value has two keys that read as {name!r} at {path}.")
+                converted[name] = convert(value, f"{path}.{name}")
+            return converted
+        if isinstance(node, list | tuple):  # tuples: YAML's !!pairs and !!omap
+            return [convert(item, f"{path}[{i}]") for i, item in enumerate(node)]
+        if isinstance(node, str):
+            if not node.isascii() and not _encodable(node):
+                raise UnrepresentableValueError(
+                    f"{fmt} value holds a lone UTF-16 surrogate (an escape such as \\ud800) at {path}, "
+                    "which no UTF-8 JSON text can carry."
+                )
+            return node
+        if node is None or isinstance(node, bool | int):
+            return node
+        if isinstance(node, float):
+            if not math.isfinite(node):
+                raise UnrepresentableValueError(f"{fmt} value holds {node} at {path}, which JSON cannot carry.")
+            return node
+        if isinstance(node, datetime.date):  # also datetime; YAML timestamps
+            return node.isoformat()
+        raise UnrepresentableValueError(f"{fmt} value holds {_kind(node)} at {path}, which JSON cannot carry.")
+
+    return convert(data, "$")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _key_text(key: Any, fmt: str, path: str) -> str:
+    if isinstance(key, str) and (key.isascii() or _encodable(key)):
+        return key
+    if isinstance(key, datetime.date):
+        return key.isoformat()
+    if key is None or isinstance(key, bool | int | float):
+        try:
+            return json.dumps(key)  # 200 -> "200", True -> "true", None -> "null"
+        except ValueError:  # an integer over the digit limit, or a float that is not finite
+            pass
+    raise UnrepresentableValueError(f"{fmt} value has a key JSON cannot carry ({_kind(key)}) at {path}.")
+
+
+def _kind(node: Any) -> str:
+    if isinstance(node, bytes):
+        return "binary data (!!binary)"
+    if isinstance(node, set | frozenset):
+        return "a set (!!set)"
+    if isinstance(node, float):
+        return str(node)
+    if isinstance(node, int):
+        return "an integer over the digit limit"
+    return f"a {type(node).__name__}"
 
 
 def encode_value(value: str | dict[str, Any] | list[Any], fmt: ValueFormat) -> bytes:
     """The bytes to store: text as given (validated for json/yaml), or a structure serialised as ``fmt``."""
     if isinstance(value, str):
         parse_value(value, fmt)
-        return value.encode()
-    if fmt != "text" and _depth(value) > MAX_DEPTH:  # it would be stored, then read back only as text
-        raise InvalidValueError(f"{_too_deep(fmt)} Nothing was written.")
+        return utf8(value, "the value")
+    if fmt != "text":  # what would be stored, then read back only as text, is refused
+        try:
+            if _depth(value) > MAX_DEPTH:
+                raise _too_deep(fmt)
+            value = plain(value, fmt)
+        except InvalidValueError as exc:
+            raise InvalidValueError(f"{exc} Nothing was written.") from None
     if fmt == "json":
-        return json.dumps(value, indent=2, ensure_ascii=False).encode()
+        return utf8(json.dumps(value, indent=2, ensure_ascii=False), "the value")
     if fmt == "yaml":
-        return yaml.dump(value, Dumper=_YAML_DUMPER, sort_keys=False, allow_unicode=True).encode()
+        return utf8(yaml.dump(value, Dumper=_YAML_DUMPER, sort_keys=False, allow_unicode=True), "the value")
     raise InvalidValueError("format text takes a string value; pass format json or yaml for an object or list")
 
 
@@ -186,26 +291,43 @@ def decode_value(raw: bytes) -> DecodedValue:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return DecodedValue(value=base64.b64encode(raw).decode(), format="text", encoding="base64")
-    fmt, data = recognise(text)
-    return DecodedValue(value=text, format=fmt, encoding="utf-8", data=data)
+    fmt, data, note = recognise(text)
+    return DecodedValue(value=text, format=fmt, encoding="utf-8", data=data, note=note)
 
 
-def recognise(text: str) -> tuple[ValueFormat, Any]:
-    """The format of a stored value, and its data; a value over a limit reads as text."""
+def recognise(text: str) -> tuple[ValueFormat, Any, str | None]:
+    """The format of a stored value, its data, and why a value that parses is shown as text only
+    (over a limit, or unrepresentable in JSON); such a value reads as text."""
     stripped = text.lstrip()
     if stripped[:1] in ("{", "["):
         try:
             data = load_json(text)
+        except UnrepresentableValueError as exc:  # it is JSON: not to be read as YAML instead
+            return "text", None, f"shown as text only: {exc}"
         except InvalidValueError:
             pass
         else:
             if isinstance(data, dict | list):
-                return "json", data
+                return "json", data, None
     if "\n" in stripped or ": " in stripped or stripped.startswith("- "):
         try:
             data = load_yaml(text)
+        except UnrepresentableValueError as exc:
+            return "text", None, f"shown as text only: {exc}"
         except InvalidValueError:
-            return "text", None
+            return "text", None, None
         if isinstance(data, dict | list):
-            return "yaml", data
-    return "text", None
+            return "yaml", data, None
+    return "text", None, None
+
+
+def utf8(text: str, what: str) -> bytes:
+    """``text`` as UTF-8; InvalidArgumentError for a lone surrogate (from a JSON escape such as \\ud800)."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start : exc.end].encode("unicode_escape").decode()
+        raise InvalidArgumentError(
+            f"{what} contains {bad} at position {exc.start}, a lone UTF-16 surrogate that UTF-8 (and so etcd) "
+            "cannot store. Nothing was written."
+        ) from None

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, WithJsonSchema
 
+from ..change import Change
 from .formats import Encoding, ValueFormat
 
 # Only a JSON object/array or a YAML mapping/sequence is parsed (anything else is text), so the schema says
@@ -24,14 +25,20 @@ class KvEntry(BaseModel):
     mod_revision: int
     version: int
     lease: int = Field(default=0, description="Lease ID the key is attached to (0: none).")
+    note: str | None = Field(
+        default=None,
+        description="Why a value that parses as json/yaml is shown as text only (over a limit, or not plain JSON).",
+    )
 
 
-class KvPutResult(BaseModel):
+class KvPutResult(Change):
     key: str
-    revision: int = Field(description="Revision of this write: the key's new mod_revision.")
+    revision: int = Field(
+        description="Revision of this write: the key's new mod_revision (with dry_run: the revision read)."
+    )
     created: bool = Field(description="True when the key did not exist before.")
     previous_mod_revision: int | None = Field(description="mod_revision the key had before, if it existed.")
-    lease: int = 0
+    lease: int = Field(default=0, description="Lease the key now expires with (0: none; with dry_run: 0).")
 
 
 class KvListItem(BaseModel):
@@ -48,14 +55,12 @@ class KvListResult(BaseModel):
     revision: int = Field(description="Store revision the first page was read at.")
 
 
-class KvDeleteResult(BaseModel):
+class KvDeleteResult(Change):
     deleted: int = Field(description="Number of keys deleted (with dry_run: that would be).")
     revision: int = Field(description="Revision after the delete (with dry_run: the revision read).")
     keys: list[str] = Field(
         default_factory=list, description="The keys deleted (with dry_run: that would be), in key order, at most 100."
     )
-    dry_run: bool = False
-    change: str = Field(default="", description="What the call changes (with dry_run: would change), in words.")
 
 
 class KvVersion(BaseModel):
@@ -72,11 +77,11 @@ class KvHistoryResult(BaseModel):
     note: str | None = Field(default=None, description="Why the history stops early, if it does.")
 
 
-class KvRollbackResult(BaseModel):
+class KvRollbackResult(Change):
     key: str
     restored_from_revision: int = Field(description="mod_revision of the value written back.")
     old_revision: int = Field(description="mod_revision the key had before the rollback (0: absent).")
-    new_revision: int
+    new_revision: int = Field(description="Revision of the write (with dry_run: 0).")
 
 
 class ExportItem(BaseModel):
@@ -99,10 +104,18 @@ class ImportPlan(BaseModel):
     unchanged: list[str] = Field(default_factory=list)
 
 
-class ImportResult(BaseModel):
+class ImportResult(Change):
     mode: Literal["merge", "replace"]
-    dry_run: bool
     plan: ImportPlan
+    plan_fingerprint: str = Field(
+        description=(
+            "Identifies this plan: the document, the mode, and the mod_revision of every key under the prefix. "
+            "Pass it back as plan_fingerprint to apply exactly the plan reviewed; the apply is refused when "
+            "anything changed since."
+        )
+    )
     applied: int = Field(description="Operations written (0 on a dry run).")
     revision: int | None = Field(default=None, description="Revision after the last transaction.")
-    change: str = Field(default="", description="The plan in words (what a confirmation shows).")
+
+    def reviewed(self) -> tuple[str, ...]:
+        return (*super().reviewed(), self.plan_fingerprint)

@@ -10,10 +10,20 @@ from typing import Any
 
 import anyio
 
-from ..errors import CompactedError, InvalidArgumentError, KkEtcdError, NotFoundError, RevisionConflictError
+from ..change import named
+from ..errors import (
+    CompactedError,
+    ConflictError,
+    InvalidArgumentError,
+    KkEtcdError,
+    NotFoundError,
+    PermissionDeniedError,
+    RevisionConflictError,
+)
 from ..etcd import Compare, Delete, EtcdClient, Get, KeyValue, Put, PutResult
+from ..ranges import MAX_INT64, MAX_LEASE_TTL, check_range
 from . import transfer
-from .formats import Encoding, ValueFormat, decode_value, encode_value
+from .formats import Encoding, ValueFormat, decode_value, encode_value, utf8
 from .keys import KeyPolicy, Range, show
 from .limits import DEFAULT_MAX_VALUE_BYTES, check_value_size
 from .models import (
@@ -40,7 +50,7 @@ Progress = Callable[[int, int], Awaitable[None]]
 def _key(key: str) -> bytes:
     if not key:
         raise InvalidArgumentError("key must not be empty")
-    return key.encode()
+    return utf8(key, "the key")
 
 
 def _range_end(end: bytes | None) -> bytes:
@@ -59,6 +69,7 @@ def entry(kv: KeyValue) -> KvEntry:
         mod_revision=kv.mod_revision,
         version=kv.version,
         lease=kv.lease,
+        note=decoded.note,
     )
 
 
@@ -79,8 +90,7 @@ class ConfigCenter:
     async def get(self, key: str, revision: int = 0) -> KvEntry:
         k = _key(key)
         self.policy.check_read(k)
-        if revision < 0:
-            raise InvalidArgumentError("revision must be 0 (latest) or a positive revision")
+        check_range("revision", revision, 0, MAX_INT64, " (0 = latest)")
         kv = await self.etcd.get(k, revision=revision)
         if kv is None:
             at = f" at revision {revision}" if revision else ""
@@ -94,41 +104,67 @@ class ConfigCenter:
         fmt: ValueFormat = "text",
         expected_revision: int | None = None,
         lease_ttl: int | None = None,
+        *,
+        dry_run: bool = False,
+        reviewed: KvPutResult | None = None,
     ) -> KvPutResult:
+        """Write a value; ``dry_run`` checks everything and says what it would change.
+
+        With ``lease_ttl`` the key is deleted when its lease expires, which removes a key that exists.
+        ``reviewed``: the dry run the caller was shown; a write with a lease then goes ahead only while
+        the key is still as that dry run saw it (unless ``expected_revision`` says otherwise).
+        """
         k = _key(key)
         self.policy.check_write(k)  # before the lease: a lease is a write too (it deletes when it expires)
         data = encode_value(value, fmt)  # invalid json/yaml stops here, before anything is written
         check_value_size(key, len(data), self.max_value_bytes)
-        if expected_revision is not None and expected_revision < 0:
-            raise InvalidArgumentError("expected_revision must be 0 (key must be absent) or a mod_revision")
-        if lease_ttl is not None and lease_ttl <= 0:
-            raise InvalidArgumentError("lease_ttl must be a positive number of seconds")
+        if expected_revision is not None:
+            check_range("expected_revision", expected_revision, 0, MAX_INT64, " (0 = the key must be absent)")
+        if lease_ttl is not None:
+            check_range("lease_ttl", lease_ttl, 1, MAX_LEASE_TTL, " seconds")
+        if dry_run:
+            try:
+                page = await self.etcd.range(k, keys_only=True)
+            except PermissionDeniedError:
+                if expected_revision is not None:
+                    raise
+                return _unread_put_result(key, lease_ttl)  # a user who may write but not read the key
+            current = page.kvs[0] if page.kvs else None
+            found = current.mod_revision if current else 0
+            if expected_revision is not None and found != expected_revision:
+                raise RevisionConflictError(key, expected_revision, found)
+            return _put_result(key, current, page.revision, 0, lease_ttl).model_copy(update={"dry_run": True})
+        guard, guarded_by_review = expected_revision, False
+        if guard is None and lease_ttl is not None and reviewed is not None and reviewed.revision:  # it read the key
+            guard, guarded_by_review = reviewed.previous_mod_revision or 0, True
         lease = await self.etcd.lease_grant(lease_ttl) if lease_ttl else 0
         try:
-            if expected_revision is None:
+            if guard is None:
                 result = await self.etcd.put(k, data, lease=lease, prev_kv=True)
                 prev, revision = result.prev, result.revision
             else:
-                prev, revision = await self._put_if(k, data, lease, expected_revision)
+                prev, revision = await self._put_if(k, data, lease, guard, guarded_by_review)
         except BaseException:
             if lease:  # nothing was written under it; if the revoke fails too, the lease expires by itself
                 with anyio.CancelScope(shield=True), contextlib.suppress(KkEtcdError):
                     await self.etcd.lease_revoke(lease)
             raise
-        return KvPutResult(
-            key=key,
-            revision=revision,
-            created=prev is None,
-            previous_mod_revision=prev.mod_revision if prev else None,
-            lease=lease,
-        )
+        return _put_result(key, prev, revision, lease, lease_ttl)
 
-    async def _put_if(self, k: bytes, data: bytes, lease: int, expected: int) -> tuple[KeyValue | None, int]:
+    async def _put_if(
+        self, k: bytes, data: bytes, lease: int, expected: int, guarded_by_review: bool
+    ) -> tuple[KeyValue | None, int]:
         res = await self.etcd.txn(
             [Compare(k, "mod", "==", expected)], [Put(k, data, lease=lease, prev_kv=True)], [Get(k)]
         )
         if not res.succeeded:
-            raise RevisionConflictError(show(k), expected, _mod_revision(res.results[0]))
+            found = _mod_revision(res.results[0])
+            if guarded_by_review:
+                raise ConflictError(
+                    f"{show(k)} changed after kv_put previewed it (mod_revision {expected} then, {found} now); "
+                    "nothing was written. Call kv_put again to see (and confirm) what it would change now."
+                )
+            raise RevisionConflictError(show(k), expected, found)
         put = res.results[0]
         assert isinstance(put, PutResult)
         return put.prev, res.revision
@@ -170,13 +206,22 @@ class ConfigCenter:
             keys, count, revision = await _keys_in(self.etcd, ranges)
             if dry_run:
                 return KvDeleteResult(
-                    deleted=count, revision=revision, keys=keys, dry_run=True, change=_prefix_change(key, keys, count)
+                    deleted=count,
+                    revision=revision,
+                    keys=keys,
+                    dry_run=True,
+                    change=_prefix_change(key, keys, count),
+                    removes=named("key", keys, count),
                 )
             res = await self.etcd.txn([], [Delete(lo, _range_end(hi)) for lo, hi in ranges])
             deleted = sum(getattr(r, "deleted", 0) for r in res.results)
             # `keys` were read just before the delete, in its own request.
             return KvDeleteResult(
-                deleted=deleted, revision=res.revision, keys=keys, change=_prefix_change(key, keys, deleted)
+                deleted=deleted,
+                revision=res.revision,
+                keys=keys,
+                change=_prefix_change(key, keys, deleted),
+                removes=named("key", keys, deleted),
             )
         k = _key(key)
         self.policy.check_write(k)
@@ -191,6 +236,7 @@ class ConfigCenter:
                 keys=[key] if page.kvs else [],
                 dry_run=True,
                 change=_key_change(key, bool(page.kvs)),
+                removes=named("key", [key] if page.kvs else []),
             )
         if expected_revision is None:
             result = await self.etcd.delete(k)
@@ -201,7 +247,11 @@ class ConfigCenter:
                 raise RevisionConflictError(key, expected_revision, _mod_revision(res.results[0]))
             deleted, revision = getattr(res.results[0], "deleted", 0), res.revision
         return KvDeleteResult(
-            deleted=deleted, revision=revision, keys=[key] if deleted else [], change=_key_change(key, bool(deleted))
+            deleted=deleted,
+            revision=revision,
+            keys=[key] if deleted else [],
+            change=_key_change(key, bool(deleted)),
+            removes=named("key", [key] if deleted else []),
         )
 
     async def history(self, key: str, limit: int = 10) -> KvHistoryResult:
@@ -234,22 +284,32 @@ class ConfigCenter:
         complete = versions[-1].version == 1
         return KvHistoryResult(key=key, versions=versions, complete=complete, note=note)
 
-    async def rollback(self, key: str, to_revision: int) -> KvRollbackResult:
+    async def rollback(self, key: str, to_revision: int, *, dry_run: bool = False) -> KvRollbackResult:
+        """Write back the value ``key`` had at ``to_revision`` (compare-and-swap on its current revision);
+        ``dry_run`` checks everything and says what it would write."""
         k = _key(key)
         self.policy.check_write(k)
-        if to_revision < 1:
-            raise InvalidArgumentError("to_revision must be a positive revision (see kv_history)")
+        check_range("to_revision", to_revision, 1, MAX_INT64, " (a mod_revision from kv_history)")
         old = await self.etcd.get(k, revision=to_revision)
         if old is None:
             raise NotFoundError(f"key {key} did not exist at revision {to_revision}; kv_history lists its revisions")
+        check_value_size(key, len(old.value), self.max_value_bytes)  # the limit holds for every write
         current = await self.etcd.get(k)
         expected = current.mod_revision if current else 0
+        if current is None:
+            change = f"recreate key {key} with the value it had at revision {old.mod_revision}"
+        else:
+            change = f"write back the value key {key} had at revision {old.mod_revision} over its current value "
+            change += f"(mod_revision {expected}; that value stays in the history)"
+        result = KvRollbackResult(
+            key=key, restored_from_revision=old.mod_revision, old_revision=expected, new_revision=0, change=change
+        )
+        if dry_run:
+            return result.model_copy(update={"dry_run": True})
         res = await self.etcd.txn([Compare(k, "mod", "==", expected)], [Put(k, old.value)], [Get(k)])
         if not res.succeeded:
             raise RevisionConflictError(key, expected, _mod_revision(res.results[0]))
-        return KvRollbackResult(
-            key=key, restored_from_revision=old.mod_revision, old_revision=expected, new_revision=res.revision
-        )
+        return result.model_copy(update={"new_revision": res.revision})
 
     async def export(self, prefix: str) -> ExportDocument:
         return await transfer.export_prefix(self.etcd, self.policy, prefix)
@@ -260,9 +320,18 @@ class ConfigCenter:
         mode: str,
         dry_run: bool,
         progress: Progress | None,
+        plan_fingerprint: str | None = None,
     ) -> ImportResult:
+        """See ``transfer.import_document``: an apply needs the ``plan_fingerprint`` of the plan reviewed."""
         return await transfer.import_document(
-            self.etcd, self.policy, document, mode, dry_run, progress, max_value_bytes=self.max_value_bytes
+            self.etcd,
+            self.policy,
+            document,
+            mode,
+            dry_run,
+            progress,
+            max_value_bytes=self.max_value_bytes,
+            plan_fingerprint=plan_fingerprint,
         )
 
 
@@ -278,6 +347,37 @@ async def _keys_in(etcd: EtcdClient, ranges: list[Range]) -> tuple[list[str], in
     if revision == 0:
         revision = await etcd.current_revision()
     return keys, count, revision
+
+
+def _put_result(key: str, prev: KeyValue | None, revision: int, lease: int, lease_ttl: int | None) -> KvPutResult:
+    """What a write does (or would do): create or overwrite, and whether its lease removes an existing key."""
+    change = f"create key {key}" if prev is None else f"overwrite key {key} (mod_revision {prev.mod_revision})"
+    removes: list[str] = []
+    if lease_ttl is not None:
+        change += f" on a new lease of {lease_ttl} s: the key is deleted when the lease expires"
+        if prev is not None:
+            removes = [f"key {key}: it is deleted when its new {lease_ttl}-second lease expires"]
+    return KvPutResult(
+        key=key,
+        revision=revision,
+        created=prev is None,
+        previous_mod_revision=prev.mod_revision if prev else None,
+        lease=lease,
+        change=change,
+        removes=removes,
+    )
+
+
+def _unread_put_result(key: str, lease_ttl: int | None) -> KvPutResult:
+    """A dry run that may not read the key: a lease may remove it, so that is what the plan says."""
+    change = f"write key {key} (this server's etcd user may not read it, so whether it exists is unknown)"
+    removes = []
+    if lease_ttl is not None:
+        change += f" on a new lease of {lease_ttl} s: the key is deleted when the lease expires"
+        removes = [f"key {key}, if it exists: it is deleted when its new {lease_ttl}-second lease expires"]
+    return KvPutResult(
+        key=key, revision=0, created=False, previous_mod_revision=None, dry_run=True, change=change, removes=removes
+    )
 
 
 def _key_change(key: str, exists: bool) -> str:

@@ -1,22 +1,28 @@
 """Export a prefix to a document, and import one back as a plan of guarded transactions.
 
-Every write of an import is guarded by the mod_revision seen when the plan was made, so a key that
-changes meanwhile stops the import instead of being overwritten; transactions hold at most
-``TXN_MAX_OPS`` operations (etcd's default ``--max-txn-ops``).
+An import applies only a plan somebody reviewed. Its dry run returns the plan and a fingerprint of it
+(the document, the mode, and the mod_revision of every key under the prefix, unchanged keys included);
+the apply takes that fingerprint back, plans again, and is refused when the fingerprints differ: a key
+changed since the review, even one the plan called unchanged, is never silently overwritten or
+reverted. The writes are then guarded by the mod_revisions the plan saw, in one transaction when the
+plan has at most ``TXN_MAX_OPS`` operations (etcd's default ``--max-txn-ops``), else in transactions of
+that size, each all or nothing; a key that changes meanwhile stops the import at that transaction.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import ValidationError
 
+from ..change import named
 from ..errors import ConflictError, InvalidArgumentError, InvalidValueError
 from ..etcd import Compare, Delete, EtcdClient, KeyValue, Put
-from .formats import load_json
+from .formats import load_json, utf8
 from .keys import KeyPolicy, show
 from .limits import DEFAULT_MAX_VALUE_BYTES, check_value_size
 from .models import ExportDocument, ExportItem, ImportPlan, ImportResult
@@ -79,7 +85,7 @@ def parse_document(document: ExportDocument | dict[str, Any] | str) -> ExportDoc
 
 def _item_bytes(item: ExportItem) -> bytes:
     if item.encoding == "utf-8":
-        return item.value.encode()
+        return utf8(item.value, f"the value of item {item.key}")
     try:
         return base64.b64decode(item.value, validate=True)
     except binascii.Error:
@@ -95,17 +101,23 @@ async def import_document(
     progress: Progress | None = None,
     *,
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+    plan_fingerprint: str | None = None,
 ) -> ImportResult:
-    """Plan the import; unless ``dry_run``, apply it. Every item is checked before anything is written."""
+    """Plan the import; unless ``dry_run``, apply it. Every item is checked before anything is written.
+
+    ``plan_fingerprint``: the fingerprint of the plan the caller reviewed. An apply needs it; a plan
+    (dry run or apply) is refused when it no longer matches, saying what the plan is now.
+    """
     if mode not in ("merge", "replace"):
         raise InvalidArgumentError("mode must be 'merge' or 'replace'")
     doc = parse_document(document)
+    prefix = utf8(doc.prefix, "the document's prefix")
     wanted: dict[bytes, bytes] = {}
     for item in doc.items:
-        key = item.key.encode()
+        key = utf8(item.key, "an item's key")
         if not key:
             raise InvalidArgumentError("an item has an empty key. Nothing was written.")
-        if not key.startswith(doc.prefix.encode()):
+        if not key.startswith(prefix):
             raise InvalidArgumentError(f"item {item.key} is not under the document's prefix {doc.prefix!r}")
         if key in wanted:
             raise InvalidArgumentError(f"item {item.key} appears twice in the document. Nothing was written.")
@@ -113,21 +125,47 @@ async def import_document(
         wanted[key] = _item_bytes(item)
         check_value_size(item.key, len(wanted[key]), max_value_bytes)
     if mode == "replace":
-        policy.check_write_prefix(doc.prefix.encode())
+        policy.check_write_prefix(prefix)
 
     _, current_kvs = await read_prefix(etcd, policy, doc.prefix)
     current = {kv.key: kv for kv in current_kvs}
     plan, steps = _plan(wanted, current, replace=mode == "replace")
+    fingerprint = _fingerprint(mode, wanted, current)
+    change = plan_change(doc.prefix, mode, plan)
+    if plan_fingerprint is not None and plan_fingerprint != fingerprint:
+        raise ConflictError(
+            f"kv_import: the plan is no longer the one reviewed (plan_fingerprint {plan_fingerprint}): the document "
+            f"or a key under {doc.prefix!r} changed since. Nothing was written. The plan now: {change}. Review it "
+            "with dry_run=true and apply it with its new plan_fingerprint."
+        )
+    if not dry_run and plan_fingerprint is None:
+        raise InvalidArgumentError(
+            "kv_import applies only a reviewed plan: call it with dry_run=true, check the plan, then call it again "
+            "with dry_run=false and the plan_fingerprint of that dry run. Nothing was written."
+        )
     result = ImportResult(
         mode=mode,  # type: ignore[arg-type]
         dry_run=dry_run,
         plan=plan,
+        plan_fingerprint=fingerprint,
         applied=0,
-        change=plan_change(doc.prefix, mode, plan),
+        change=change,
+        removes=named("key", plan.delete),
     )
     if dry_run or not steps:
         return result
     return await _apply(etcd, steps, result, progress)
+
+
+def _fingerprint(mode: str, wanted: dict[bytes, bytes], current: dict[bytes, KeyValue]) -> str:
+    """What a plan depends on: the mode, each wanted value, each current key's mod_revision (unchanged ones too)."""
+    digest = hashlib.sha256(mode.encode())
+    for key in sorted(wanted.keys() | current.keys()):
+        kv = current.get(key)
+        value = wanted.get(key)
+        value_hash = hashlib.sha256(value).hexdigest() if value is not None else "-"
+        digest.update(b"\0%s\0%d\0%s" % (key, kv.mod_revision if kv else 0, value_hash.encode()))
+    return digest.hexdigest()[:32]
 
 
 Step = tuple[Compare, Put | Delete]
@@ -178,10 +216,15 @@ async def _apply(etcd: EtcdClient, steps: list[Step], result: ImportResult, prog
         batch = steps[start : start + TXN_MAX_OPS]
         res = await etcd.txn([c for c, _ in batch], [op for _, op in batch])
         if not res.succeeded:
+            if total <= TXN_MAX_OPS:
+                raise ConflictError(
+                    "kv_import: a key changed between the plan and the write; nothing was written. "
+                    "Review the plan again with dry_run=true."
+                )
             raise ConflictError(
                 f"import stopped: a key in operations {start + 1}-{start + len(batch)} changed after planning. "
                 f"{start} of {total} operations were applied, that batch and the rest were not. "
-                "Run kv_import again to plan from the current state."
+                "Run kv_import with dry_run=true again to plan from the current state."
             )
         result.applied = start + len(batch)
         result.revision = res.revision

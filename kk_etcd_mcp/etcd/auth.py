@@ -295,6 +295,11 @@ class EtcdAuth:
         )
 
 
+def already_exists(what: str, name: str) -> ConflictError:
+    """etcd's answer to adding a user or role that exists (also what a dry run of it says)."""
+    return ConflictError(f"{what} already exists: {name}. Nothing was changed; pick another name.")
+
+
 def _names(*, user: str | None = None, role: str | None = None) -> Callable[[str], KkEtcdError | None]:
     """Translation of etcd's messages about the user and role a call names."""
 
@@ -304,9 +309,9 @@ def _names(*, user: str | None = None, role: str | None = None) -> Callable[[str
         if role is not None and "role name not found" in detail:
             return NotFoundError(f"role not found: {role}. Check the name against the list of roles.")
         if user is not None and "user name already exists" in detail:
-            return ConflictError(f"user already exists: {user}. Nothing was changed; pick another name.")
+            return already_exists("user", user)
         if role is not None and "role name already exists" in detail:
-            return ConflictError(f"role already exists: {role}. Nothing was changed; pick another name.")
+            return already_exists("role", role)
         if user is not None and role is not None and "role is not granted to the user" in detail:
             return NotFoundError(f"user {user} does not hold role {role}; nothing was changed.")
         if "invalid auth management" in detail:

@@ -34,14 +34,16 @@ from .toolset import ToolRegistrar
 INSTRUCTIONS = """\
 kk-etcd-mcp runs etcd as a configuration center. Read with kv_get/kv_list/kv_history, write with
 kv_put (pass expected_revision from kv_get to avoid overwriting a concurrent change), undo with
-kv_rollback, move whole prefixes with kv_export/kv_import (dry_run first). Errors say what to do next.
+kv_rollback, move whole prefixes with kv_export/kv_import (a dry run returns plan_fingerprint; pass it back
+to apply that plan). Errors say what to do next.
 Service registry: service_register, then service_list / service_alive show health as the hub checks it;
 service_pick returns one instance confirmed by a live check; service_check checks one now.
 etcd's own users and roles: auth_status, user_*, role_*, auth_enable/auth_disable; a generated password
 is shown once, in the result field `password`.
 Cluster: cluster_status (also the resource kk://cluster); cluster_snapshot saves a backup file by name.
-Destructive tools (kv_delete, kv_import that deletes, service_deregister, user_delete, role_delete, the
-revokes, auth_disable) ask the user to confirm, showing what will change; dry_run=true shows it first.
+Every tool that changes something takes dry_run=true (it says what would change and what that removes).
+A call that removes data, access or availability (a delete, a lease or ttl over something that exists, a
+narrower grant, a revoke, a password change, auth on or off) asks the user to confirm first.
 Every change is audited; audit_log shows the audit trail (when the server keeps it in etcd)."""
 
 

@@ -1,34 +1,41 @@
 """What every tool call passes through: the client's scope, the concurrency limit, the audit trail.
 
 Order: scope (a client may not call a tool above its scope), then a free slot (over
-``max_concurrent_calls`` a call fails at once as busy instead of queueing), then the tool, its domain
-errors mapped to tool errors. A mutating tool's call is recorded exactly once, whatever its outcome:
-``ok``, ``dry_run``, ``refused`` (scope, busy, not confirmed: nothing was done) or ``error``.
+``max_concurrent_calls`` a call fails at once as busy instead of queueing), then the tool: its
+arguments' validation, its preview and confirmation, its body, domain errors mapped to tool errors.
+A mutating tool's call is recorded exactly once, whatever its outcome and wherever it failed (bad
+arguments, a preview that failed, the body): ``ok``, ``dry_run``, ``refused`` (scope, busy, not
+confirmed: nothing was done) or ``error``. A round that only asks the user a question (2026-07-28's
+``InputRequiredResult``) is not the end of the call: the retry that carries the answer is recorded.
 """
 
-import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp.server.mcpserver.resolve import find_resolved_parameters
-from mcp.server.mcpserver.utilities.context_injection import find_context_parameter
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp_types import InputRequiredResult
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
 from ..audit import AuditEntry, AuditTrail, Outcome, redact
 from ..audit.model import MAX_AFFECTED_SHOWN
-from .errors import Refused, translate_errors
+from ..errors import KkEtcdError
+from .errors import Refused
 from .identity import ClientIdentity, Scope, current_identity
 
-P = ParamSpec("P")
 R = TypeVar("R")
 
 # (the call's arguments, its result) -> (affected keys or names, how many in all)
 Affected = Callable[[dict[str, Any], Any], tuple[list[str], int]]
+
+
+def _own_text(exc: ToolError) -> str:
+    """A tool error's text without mcp's "Error executing tool <name>: " prefix."""
+    text = str(exc)
+    return text.split(": ", 1)[1] if text.startswith("Error executing tool ") and ": " in text else text
 
 
 def _field(result: Any, name: str) -> Any:
@@ -81,49 +88,47 @@ class CallGuard:
             "Nothing was done; ask for a token with that scope."
         )
 
-    def wrap(self, fn: Callable[P, Awaitable[R]], policy: ToolPolicy) -> Callable[P, Awaitable[R]]:
-        translated = translate_errors(fn)
-        injected = set(find_resolved_parameters(fn)) | {find_context_parameter(fn)}
-
-        @functools.wraps(fn)
-        async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-            identity = current_identity()
-            started = time.monotonic()
-            outcome: Outcome = "error"
-            error: str | None = "cancelled before it finished"
-            result: Any = None
+    async def run(self, policy: ToolPolicy, arguments: dict[str, Any], invoke: Callable[[], Awaitable[R]]) -> R:
+        """Run ``invoke`` (the whole tool call: validation, resolvers, body) within scope, slots and audit."""
+        identity = current_identity()
+        started = time.monotonic()
+        outcome: Outcome = "error"
+        error: str | None = "cancelled before it finished"
+        result: Any = None  # R once invoke returned
+        finished = True
+        try:
+            if not identity.allows(policy.scope):
+                raise self.scope_refusal(policy.name, policy.scope, identity)
+            if self.running >= self.max_concurrent:
+                raise Refused(
+                    f"busy: {self.running} calls are running (max_concurrent_calls = {self.max_concurrent}); "
+                    "try again in a moment. Nothing was done."
+                )
+            self.running += 1
             try:
-                if not identity.allows(policy.scope):
-                    raise self.scope_refusal(policy.name, policy.scope, identity)
-                if self.running >= self.max_concurrent:
-                    raise Refused(
-                        f"busy: {self.running} calls are running (max_concurrent_calls = {self.max_concurrent}); "
-                        "try again in a moment. Nothing was done."
-                    )
-                self.running += 1
-                try:
-                    value = await translated(*args, **kwargs)
-                finally:
-                    self.running -= 1
-                result = value
-                outcome, error = ("dry_run" if kwargs.get("dry_run") is True else "ok"), None
-                return value
-            except Refused as exc:
-                outcome, error = "refused", str(exc)
-                raise
-            except ToolError as exc:
-                error = str(exc)
-                raise
-            except Exception as exc:
-                error = f"unexpected {type(exc).__name__}"
-                raise
+                result = await invoke()
             finally:
-                if policy.mutating and self.audit is not None:
-                    arguments = {k: v for k, v in kwargs.items() if k not in injected}
-                    entry = self._entry(policy, identity, arguments, outcome, error, result, started, self.audit.values)
-                    await self.audit.record(entry)
-
-        return guarded
+                self.running -= 1
+            if isinstance(result, InputRequiredResult):
+                finished = False  # the client answers, then calls again: that call is recorded
+            outcome, error = ("dry_run" if _field(result, "dry_run") is True else "ok"), None
+            returned: R = result
+            return returned
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(exc, Refused) or isinstance(cause, Refused):
+                outcome = "refused"
+            error = str(cause) if isinstance(cause, ToolError | KkEtcdError) else _own_text(exc)
+            if isinstance(exc, UnexpectedToolError):
+                error = f"unexpected {type(cause).__name__}" if cause is not None else "unexpected error"
+            raise
+        except Exception as exc:
+            error = f"unexpected {type(exc).__name__}"
+            raise
+        finally:
+            if finished and policy.mutating and self.audit is not None:
+                entry = self._entry(policy, identity, arguments, outcome, error, result, started, self.audit.values)
+                await self.audit.record(entry)
 
     @staticmethod
     def _entry(

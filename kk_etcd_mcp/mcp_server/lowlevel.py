@@ -9,7 +9,10 @@ A handler gets a per-request ``ServerSession``; resource updates and log message
 outside any request, on the client's connection, which that session keeps privately. The connection
 is also what tells us a client went away (its ``exit_stack`` unwinds when it closes).
 
-Both accesses live here so an mcp upgrade has one place to look at. (``stdio.py`` reaches the
+MCPServer also builds every tool itself (``add_tool`` takes a function); ``install_tool`` puts in one
+of ours, whose ``run`` wraps mcp's own (validation, resolvers, body) in the call guard.
+
+These accesses live here so an mcp upgrade has one place to look at. (``stdio.py`` reaches the
 lowlevel server too, to run it on our own streams.)
 """
 
@@ -19,6 +22,7 @@ from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.tools import Tool
 
 
 def lowlevel_server(server: MCPServer) -> Server[Any]:
@@ -30,3 +34,9 @@ def connection_of(ctx: ServerRequestContext[Any, Any]) -> Connection:
     """The connection a request came in on: it outlives the request and can notify the client later."""
     connection: Connection = ctx.session._connection
     return connection
+
+
+def install_tool(server: MCPServer, tool: Tool) -> None:
+    """Add a ``Tool`` built by us: MCPServer.add_tool only takes a function and builds a plain Tool, while
+    ours (``toolset.GuardedTool``) runs validation and resolvers inside the call guard."""
+    server._tool_manager._tools[tool.name] = tool

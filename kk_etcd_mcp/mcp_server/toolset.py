@@ -1,23 +1,61 @@
-"""Registering tools with their annotations, scope and guard, honouring ``read_only``.
+"""Registering tools with their annotations, scope, guard and confirmation, honouring ``read_only``.
 
 Each tool needs a scope: read-only tools ``read``; mutating ones the registrar's ``mutating_scope``
 (``write`` for kv and registry; app.py registers access and cluster tools through
 ``with_mutating_scope("admin")``). ``required_scope`` maps every offered tool to its scope (HTTP
 uses it to list only the tools a token may call); the guard enforces it at call time.
+
+Every mutating tool goes through ``Confirmer.planned``: it must take ``dry_run`` and return a
+``Change``, and the user is asked to confirm whenever its plan removes something, so no tool can
+forget the confirmation or decide it by its name. Every tool call, from argument validation to the
+result, runs inside the guard (``calls.py``): bad arguments are refused in one sentence per argument,
+and every mutating call is audited once.
 """
 
 import copy
-import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.context import Context
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
+from pydantic import ConfigDict, Field, ValidationError
 
 from ..settings import ConfirmMode
 from .calls import Affected, CallGuard, ToolPolicy, default_affected
 from .confirm import Confirmer
+from .errors import InvalidArguments, describe_invalid_arguments, translate_errors
 from .identity import Scope
+from .lowlevel import install_tool
+
+
+class GuardedTool(Tool):
+    """A tool whose every call, validation and resolvers included, runs inside the guard."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    guard: CallGuard = Field(exclude=True)
+    policy: ToolPolicy = Field(exclude=True)
+
+    async def run(self, arguments: dict[str, Any], context: Context[Any, Any], convert_result: bool = False) -> Any:
+        async def invoke() -> Any:
+            try:
+                return await Tool.run(self, arguments, context)
+            except ToolError as exc:
+                if isinstance(exc.__cause__, ValidationError) and not isinstance(exc, UnexpectedToolError):
+                    text = describe_invalid_arguments(self.name, exc.__cause__, self.parameters)
+                    raise InvalidArguments(text) from exc.__cause__
+                raise
+
+        result = await self.guard.run(self.policy, arguments, invoke)
+        if not convert_result:
+            return result
+        try:
+            return self.fn_metadata.convert_result(result)
+        except Exception as exc:
+            raise UnexpectedToolError(f"Error executing tool {self.name}") from exc
 
 
 class ToolRegistrar:
@@ -37,7 +75,7 @@ class ToolRegistrar:
         self.mutating_scope: Scope = "write"
         self.names: list[str] = []
         self.required_scope: dict[str, Scope] = {}
-        self.confirm = Confirmer(confirm_mode, self.required_scope)
+        self.confirm = Confirmer(confirm_mode)
 
     def with_mutating_scope(self, scope: Scope) -> "ToolRegistrar":
         """The same registrar (same names, scopes, guard) giving mutating tools ``scope``."""
@@ -57,12 +95,13 @@ class ToolRegistrar:
         scope: Scope | None = None,
         affected: Affected = default_affected,
     ) -> None:
-        """``scope``: overrides the default (read for read-only tools, else ``mutating_scope``).
-        ``affected``: what the audit trail records as changed (default: the keys the result names)."""
+        """``destructive``: the hint for clients that some calls may remove something (the confirmation
+        itself is decided per call, by the plan). ``scope``: overrides the default (read for read-only
+        tools, else ``mutating_scope``). ``affected``: what the audit trail records as changed (default:
+        the keys the result names)."""
         if self.read_only and not read_only:
             return
-        if destructive and "dry_run" not in inspect.signature(fn).parameters:
-            raise TypeError(f"destructive tool {fn.__name__} must take dry_run (a preview that changes nothing)")
+        name = fn.__name__
         annotations = ToolAnnotations(
             title=title,
             read_only_hint=read_only,
@@ -71,7 +110,10 @@ class ToolRegistrar:
             open_world_hint=open_world,  # etcd is a closed world; probing registered services is not
         )
         needed: Scope = scope or ("read" if read_only else self.mutating_scope)
-        policy = ToolPolicy(fn.__name__, needed, mutating=not read_only, affected=affected)
-        self.server.add_tool(self.guard.wrap(fn, policy), title=title, annotations=annotations, structured_output=True)
-        self.names.append(fn.__name__)
-        self.required_scope[fn.__name__] = needed
+        policy = ToolPolicy(name, needed, mutating=not read_only, affected=affected)
+        body = fn if read_only else self.confirm.planned(fn)
+        tool = Tool.from_function(translate_errors(body), title=title, annotations=annotations, structured_output=True)
+        fields = {field: getattr(tool, field) for field in Tool.model_fields}
+        install_tool(self.server, GuardedTool.model_construct(**fields, guard=self.guard, policy=policy))
+        self.names.append(name)
+        self.required_scope[name] = needed

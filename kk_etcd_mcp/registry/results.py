@@ -4,28 +4,32 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from ..change import Change
 from .model import CheckSpec, Instance, ServiceType, Status
 
 
-class RegisterResult(BaseModel):
+class RegisterResult(Change):
     type: ServiceType
     name: str
     addr: str
     key: str = Field(description="The registration's etcd key.")
-    revision: int
+    revision: int = Field(description="Revision of the write (with dry_run: the revision read).")
     created: bool = Field(description="False when it replaced an existing registration of this instance.")
-    lease: int = Field(description="Lease the registration expires with (0: persistent until deregistered).")
+    previous_mod_revision: int | None = Field(
+        default=None, description="mod_revision of the registration it replaced (null: it was new)."
+    )
+    lease: int = Field(
+        description="Lease the registration expires with (0: persistent until deregistered; with dry_run: 0)."
+    )
     check: CheckSpec
 
 
-class DeregisterResult(BaseModel):
+class DeregisterResult(Change):
     type: ServiceType
     name: str
     addr: str
     revision: int = Field(description="Revision after the delete (with dry_run: the revision read).")
     key: str = Field(default="", description="The registration's etcd key.")
-    dry_run: bool = False
-    change: str = Field(default="", description="What the call changes (with dry_run: would change), in words.")
 
 
 class InstanceList(BaseModel):

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections import defaultdict
 from itertools import count
 from typing import Literal
 
-from ..errors import InvalidArgumentError, NotFoundError
-from ..etcd import EtcdClient
+import anyio
+
+from ..errors import InvalidArgumentError, KkEtcdError, NotFoundError
+from ..etcd import EtcdClient, KeyValue
 from ..etcd.election import current_leader
+from ..ranges import MAX_LEASE_TTL, check_range
 from .checkers import Prober
 from .keys import InstanceKey, RegistryKeys
 from .leadership import HubRunner
 from .model import (
     ALIVE_STATUSES,
+    MAX_WEIGHT,
     CheckOptions,
     Instance,
     Registration,
@@ -22,6 +27,7 @@ from .model import (
     Status,
     check_addr,
     check_name,
+    check_service_name,
     resolve_check,
 )
 from .results import CheckNow, DeregisterResult, InstanceList, PickResult, RegisterResult
@@ -29,6 +35,7 @@ from .store import RegistryStore
 
 Strategy = Literal["random", "round_robin", "weighted"]
 _TYPES: tuple[ServiceType, ...] = ("http", "grpc", "tcp")
+MIN_TTL = 2  # seconds: a shorter lease could expire before the first check
 
 
 class RegistryService:
@@ -51,21 +58,64 @@ class RegistryService:
         metadata: dict[str, str] | None = None,
         weight: int = 1,
         ttl: int | None = None,
+        *,
+        dry_run: bool = False,
+        reviewed: RegisterResult | None = None,
     ) -> RegisterResult:
+        """Register (or replace) one instance; ``dry_run`` only says what it would do.
+
+        With a ``ttl``, the registration disappears when its lease expires (nothing renews it), which
+        removes an instance that is registered already. ``reviewed``: the dry run the caller was shown;
+        a write with a ttl then goes ahead only while the instance is still as that dry run saw it.
+        """
         registration = build_registration(name, addr, service_type, check, metadata, weight)
-        if ttl is not None and ttl < 2:
-            raise InvalidArgumentError(f"ttl must be at least 2 seconds, got {ttl}")
+        if ttl is not None:
+            check_range("ttl", ttl, MIN_TTL, MAX_LEASE_TTL, " seconds")
+        etcd_key = self.store.main_key(registration)
+        if dry_run:
+            current = await self.store.get(registration)
+            planned = self._register_result(registration, etcd_key, ttl, current, 0, await self._revision(current))
+            return planned.model_copy(update={"dry_run": True})
         lease = await self.store.etcd.lease_grant(ttl) if ttl is not None else 0
-        result = await self.store.put(registration, lease=lease)
+        expected = None
+        if ttl is not None and reviewed is not None:
+            expected = reviewed.previous_mod_revision or 0
+        try:
+            result = await self.store.put(registration, lease=lease, expected_mod=expected)
+        except BaseException:
+            if lease:  # nothing was written under it; if the revoke fails too, the lease expires by itself
+                with anyio.CancelScope(shield=True), contextlib.suppress(KkEtcdError):
+                    await self.store.etcd.lease_revoke(lease)
+            raise
+        return self._register_result(registration, etcd_key, ttl, result.prev, lease, result.revision)
+
+    async def _revision(self, current: KeyValue | None) -> int:
+        return current.mod_revision if current is not None else await self.store.etcd.current_revision()
+
+    @staticmethod
+    def _register_result(
+        registration: Registration, etcd_key: str, ttl: int | None, prev: KeyValue | None, lease: int, revision: int
+    ) -> RegisterResult:
+        what = f"the {registration.type} instance {registration.addr} of service {registration.name}"
+        check = registration.check
+        checked = f"checked by {check.type} {check.addr} every {check.interval:g}s"
+        verb = "register" if prev is None else "replace the registration of"
+        expiry = f"; it expires {ttl} s later unless registered again" if ttl is not None else ""
+        removes = []
+        if ttl is not None and prev is not None:
+            removes = [f"{what}: it is deregistered when its new {ttl}-second lease expires (nothing renews it)"]
         return RegisterResult(
-            type=service_type,
-            name=name,
-            addr=addr,
-            key=self.store.main_key(registration),
-            revision=result.revision,
-            created=result.prev is None,
+            type=registration.type,
+            name=registration.name,
+            addr=registration.addr,
+            key=etcd_key,
+            revision=revision,
+            created=prev is None,
+            previous_mod_revision=prev.mod_revision if prev is not None else None,
             lease=lease,
-            check=registration.check,
+            check=check,
+            change=f"{verb} {what} (key {etcd_key}), {checked}{expiry}",
+            removes=removes,
         )
 
     async def deregister(
@@ -73,11 +123,11 @@ class RegistryService:
     ) -> DeregisterResult:
         """Delete one instance's registration; ``dry_run`` only finds it and says what would go."""
         key, etcd_key = await self._find(name, addr, service_type)
-        change = (
-            f"deregister the {key.type} instance {addr} of service {name} (key {etcd_key}); "
-            "the hub stops checking it and removes its status"
+        what = f"the {key.type} instance {addr} of service {name}"
+        change = f"deregister {what} (key {etcd_key}); the hub stops checking it and removes its status"
+        result = DeregisterResult(
+            type=key.type, name=name, addr=addr, revision=0, key=etcd_key, change=change, removes=[what]
         )
-        result = DeregisterResult(type=key.type, name=name, addr=addr, revision=0, key=etcd_key, change=change)
         if dry_run:
             return result.model_copy(update={"dry_run": True, "revision": await self.store.etcd.current_revision()})
         return result.model_copy(update={"revision": await self.store.delete(key)})
@@ -220,10 +270,9 @@ def build_registration(
     weight: int,
 ) -> Registration:
     """Validate everything before anything is written."""
-    check_name(name)
+    check_service_name(name)
     check_addr(addr)
-    if weight < 1:
-        raise InvalidArgumentError(f"weight must be at least 1, got {weight}")
+    check_range("weight", weight, 1, MAX_WEIGHT)
     return Registration(
         type=service_type,
         name=name,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import NotFoundError
+from ..errors import ConflictError, NotFoundError
 from ..etcd import Compare, Delete, EtcdClient, KeyValue, Put, PutResult, TxnOp, prefix_end
 from .keys import InstanceKey, RegistryKeys
-from .model import HealthStatus, Instance, Registration, ServiceType
+from .model import HealthStatus, Instance, Registration, ServiceType, addr_problem, service_name_problem
 from .wire import (
     InvalidRegistration,
     extension_to_json,
@@ -54,11 +54,19 @@ Pair = tuple[KeyValue | None, KeyValue | None]  # (kk_etcd_go's key, ours) of on
 
 def join(key: InstanceKey, base: KeyValue | None, extension: KeyValue | None) -> StoredRegistration | None:
     """The registration an instance's two keys make; None when they make none (see wire.py)."""
+    # A name or address written before today's rules (or by another tool) is reported, never checked.
+    problem = service_name_problem(key.name) or addr_problem(key.addr)
     try:
         reg = registration_from_documents(key, base.value if base else None, extension.value if extension else None)
     except InvalidRegistration as exc:
-        return StoredRegistration(key, base, extension, None, str(exc))
-    return StoredRegistration(key, base, extension, reg) if reg is not None else None
+        return StoredRegistration(
+            key, base, extension, None, f"registration is invalid: {problem}" if problem else str(exc)
+        )
+    if reg is None:
+        return None
+    if problem is not None:
+        return StoredRegistration(key, base, extension, None, f"registration is invalid: {problem}")
+    return StoredRegistration(key, base, extension, reg)
 
 
 class RegistryStore:
@@ -145,11 +153,25 @@ class RegistryStore:
             return [Put(base, theirs, lease=lease, prev_kv=True), Put(extension, ours, lease=lease)]
         return [Put(extension, ours, lease=lease, prev_kv=True), Delete(base)]
 
-    async def put(self, registration: Registration, *, lease: int = 0) -> PutResult:
-        result = await self.etcd.txn([], self.put_ops(registration, lease))
+    async def put(self, registration: Registration, *, lease: int = 0, expected_mod: int | None = None) -> PutResult:
+        """Write ``registration``; with ``expected_mod``, only if its main key's mod_revision is that (0: absent),
+        else ConflictError and nothing is written."""
+        compares = (
+            [] if expected_mod is None else [Compare(self.main_key(registration).encode(), "mod", "==", expected_mod)]
+        )
+        result = await self.etcd.txn(compares, self.put_ops(registration, lease))
+        if not result.succeeded:
+            raise ConflictError(
+                f"the registration of {registration.name} at {registration.addr} changed after it was previewed; "
+                "nothing was written. Call service_register again to see (and confirm) the change it would make now."
+            )
         main = result.results[0]
         assert isinstance(main, PutResult)
-        return main
+        return PutResult(revision=result.revision, prev=main.prev)
+
+    async def get(self, registration: Registration) -> KeyValue | None:
+        """What ``registration``'s main key holds now (None: nothing is registered there)."""
+        return await self.etcd.get(self.main_key(registration))
 
     async def rewrite(self, stored: StoredRegistration, fence: Compare) -> bool:
         """Write an ``outdated`` registration in today's layout, on its lease, while ``fence`` holds and

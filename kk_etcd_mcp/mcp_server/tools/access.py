@@ -8,7 +8,6 @@ settings, never from tool arguments.
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from mcp.server.mcpserver.resolve import Resolve
 from pydantic import Field, ValidatorFunctionWrapHandler, WithJsonSchema, WrapValidator
 
 from ...access import (
@@ -26,7 +25,6 @@ from ...access import (
     UserListResult,
     UserRoleChange,
 )
-from ..confirm import Answer, Preview
 from ..toolset import ToolRegistrar
 
 UserName = Annotated[str, Field(description="etcd user name, e.g. 'alice'.")]
@@ -37,7 +35,7 @@ RangeEnd = Annotated[
     Field(description="Exclusive end of a key range; leave out for one key. '\\u0000' means every key from `key` on."),
 ]
 Prefix = Annotated[bool, Field(description="The permission covers every key starting with `key` ('' = every key).")]
-DryRun = Annotated[bool, Field(description="Only say what would change (the `change` field); change nothing.")]
+DryRun = Annotated[bool, Field(description="Only say what would change (`change`, `removes`); change nothing.")]
 
 
 # What the audit trail records as changed: the user, the role, or etcd's auth switch.
@@ -82,33 +80,20 @@ Password = Annotated[
 
 
 def register_access_tools(tools: ToolRegistrar, access: AccessService) -> None:
-    confirm = tools.confirm
-
     async def auth_status() -> AuthStatusResult:
         """Whether etcd enforces authentication, how many users and roles exist, and who this server is."""
         return await access.status()
 
-    async def auth_enable() -> AuthChangeResult:
+    async def auth_enable(dry_run: DryRun = False) -> AuthChangeResult:
         """Turn etcd authentication on. Needs user root holding role root (it says how to create them);
-        refuses when this server has no credentials of its own, since it would lock itself out."""
-        return await access.enable()
+        refuses when this server has no credentials of its own, since it would lock itself out. Clients without
+        credentials lose access, so the user is asked to confirm first; dry_run=true only checks and says so."""
+        return await access.enable(dry_run)
 
-    async def disable_plan() -> Preview[AuthChangeResult]:
-        return await confirm.preview("auth_disable", lambda: access.disable(dry_run=True), lambda r: r.changed)
-
-    async def auth_disable(
-        dry_run: DryRun = False,
-        *,
-        plan: Annotated[Preview[AuthChangeResult], Resolve(disable_plan)],
-        confirmation: Annotated[Answer, Resolve(confirm.resolver("auth_disable", disable_plan))],
-    ) -> AuthChangeResult:
+    async def auth_disable(dry_run: DryRun = False) -> AuthChangeResult:
         """Turn etcd authentication off: every client may then do everything. Needs role root.
         The user is asked to confirm first; dry_run=true only says whether it would change anything."""
-        planned = plan.value()
-        if dry_run:
-            return planned
-        await confirm.require("auth_disable", confirmation, plan, disable_plan)
-        return await access.disable()
+        return await access.disable(dry_run)
 
     async def user_list() -> UserListResult:
         """Every etcd user with the roles it holds."""
@@ -122,61 +107,35 @@ def register_access_tools(tools: ToolRegistrar, access: AccessService) -> None:
         name: UserName,
         password: Password = None,  # type: ignore[assignment]  # None is allowed by the validator and schema
         roles: Annotated[Sequence[str], Field(description="Roles to grant; each must exist (or be 'root').")] = (),
+        dry_run: DryRun = False,
     ) -> UserAddResult:
         """Create an etcd user with the given roles. Fails with `user already exists: <name>` for an existing
         user. Without a password, a strong one is generated and returned once in `password`."""
-        return await access.user_add(name, password, roles)
+        return await access.user_add(name, password, roles, dry_run)
 
-    async def user_delete_plan(name: str) -> Preview[UserDeleteResult]:
-        return await confirm.preview("user_delete", lambda: access.user_delete(name, dry_run=True), lambda _: True)
-
-    async def user_delete(
-        name: UserName,
-        dry_run: DryRun = False,
-        *,
-        plan: Annotated[Preview[UserDeleteResult], Resolve(user_delete_plan)],
-        confirmation: Annotated[Answer, Resolve(confirm.resolver("user_delete", user_delete_plan))],
-    ) -> UserDeleteResult:
+    async def user_delete(name: UserName, dry_run: DryRun = False) -> UserDeleteResult:
         """Delete an etcd user. Refuses user root and the user this server connects as.
         The user is asked to confirm first; dry_run=true only shows what would be deleted."""
-        planned = plan.value()
-        if dry_run:
-            return planned
-        await confirm.require("user_delete", confirmation, plan, lambda: user_delete_plan(name))
-        return await access.user_delete(name)
+        return await access.user_delete(name, dry_run)
 
     async def user_change_password(
         name: UserName,
         password: Password = None,  # type: ignore[assignment]  # None is allowed by the validator and schema
+        dry_run: DryRun = False,
     ) -> PasswordChangeResult:
         """Set a user's password; without one, a strong one is generated and returned once in `password`.
-        Refuses the user this server connects as (it would lose access)."""
-        return await access.user_change_password(name, password)
+        Refuses the user this server connects as (it would lose access). The old password stops working, so
+        the user is asked to confirm first; dry_run=true only checks."""
+        return await access.user_change_password(name, password, dry_run)
 
-    async def user_grant_role(name: UserName, role: RoleName) -> UserInfo:
+    async def user_grant_role(name: UserName, role: RoleName, dry_run: DryRun = False) -> UserRoleChange:
         """Grant a role to a user; returns the user's roles."""
-        return await access.user_grant_role(name, role)
+        return await access.user_grant_role(name, role, dry_run)
 
-    async def revoke_role_plan(name: str, role: str) -> Preview[UserRoleChange]:
-        return await confirm.preview(
-            "user_revoke_role", lambda: access.user_revoke_role(name, role, dry_run=True), lambda r: r.changed
-        )
-
-    async def user_revoke_role(
-        name: UserName,
-        role: RoleName,
-        dry_run: DryRun = False,
-        *,
-        plan: Annotated[Preview[UserRoleChange], Resolve(revoke_role_plan)],
-        confirmation: Annotated[Answer, Resolve(confirm.resolver("user_revoke_role", revoke_role_plan))],
-    ) -> UserRoleChange:
+    async def user_revoke_role(name: UserName, role: RoleName, dry_run: DryRun = False) -> UserRoleChange:
         """Revoke a role from a user; returns the user's roles. Refuses role root of user root.
         The user is asked to confirm first; dry_run=true returns the roles the user would keep."""
-        planned = plan.value()
-        if dry_run:
-            return planned
-        await confirm.require("user_revoke_role", confirmation, plan, lambda: revoke_role_plan(name, role))
-        return await access.user_revoke_role(name, role)
+        return await access.user_revoke_role(name, role, dry_run)
 
     async def role_list() -> RoleListResult:
         """Every etcd role with its key permissions."""
@@ -186,27 +145,14 @@ def register_access_tools(tools: ToolRegistrar, access: AccessService) -> None:
         """One role's key permissions (key, range_end, prefix, permission)."""
         return await access.role_get(name)
 
-    async def role_add(name: RoleName) -> RoleInfo:
+    async def role_add(name: RoleName, dry_run: DryRun = False) -> RolePermissionChange:
         """Create a role without permissions; add them with role_grant_permission."""
-        return await access.role_add(name)
+        return await access.role_add(name, dry_run)
 
-    async def role_delete_plan(name: str) -> Preview[RoleDeleteResult]:
-        return await confirm.preview("role_delete", lambda: access.role_delete(name, dry_run=True), lambda _: True)
-
-    async def role_delete(
-        name: RoleName,
-        dry_run: DryRun = False,
-        *,
-        plan: Annotated[Preview[RoleDeleteResult], Resolve(role_delete_plan)],
-        confirmation: Annotated[Answer, Resolve(confirm.resolver("role_delete", role_delete_plan))],
-    ) -> RoleDeleteResult:
+    async def role_delete(name: RoleName, dry_run: DryRun = False) -> RoleDeleteResult:
         """Delete a role (users lose it). Refuses role root.
         The user is asked to confirm first, shown its permissions and holders; dry_run=true only shows them."""
-        planned = plan.value()
-        if dry_run:
-            return planned
-        await confirm.require("role_delete", confirmation, plan, lambda: role_delete_plan(name))
-        return await access.role_delete(name)
+        return await access.role_delete(name, dry_run)
 
     async def role_grant_permission(
         role: RoleName,
@@ -216,18 +162,11 @@ def register_access_tools(tools: ToolRegistrar, access: AccessService) -> None:
         ] = "read",
         range_end: RangeEnd = None,
         prefix: Prefix = False,
-    ) -> RoleInfo:
-        """Let a role read and/or write one key, a range, or a prefix (replaces a grant on the same range)."""
-        return await access.role_grant_permission(role, key, permission, range_end, prefix)
-
-    async def revoke_permission_plan(
-        role: str, key: str, range_end: str | None, prefix: bool
-    ) -> Preview[RolePermissionChange]:
-        return await confirm.preview(
-            "role_revoke_permission",
-            lambda: access.role_revoke_permission(role, key, range_end, prefix, dry_run=True),
-            lambda r: r.changed,
-        )
+        dry_run: DryRun = False,
+    ) -> RolePermissionChange:
+        """Let a role read and/or write one key, a range, or a prefix. It replaces a grant on the same range: a
+        narrower one (readwrite -> read) takes the rest away, and then the user is asked to confirm first."""
+        return await access.role_grant_permission(role, key, permission, range_end, prefix, dry_run)
 
     async def role_revoke_permission(
         role: RoleName,
@@ -235,26 +174,25 @@ def register_access_tools(tools: ToolRegistrar, access: AccessService) -> None:
         range_end: RangeEnd = None,
         prefix: Prefix = False,
         dry_run: DryRun = False,
-        *,
-        plan: Annotated[Preview[RolePermissionChange], Resolve(revoke_permission_plan)],
-        confirmation: Annotated[Answer, Resolve(confirm.resolver("role_revoke_permission", revoke_permission_plan))],
     ) -> RolePermissionChange:
         """Take back a permission; name the key and range exactly as granted (role_get shows them).
         The user is asked to confirm first; dry_run=true returns the permissions the role would keep."""
-        planned = plan.value()
-        if dry_run:
-            return planned
-        await confirm.require(
-            "role_revoke_permission", confirmation, plan, lambda: revoke_permission_plan(role, key, range_end, prefix)
-        )
-        return await access.role_revoke_permission(role, key, range_end, prefix)
+        return await access.role_revoke_permission(role, key, range_end, prefix, dry_run)
 
     tools.add(auth_status, title="etcd authentication status", read_only=True)
     tools.add(user_list, title="List etcd users", read_only=True)
     tools.add(user_get, title="Read an etcd user", read_only=True)
     tools.add(role_list, title="List etcd roles", read_only=True)
     tools.add(role_get, title="Read an etcd role", read_only=True)
-    tools.add(auth_enable, title="Enable etcd authentication", read_only=False, idempotent=True, affected=_auth)
+    # destructive: a call may take data or access away (its plan decides whether the user is asked).
+    tools.add(
+        auth_enable,
+        title="Enable etcd authentication",
+        read_only=False,
+        destructive=True,
+        idempotent=True,
+        affected=_auth,
+    )
     tools.add(
         auth_disable,
         title="Disable etcd authentication",
@@ -264,7 +202,13 @@ def register_access_tools(tools: ToolRegistrar, access: AccessService) -> None:
         affected=_auth,
     )
     tools.add(user_add, title="Create an etcd user", read_only=False, affected=_user)
-    tools.add(user_change_password, title="Change an etcd user's password", read_only=False, affected=_user)
+    tools.add(
+        user_change_password,
+        title="Change an etcd user's password",
+        read_only=False,
+        destructive=True,
+        affected=_user,
+    )
     tools.add(user_grant_role, title="Grant a role to a user", read_only=False, idempotent=True, affected=_user)
     tools.add(
         user_revoke_role,
@@ -282,6 +226,7 @@ def register_access_tools(tools: ToolRegistrar, access: AccessService) -> None:
         role_grant_permission,
         title="Grant a key permission to a role",
         read_only=False,
+        destructive=True,
         idempotent=True,
         affected=_role,
     )

@@ -34,7 +34,7 @@ def register_audit_tools(tools: ToolRegistrar, trail: AuditTrail) -> None:
     sink: EtcdAuditSink | None = trail.etcd  # None when audit_to_etcd is off: the tool then says so
 
     async def audit_log(
-        limit: Annotated[int, Field(description=f"Most entries to return, 1-{MAX_LIMIT}.")] = 50,
+        limit: Annotated[int, Field(ge=1, le=MAX_LIMIT, description=f"Most entries to return, 1-{MAX_LIMIT}.")] = 50,
         tool: Annotated[str | None, Field(description="Only calls of this tool, e.g. 'kv_delete'.")] = None,
     ) -> AuditLogResult:
         """The audit trail of mutating tool calls, newest first: time, tool, client, arguments (values only as

@@ -55,6 +55,7 @@ def register_cluster_tools(tools: ToolRegistrar, cluster: ClusterService) -> Non
     async def cluster_snapshot(
         ctx: Context[Any, Any],
         name: SnapshotName = None,  # type: ignore[assignment]  # None is allowed by the validator and schema
+        dry_run: Annotated[bool, Field(description="Only check the name and say where the file would go.")] = False,
     ) -> SnapshotResult:
         """Save a snapshot of etcd's whole database (every key, with history, users and roles) as a file in the
         server's backup directory; reports progress while it streams. Returns the path, size, SHA-256 and the
@@ -64,7 +65,7 @@ def register_cluster_tools(tools: ToolRegistrar, cluster: ClusterService) -> Non
         async def progress(received: int, total: int) -> None:
             await ctx.report_progress(received, total, f"{byte_size(received)} of {byte_size(total)} received")
 
-        return await cluster.snapshot(name, progress)
+        return await cluster.snapshot(name, progress, dry_run)
 
     tools.add(cluster_status, title="etcd cluster status", read_only=True)
     tools.add(cluster_snapshot, title="Snapshot etcd into the backup directory", read_only=False)

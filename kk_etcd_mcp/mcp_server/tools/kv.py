@@ -1,9 +1,10 @@
 """Toolset ``kv``: the configuration center. Thin: typed input, one ConfigCenter call, a model out."""
 
+import json
+import math
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.resolve import Resolve
 from pydantic import Field, ValidatorFunctionWrapHandler, WithJsonSchema, WrapValidator
 
 from ...config_center import (
@@ -17,58 +18,103 @@ from ...config_center import (
     KvPutResult,
     KvRollbackResult,
 )
-from ..confirm import Answer, Preview
+from ...config_center.service import MAX_HISTORY_LIMIT, MAX_LIST_LIMIT
+from ...ranges import MAX_INT64, MAX_LEASE_TTL
+from ..confirm import Reviewed
 from ..toolset import ToolRegistrar
 
 Key = Annotated[str, Field(description="etcd key, e.g. 'app/db/url'.")]
+Revision = Annotated[int, Field(ge=0, le=MAX_INT64, description="Read as of this revision; 0 = latest.")]
+ExpectedRevision = Annotated[
+    int | None,
+    Field(
+        ge=0,
+        le=MAX_INT64,
+        description="Compare-and-swap: write only if the key's mod_revision is this (0 = only if absent).",
+    ),
+]
+DryRun = Annotated[bool, Field(description="Only say what would change (`change`, `removes`); change nothing.")]
 
 
-def _string_or_structure(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-    return value if isinstance(value, dict | list) else handler(value)
+def _value(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Objects and lists pass; a JSON number or true/false becomes its JSON text; anything else must be a string."""
+    if isinstance(value, dict | list):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        try:
+            return str(value)
+        except ValueError:  # over the interpreter's digit limit
+            raise ValueError("the number is too long to store as text; pass it as a string") from None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("NaN and infinity have no JSON text; pass the value as a string")
+        return json.dumps(value)
+    return handler(value)
 
-
-DryRun = Annotated[bool, Field(description="Only say what would change (the `change` field); change nothing.")]
 
 # The annotation is `str` on purpose: MCPServer json-decodes a string argument whose annotation is not
 # exactly `str` ('{"a":1}' would be re-serialised, 'true' or 'null' rejected), yet a string value
-# must be stored as given. Objects and lists still pass, through the validator and the schema.
+# must be stored as given. Objects, lists, numbers and true/false still pass, through the validator
+# and the schema: clients that send JSON-typed values (1, true) get what they meant.
 Value = Annotated[
     str,
-    WrapValidator(_string_or_structure),
-    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "object"}, {"type": "array"}]}),
-    Field(description="The value. A string is stored as given; an object/list is serialised as `format`."),
+    WrapValidator(_value),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string"}, {"type": "object"}, {"type": "array"}, {"type": "number"}, {"type": "boolean"}]}
+    ),
+    Field(
+        description=(
+            "The value. A string is stored as given; a number or true/false as its JSON text (1, true); an "
+            "object/list is serialised as `format`."
+        )
+    ),
 ]
 
 
 def register_kv_tools(tools: ToolRegistrar, center: ConfigCenter) -> None:
-    confirm = tools.confirm
-
-    async def kv_get(
-        key: Key, revision: Annotated[int, Field(description="Read as of this revision; 0 = latest.")] = 0
-    ) -> KvEntry:
-        """Read one configuration value with its revisions. json/yaml values also come back parsed in `data`."""
+    async def kv_get(key: Key, revision: Revision = 0) -> KvEntry:
+        """Read one configuration value with its revisions. json/yaml values also come back parsed in `data`;
+        a value that parses but is not plain JSON comes back as text, and `note` says why."""
         return await center.get(key, revision)
 
     async def kv_put(
         key: Key,
         value: Value,
         format: Annotated[
-            Literal["text", "json", "yaml"], Field(description="json/yaml are validated before writing.")
+            Literal["text", "json", "yaml"],
+            Field(description="json/yaml are validated before writing: they must read back as json/yaml."),
         ] = "text",
-        expected_revision: Annotated[
-            int | None,
-            Field(description="Compare-and-swap: write only if the key's mod_revision is this (0 = only if absent)."),
-        ] = None,
+        expected_revision: ExpectedRevision = None,
         lease_ttl: Annotated[
-            int | None, Field(description="Attach a new lease of this many seconds: the key then expires.")
+            int | None,
+            Field(
+                ge=1,
+                le=MAX_LEASE_TTL,
+                description=(
+                    "Attach a new lease of this many seconds: the key is then deleted when it expires (over an "
+                    "existing key the user is asked to confirm that)."
+                ),
+            ),
         ] = None,
+        dry_run: DryRun = False,
+        reviewed: Reviewed[KvPutResult] | None = None,
     ) -> KvPutResult:
         """Write a configuration value. Use expected_revision from kv_get to avoid overwriting a concurrent change."""
-        return await center.put(key, value, format, expected_revision, lease_ttl)
+        return await center.put(
+            key,
+            value,
+            format,
+            expected_revision,
+            lease_ttl,
+            dry_run=dry_run,
+            reviewed=reviewed.plan if reviewed else None,
+        )
 
     async def kv_list(
         prefix: Annotated[str, Field(description="Key prefix, e.g. 'app/'. '' lists every allowed key.")],
-        limit: Annotated[int, Field(description="Page size, 1-1000.")] = 100,
+        limit: Annotated[int, Field(ge=1, le=MAX_LIST_LIMIT, description="Page size, 1-1000.")] = 100,
         cursor: Annotated[str | None, Field(description="next_cursor of the previous page.")] = None,
         keys_only: Annotated[bool, Field(description="Leave values out.")] = False,
         include_internal: Annotated[
@@ -79,56 +125,39 @@ def register_kv_tools(tools: ToolRegistrar, center: ConfigCenter) -> None:
         """List keys (and values) under a prefix, one page at a time."""
         return await center.list(prefix, limit, cursor, keys_only, include_internal)
 
-    async def delete_plan(key: str, prefix: bool, expected_revision: int | None) -> Preview[KvDeleteResult]:
-        return await confirm.preview(
-            "kv_delete",
-            lambda: center.delete(key, prefix, expected_revision, dry_run=True),
-            lambda planned: planned.deleted > 0,
-        )
-
     async def kv_delete(
         key: Annotated[str, Field(description="The key, or the prefix when prefix=true.")],
         prefix: Annotated[
             bool, Field(description="Delete every key under `key` (the registry's keys are kept).")
         ] = False,
         expected_revision: Annotated[
-            int | None, Field(description="Compare-and-swap: delete only if the key's mod_revision is this.")
+            int | None,
+            Field(ge=0, le=MAX_INT64, description="Compare-and-swap: delete only if the key's mod_revision is this."),
         ] = None,
         dry_run: DryRun = False,
-        *,
-        plan: Annotated[Preview[KvDeleteResult], Resolve(delete_plan)],
-        confirmation: Annotated[Answer, Resolve(confirm.resolver("kv_delete", delete_plan))],
     ) -> KvDeleteResult:
         """Delete a key, or every key under a prefix; returns how many (and which, up to 100) were deleted.
         The user is asked to confirm first, shown exactly what will go; dry_run=true only shows it."""
-        planned = plan.value()
-        if dry_run:
-            return planned
-        await confirm.require("kv_delete", confirmation, plan, lambda: delete_plan(key, prefix, expected_revision))
-        return await center.delete(key, prefix, expected_revision)
+        return await center.delete(key, prefix, expected_revision, dry_run=dry_run)
 
     async def kv_history(
-        key: Key, limit: Annotated[int, Field(description="Most versions to return, 1-100.")] = 10
+        key: Key,
+        limit: Annotated[int, Field(ge=1, le=MAX_HISTORY_LIMIT, description="Most versions to return, 1-100.")] = 10,
     ) -> KvHistoryResult:
         """Earlier versions of a key, newest first, from etcd's MVCC history (until compaction)."""
         return await center.history(key, limit)
 
     async def kv_rollback(
-        key: Key, to_revision: Annotated[int, Field(description="A mod_revision from kv_history.")]
+        key: Key,
+        to_revision: Annotated[int, Field(ge=1, le=MAX_INT64, description="A mod_revision from kv_history.")],
+        dry_run: DryRun = False,
     ) -> KvRollbackResult:
         """Write back the value a key had at an earlier revision (compare-and-swap on its current revision)."""
-        return await center.rollback(key, to_revision)
+        return await center.rollback(key, to_revision, dry_run=dry_run)
 
     async def kv_export(prefix: Annotated[str, Field(description="Key prefix to export.")]) -> ExportDocument:
         """Export every key under a prefix as a kk-etcd-export/v1 document (one consistent revision)."""
         return await center.export(prefix)
-
-    async def import_plan(document: dict[str, Any] | str, mode: Literal["merge", "replace"]) -> Preview[ImportResult]:
-        return await confirm.preview(
-            "kv_import",
-            lambda: center.import_(document, mode, dry_run=True, progress=None),
-            lambda planned: bool(planned.plan.delete),  # overwritten values stay in history: only deletes are asked
-        )
 
     async def kv_import(
         document: Annotated[
@@ -138,31 +167,40 @@ def register_kv_tools(tools: ToolRegistrar, center: ConfigCenter) -> None:
             Literal["merge", "replace"],
             Field(description="merge: create/update keys; replace: also delete keys under the prefix not in it."),
         ] = "merge",
-        dry_run: Annotated[bool, Field(description="Only return the plan (default). Set false to apply it.")] = True,
+        dry_run: Annotated[
+            bool, Field(description="Only return the plan and its plan_fingerprint (default). Set false to apply it.")
+        ] = True,
+        plan_fingerprint: Annotated[
+            str | None,
+            Field(
+                description=(
+                    "To apply (dry_run=false): the plan_fingerprint of the dry run you reviewed. The import is "
+                    "refused when the document or any key under the prefix changed since."
+                )
+            ),
+        ] = None,
         ctx: Context | None = None,
-        *,
-        plan: Annotated[Preview[ImportResult], Resolve(import_plan)],
-        confirmation: Annotated[Answer, Resolve(confirm.resolver("kv_import", import_plan))],
+        reviewed: Reviewed[ImportResult] | None = None,
     ) -> ImportResult:
-        """Plan, and unless dry_run, apply an import in guarded transactions of at most 128 operations.
-        An import that deletes keys (mode=replace) asks the user to confirm first, showing the plan."""
-        planned = plan.value()
-        if dry_run:
-            return planned
-        await confirm.require("kv_import", confirmation, plan, lambda: import_plan(document, mode))
+        """Plan, and unless dry_run, apply an import: in one guarded transaction (or transactions of at most
+        128 operations for a larger plan), only as the reviewed plan_fingerprint says. An import that deletes
+        keys (mode=replace) asks the user to confirm first, showing the plan; a plan the user confirmed needs no
+        plan_fingerprint."""
+        if not dry_run and plan_fingerprint is None and reviewed is not None and reviewed.confirmed:
+            plan_fingerprint = reviewed.plan.plan_fingerprint  # the user saw and accepted this very plan
 
         async def progress(done: int, total: int) -> None:
             if ctx is not None:
                 await ctx.report_progress(done, total, f"{done}/{total} operations applied")
 
-        return await center.import_(document, mode, dry_run, progress)
+        return await center.import_(document, mode, dry_run, progress, plan_fingerprint)
 
     tools.add(kv_get, title="Read a configuration value", read_only=True)
     tools.add(kv_list, title="List configuration keys", read_only=True)
     tools.add(kv_history, title="Version history of a key", read_only=True)
     tools.add(kv_export, title="Export a prefix", read_only=True)
-    # An overwritten value stays in etcd's history and kv_rollback brings it back: not destructive.
-    tools.add(kv_put, title="Write a configuration value", read_only=False)
+    # An overwritten value stays in etcd's history and kv_rollback brings it back; a lease removes the key.
+    tools.add(kv_put, title="Write a configuration value", read_only=False, destructive=True)
     tools.add(kv_rollback, title="Roll a key back to an earlier revision", read_only=False)
     tools.add(kv_delete, title="Delete keys", read_only=False, destructive=True, idempotent=True)
     tools.add(kv_import, title="Import an export document", read_only=False, destructive=True)

@@ -2,9 +2,9 @@
 
 from typing import Annotated
 
-from mcp.server.mcpserver.resolve import Resolve
 from pydantic import Field
 
+from ...ranges import MAX_LEASE_TTL
 from ...registry import (
     CheckNow,
     CheckOptions,
@@ -17,19 +17,23 @@ from ...registry import (
     Status,
     Strategy,
 )
-from ..confirm import Answer, Preview
+from ...registry.model import MAX_WEIGHT, NAME_RULE
+from ...registry.service import MIN_TTL
+from ..confirm import Reviewed
 from ..toolset import ToolRegistrar
 
-Name = Annotated[str, Field(description="Service name (no '/' or whitespace), e.g. 'orders'.")]
-Addr = Annotated[str, Field(description="Instance address host:port, e.g. '10.0.0.5:8080'.")]
+Name = Annotated[str, Field(description=f"Service name: {NAME_RULE}; e.g. 'orders'.")]
+Addr = Annotated[
+    str,
+    Field(description="Instance address host:port, e.g. '10.0.0.5:8080', 'orders.svc:8080' or '[::1]:8080'."),
+]
 TypeFilter = Annotated[
     ServiceType | None, Field(description="http, grpc or tcp; leave out to match any (an error if ambiguous).")
 ]
+DryRun = Annotated[bool, Field(description="Only say what would change (`change`, `removes`); change nothing.")]
 
 
 def register_registry_tools(tools: ToolRegistrar, registry: RegistryService) -> None:
-    confirm = tools.confirm
-
     async def service_register(
         name: Name,
         addr: Addr,
@@ -39,35 +43,36 @@ def register_registry_tools(tools: ToolRegistrar, registry: RegistryService) -> 
             Field(description="Check settings; defaults: GET http://<addr>/KKHealthCheck (or connect), 5s/10s."),
         ] = None,
         metadata: Annotated[dict[str, str] | None, Field(description="Free-form labels, e.g. version.")] = None,
-        weight: Annotated[int, Field(description="Relative share for strategy=weighted (>= 1).")] = 1,
+        weight: Annotated[
+            int, Field(ge=1, le=MAX_WEIGHT, description="Relative share for strategy=weighted (>= 1).")
+        ] = 1,
         ttl: Annotated[
-            int | None, Field(description="Seconds until the registration expires (default: persistent).")
+            int | None,
+            Field(
+                ge=MIN_TTL,
+                le=MAX_LEASE_TTL,
+                description=(
+                    "Seconds until the registration expires (default: persistent). Over an instance that is "
+                    "registered already, the user is asked to confirm, since it then disappears."
+                ),
+            ),
         ] = None,
+        dry_run: DryRun = False,
+        reviewed: Reviewed[RegisterResult] | None = None,
     ) -> RegisterResult:
         """Register (or update) one instance of a service; the hub starts checking it within one interval."""
-        return await registry.register(name, addr, type, check, metadata, weight, ttl)
-
-    async def deregister_plan(name: str, addr: str, type: ServiceType | None) -> Preview[DeregisterResult]:
-        return await confirm.preview(
-            "service_deregister", lambda: registry.deregister(name, addr, type, dry_run=True), lambda _: True
-        )
+        plan = reviewed.plan if reviewed is not None else None
+        return await registry.register(name, addr, type, check, metadata, weight, ttl, dry_run=dry_run, reviewed=plan)
 
     async def service_deregister(
-        name: Name,
-        addr: Addr,
+        name: Annotated[str, Field(description="Service name, as service_list shows it.")],
+        addr: Annotated[str, Field(description="Instance address host:port, as service_list shows it.")],
         type: TypeFilter = None,
         dry_run: Annotated[bool, Field(description="Only say what would be removed; remove nothing.")] = False,
-        *,
-        plan: Annotated[Preview[DeregisterResult], Resolve(deregister_plan)],
-        confirmation: Annotated[Answer, Resolve(confirm.resolver("service_deregister", deregister_plan))],
     ) -> DeregisterResult:
         """Remove one instance of a service (only that instance); its checks and status go with it.
         The user is asked to confirm first; dry_run=true only shows what would be removed."""
-        planned = plan.value()
-        if dry_run:
-            return planned
-        await confirm.require("service_deregister", confirmation, plan, lambda: deregister_plan(name, addr, type))
-        return await registry.deregister(name, addr, type)
+        return await registry.deregister(name, addr, type, dry_run)
 
     async def service_list(
         name: Annotated[str | None, Field(description="Only this service.")] = None,
@@ -98,7 +103,8 @@ def register_registry_tools(tools: ToolRegistrar, registry: RegistryService) -> 
     # These two reach out to the registered services themselves.
     tools.add(service_pick, title="Pick a healthy instance", read_only=True, open_world=True)
     tools.add(service_check, title="Check an instance now", read_only=True, open_world=True)
-    tools.add(service_register, title="Register a service instance", read_only=False, idempotent=True)
+    # A ttl over an instance that is registered already removes it when the lease expires.
+    tools.add(service_register, title="Register a service instance", read_only=False, destructive=True, idempotent=True)
     tools.add(
         service_deregister, title="Deregister a service instance", read_only=False, destructive=True, idempotent=True
     )
