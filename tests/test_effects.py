@@ -73,7 +73,7 @@ async def test_calls_that_remove_something_ask_first_whatever_the_tool(
             assert wider["removes"] == []
             await call(client, "role_grant_permission", role=role, key=f"{p}x", permission="readwrite")
             await call(client, "user_grant_role", name=user, role=role)
-            registration_before = kv(etcdctl, f"{p}reg/registration/Tcp/web/127.0.0.1:7001")
+            registration_before = kv(etcdctl, f"{p}reg/registration_ext/Tcp/web/127.0.0.1:7001")
             assert registration_before is not None
 
             # What removes is refused (this client cannot ask), and says what it would remove.
@@ -108,7 +108,7 @@ async def test_calls_that_remove_something_ask_first_whatever_the_tool(
                 assert lost.removeprefix("It removes: ") in planned["removes"][0], (tool, planned)
                 assert planned.get("password") is None  # a dry run generates no password
             assert (kv(etcdctl, f"{p}a") or {}).get("lease", 0) == 0  # still persistent
-            assert kv(etcdctl, f"{p}reg/registration/Tcp/web/127.0.0.1:7001") == registration_before
+            assert kv(etcdctl, f"{p}reg/registration_ext/Tcp/web/127.0.0.1:7001") == registration_before
             perms = role_perms(etcdctl, role)
             assert "KV Read:" in perms and "KV Write:" in perms and f"{p}cfg/" in perms.split("KV Write:")[1]
     finally:
