@@ -94,7 +94,7 @@ async def seed(hub: Hub, etcdctl: EtcdCtl) -> tuple[str, str]:
     async with http_client(hub.server.url, hub.tokens.write) as client:
         await call(client, "service_register", name="api", addr="127.0.0.1:1", type="tcp")
         await call(client, "kv_put", key=f"{hub.base}app/a", value="1")
-    registration = f"{hub.root}registration/Tcp/api/127.0.0.1:1"
+    registration = f"{hub.root}registration_ext/Tcp/api/127.0.0.1:1"
     assert registration in keys_under(etcdctl, hub.root)
     entries = [key for key in keys_under(etcdctl, hub.audit) if key != f"{hub.audit}head"]
     assert entries, "the audit trail is kept in etcd"

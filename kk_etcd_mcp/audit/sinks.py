@@ -28,6 +28,11 @@ PAGE_SIZE = 500
 MAX_ATTEMPTS = 50  # appends lost to other servers in a row before giving up on one entry
 
 
+# JSON leaves these unescaped, yet line readers (Python's splitlines, many log shippers) break lines at
+# them: escaped, a hostile key or value cannot split one audit entry into two lines.
+_LINE_BREAKS_ESCAPED = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 class JsonLinesSink:
     """One JSON object per line, flushed at once. With stdio, stderr is right: stdout carries MCP."""
 
@@ -48,7 +53,7 @@ class JsonLinesSink:
         line = entry.model_dump_json()
         if link is not None:
             line = f'{line[:-1]},"chain":{link.model_dump_json()}}}'
-        self.stream.write(line + "\n")
+        self.stream.write(line.translate(_LINE_BREAKS_ESCAPED) + "\n")
         self.stream.flush()
 
 
