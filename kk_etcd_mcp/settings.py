@@ -228,7 +228,16 @@ class Settings(BaseModel):
         default=32, ge=1, le=10_000, description="Tool calls run at once; one more is refused as busy."
     )
 
-    log_level: LogLevel = Field(default="INFO", description="Log level (logs always go to stderr).")
+    log_level: LogLevel = Field(
+        default="INFO", description="Level of kk-etcd-mcp's own log lines (logs always go to stderr)."
+    )
+    library_log_level: LogLevel | None = Field(
+        default=None,
+        description=(
+            "Level of the libraries' log lines (mcp, uvicorn, grpc, ...); unset: log_level, but never below INFO, "
+            "since at DEBUG they log whole MCP messages. Even at DEBUG, MCP message bodies are withheld."
+        ),
+    )
 
     @field_validator("endpoints")
     @classmethod
@@ -239,7 +248,7 @@ class Settings(BaseModel):
             parse_endpoint(url)
         return value
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "library_log_level", mode="before")
     @classmethod
     def _log_level_any_case(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp
 
 from ...errors import StartupError
 from ...holders import port_holder
+from ...logs import library_level
 from ...settings import Settings, is_loopback
 from .auth import ClientAuth
 from .limits import BodyLimit, RateLimit
@@ -108,7 +109,7 @@ def make_http_server(server: MCPServer, settings: Settings) -> HttpServer:
         host=settings.host,
         port=settings.port,
         log_config=None,  # keep our stderr logging
-        log_level=settings.log_level.lower(),
+        log_level=library_level(settings.log_level, settings.library_log_level).lower(),  # see logs.py
         access_log=False,
         lifespan="on",
         # Open event streams never end by themselves: past this, a stop cancels them instead of waiting.
