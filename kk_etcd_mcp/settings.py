@@ -157,6 +157,44 @@ class Settings(BaseModel):
     http_rate_burst: int = Field(
         default=40, ge=1, le=100_000, description="Requests an HTTP client may send at once above http_rate_limit."
     )
+    http_header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Seconds a request's headers may take to arrive (from the connection or the previous response); "
+        "then 408 and the connection is closed.",
+    )
+    http_body_timeout: float = Field(
+        default=30.0, gt=0, le=3600, description="Seconds a request body may take to arrive in full; then 408."
+    )
+    http_max_sessions_per_client: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="Open MCP sessions (streamable HTTP sessions, SSE connections, listen streams) each HTTP client "
+        "may hold at once; one more gets 429.",
+    )
+    http_sessions_per_minute: int = Field(
+        default=60, ge=0, le=100_000, description="New MCP sessions each HTTP client may open a minute (0 = no limit)."
+    )
+    http_session_idle_timeout: float = Field(
+        default=300.0,
+        ge=1,
+        le=86_400,
+        description="Seconds a streamable HTTP session may go without a request or an open stream before it ends.",
+    )
+    http_auth_failures_per_minute: int = Field(
+        default=30,
+        ge=0,
+        le=100_000,
+        description="Requests with a wrong bearer token an address may send a minute; then 429 for it (0 = no limit).",
+    )
+    http_refusal_log_interval: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="At most one log line per kind of HTTP refusal (403, 429, ...) per this many seconds (0 = each).",
+    )
     allowed_hosts: list[str] = Field(
         default_factory=list, description="Extra Host header values to accept (e.g. a proxy's name:port)."
     )
@@ -228,7 +266,16 @@ class Settings(BaseModel):
         default=32, ge=1, le=10_000, description="Tool calls run at once; one more is refused as busy."
     )
 
-    log_level: LogLevel = Field(default="INFO", description="Log level (logs always go to stderr).")
+    log_level: LogLevel = Field(
+        default="INFO", description="Level of kk-etcd-mcp's own log lines (logs always go to stderr)."
+    )
+    library_log_level: LogLevel | None = Field(
+        default=None,
+        description=(
+            "Level of the libraries' log lines (mcp, uvicorn, grpc, ...); unset: log_level, but never below INFO, "
+            "since at DEBUG they log whole MCP messages. Even at DEBUG, MCP message bodies are withheld."
+        ),
+    )
 
     @field_validator("endpoints")
     @classmethod
@@ -239,7 +286,7 @@ class Settings(BaseModel):
             parse_endpoint(url)
         return value
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "library_log_level", mode="before")
     @classmethod
     def _log_level_any_case(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value

@@ -38,6 +38,7 @@ from .models import (
     KvRollbackResult,
     KvVersion,
 )
+from .workers import ValueWorkers
 
 MAX_LIST_LIMIT = 1000
 MAX_HISTORY_LIMIT = 100
@@ -86,6 +87,7 @@ class ConfigCenter:
         self.etcd = etcd
         self.policy = policy
         self.max_value_bytes = max_value_bytes
+        self.workers = ValueWorkers()  # big values are parsed and rendered off the event loop
 
     async def get(self, key: str, revision: int = 0) -> KvEntry:
         k = _key(key)
@@ -95,7 +97,7 @@ class ConfigCenter:
         if kv is None:
             at = f" at revision {revision}" if revision else ""
             raise NotFoundError(f"key not found: {key}{at}. kv_list shows the keys that exist.")
-        return entry(kv)
+        return await self.workers.run(len(kv.value), entry, kv)
 
     async def put(
         self,
@@ -116,7 +118,8 @@ class ConfigCenter:
         """
         k = _key(key)
         self.policy.check_write(k)  # before the lease: a lease is a write too (it deletes when it expires)
-        data = encode_value(value, fmt)  # invalid json/yaml stops here, before anything is written
+        size = len(value) if isinstance(value, str) else None
+        data = await self.workers.run(size, encode_value, value, fmt)  # invalid json/yaml stops here
         check_value_size(key, len(data), self.max_value_bytes)
         if expected_revision is not None:
             check_range("expected_revision", expected_revision, 0, MAX_INT64, " (0 = the key must be absent)")

@@ -125,10 +125,6 @@ class EtcdAuth:
 
         return await self.etcd._call(action, subject, attempt)
 
-    @property
-    def _timeout(self) -> float:
-        return self.etcd.request_timeout
-
     # Auth on/off -----------------------------------------------------------------------------------
 
     async def status(self) -> AuthState:
@@ -137,7 +133,7 @@ class EtcdAuth:
 
         async def attempt() -> AuthState | None:
             try:
-                resp = await self._auth.auth_status(timeout=self._timeout)
+                resp = await self._auth.auth_status()
             except EtcdPermissionDeniedError:
                 return AuthState(True, None, "inferred")  # only an authenticated non-root user is refused
             except grpc.aio.AioRpcError as exc:
@@ -164,7 +160,7 @@ class EtcdAuth:
 
         async def attempt() -> bool:
             try:
-                await self._auth.authenticate(_PROBE_USER, "", timeout=self._timeout)
+                await self._auth.authenticate(_PROBE_USER, "")
             except grpc.aio.AioRpcError as exc:
                 detail = grpc_details(exc)
                 if "authentication is not enabled" in detail:
@@ -184,44 +180,38 @@ class EtcdAuth:
                 return InvalidArgumentError("cannot enable authentication: etcd user root does not hold role root")
             return None
 
-        await self._rpc(
-            "enable authentication in", "etcd", lambda: self._auth.auth_enable(timeout=self._timeout), translate
-        )
+        await self._rpc("enable authentication in", "etcd", lambda: self._auth.auth_enable(), translate)
 
     async def disable(self) -> None:
-        await self._rpc("disable authentication in", "etcd", lambda: self._auth.auth_disable(timeout=self._timeout))
+        await self._rpc("disable authentication in", "etcd", lambda: self._auth.auth_disable())
 
     # Users -----------------------------------------------------------------------------------------
 
     async def user_list(self) -> list[str]:
-        resp = await self._rpc("list", "etcd users", lambda: self._auth.user_list(timeout=self._timeout))
+        resp = await self._rpc("list", "etcd users", lambda: self._auth.user_list())
         return [str(name) for name in resp.users]
 
     async def user_roles(self, name: str) -> list[str]:
         """The roles of user ``name`` (etcd's UserGet)."""
-        resp = await self._rpc(
-            "read", f"user {name}", lambda: self._auth.user_get(name, timeout=self._timeout), _names(user=name)
-        )
+        resp = await self._rpc("read", f"user {name}", lambda: self._auth.user_get(name), _names(user=name))
         return [str(role) for role in resp.roles]
 
     async def user_add(self, name: str, password: str) -> None:
         await self._rpc(
             "add",
             f"user {name}",
-            lambda: self._auth.user_add(name, password, timeout=self._timeout),
+            lambda: self._auth.user_add(name, password),
             _names(user=name),
         )
 
     async def user_delete(self, name: str) -> None:
-        await self._rpc(
-            "delete", f"user {name}", lambda: self._auth.user_delete(name, timeout=self._timeout), _names(user=name)
-        )
+        await self._rpc("delete", f"user {name}", lambda: self._auth.user_delete(name), _names(user=name))
 
     async def user_change_password(self, name: str, password: str) -> None:
         await self._rpc(
             "change the password of",
             f"user {name}",
-            lambda: self._auth.user_change_password(name, password, timeout=self._timeout),
+            lambda: self._auth.user_change_password(name, password),
             _names(user=name),
         )
 
@@ -229,7 +219,7 @@ class EtcdAuth:
         await self._rpc(
             "grant",
             f"role {role} to user {name}",
-            lambda: self._auth.user_grant_role(name, role, timeout=self._timeout),
+            lambda: self._auth.user_grant_role(name, role),
             _names(user=name, role=role),
         )
 
@@ -237,41 +227,33 @@ class EtcdAuth:
         await self._rpc(
             "revoke",
             f"role {role} from user {name}",
-            lambda: self._auth.user_revoke_role(name, role, timeout=self._timeout),
+            lambda: self._auth.user_revoke_role(name, role),
             _names(user=name, role=role),
         )
 
     # Roles -----------------------------------------------------------------------------------------
 
     async def role_list(self) -> list[str]:
-        resp = await self._rpc("list", "etcd roles", lambda: self._auth.role_list(timeout=self._timeout))
+        resp = await self._rpc("list", "etcd roles", lambda: self._auth.role_list())
         return [str(name) for name in resp.roles]
 
     async def role_permissions(self, role: str) -> list[KeyPermission]:
         """The key permissions of ``role`` (etcd's RoleGet)."""
-        resp = await self._rpc(
-            "read", f"role {role}", lambda: self._auth.role_get(role, timeout=self._timeout), _names(role=role)
-        )
+        resp = await self._rpc("read", f"role {role}", lambda: self._auth.role_get(role), _names(role=role))
         return [_key_permission(p) for p in resp.perm]
 
     async def role_add(self, role: str) -> None:
-        await self._rpc(
-            "add", f"role {role}", lambda: self._auth.role_add(role, timeout=self._timeout), _names(role=role)
-        )
+        await self._rpc("add", f"role {role}", lambda: self._auth.role_add(role), _names(role=role))
 
     async def role_delete(self, role: str) -> None:
-        await self._rpc(
-            "delete", f"role {role}", lambda: self._auth.role_delete(role, timeout=self._timeout), _names(role=role)
-        )
+        await self._rpc("delete", f"role {role}", lambda: self._auth.role_delete(role), _names(role=role))
 
     async def role_grant_permission(self, role: str, key: bytes, range_end: bytes, kind: PermissionKind) -> None:
         """Grant ``kind`` on ``key`` (empty ``range_end``) or ``[key, range_end)``; replaces a grant on that range."""
         await self._rpc(
             "grant",
             f"{kind} on {describe_range(key, range_end)} to role {role}",
-            lambda: self._auth.role_grant_permission(
-                role, key, range_end or None, perm_type=_TYPE_OF_KIND[kind], timeout=self._timeout
-            ),
+            lambda: self._auth.role_grant_permission(role, key, range_end or None, perm_type=_TYPE_OF_KIND[kind]),
             _names(role=role),
         )
 
@@ -290,7 +272,7 @@ class EtcdAuth:
         await self._rpc(
             "revoke",
             f"the permission on {what} from role {role}",
-            lambda: self._auth.role_revoke_permission(role, key, range_end or None, timeout=self._timeout),
+            lambda: self._auth.role_revoke_permission(role, key, range_end or None),
             translate,
         )
 

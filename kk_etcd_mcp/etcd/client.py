@@ -1,8 +1,8 @@
 """EtcdClient: the adapter every other package uses to talk to etcd.
 
-Every call is bounded by the request timeout, authenticates lazily (so the server starts while etcd
-is down and recovers when it comes back), re-authenticates once when the token expired, and maps
-failures onto ``kk_etcd_mcp.errors``.
+Every call is bounded by the request timeout (counted while the event loop runs: see ``rpc``),
+authenticates lazily (so the server starts while etcd is down and recovers when it comes back),
+re-authenticates once when the token expired, and maps failures onto ``kk_etcd_mcp.errors``.
 """
 
 from __future__ import annotations
@@ -156,7 +156,8 @@ class EtcdClient:
                 return
             try:
                 assert self._svc.auth is not None
-                resp = await self._svc.auth.authenticate(self.username, self._password or "", timeout=self._timeout)
+                authenticate = self._svc.auth.authenticate(self.username, self._password or "")
+                resp = await await_rpc(authenticate, within=self._timeout)
             except _RPC_FAILURES as exc:
                 if "authentication is not enabled" in grpc_details(exc):
                     self._token = ""
@@ -191,7 +192,7 @@ class EtcdClient:
         for attempt in (1, 2):
             await self._authenticate()
             try:
-                return await await_rpc(fn())
+                return await await_rpc(fn(), within=self._timeout)
             except _RPC_FAILURES as exc:
                 if attempt == 1 and self.username is not None and is_token_problem(exc):
                     log.info("etcd token expired or missing; authenticating again")
@@ -234,7 +235,6 @@ class EtcdClient:
                 limit=limit,
                 keys_only=keys_only,
                 count_only=count_only,
-                timeout=self._timeout,
             ),
         )
         return range_page(resp)
@@ -245,7 +245,7 @@ class EtcdClient:
         resp = await self._call(
             "write",
             self._subject(key),
-            lambda: kv.put(as_bytes(key), as_bytes(value), lease=lease, prev_kv=prev_kv, timeout=self._timeout),
+            lambda: kv.put(as_bytes(key), as_bytes(value), lease=lease, prev_kv=prev_kv),
         )
         return put_result(resp)
 
@@ -261,7 +261,6 @@ class EtcdClient:
                 range_start(key, range_end),
                 as_bytes(range_end) if range_end is not None else None,
                 prev_kv=prev_kv,
-                timeout=self._timeout,
             ),
         )
         return delete_result(resp)
@@ -279,7 +278,7 @@ class EtcdClient:
         resp = await self._call(
             "write",
             self._subject(first),
-            lambda: kv.txn(pb_compares, pb_success, pb_failure, timeout=self._timeout),
+            lambda: kv.txn(pb_compares, pb_success, pb_failure),
         )
         return txn_result(resp)
 
@@ -289,7 +288,7 @@ class EtcdClient:
         await self._call(
             "compact",
             f"revision {revision}",
-            lambda: kv.compact(revision, physical=physical, timeout=self._timeout),
+            lambda: kv.compact(revision, physical=physical),
         )
 
     async def current_revision(self) -> int:
@@ -302,13 +301,13 @@ class EtcdClient:
     async def lease_grant(self, ttl: int) -> int:
         lease = self._svc.lease
         assert lease is not None
-        resp = await self._call("grant a lease of", f"{ttl}s", lambda: lease.grant(ttl, timeout=self._timeout))
+        resp = await self._call("grant a lease of", f"{ttl}s", lambda: lease.grant(ttl))
         return int(resp.ID)
 
     async def lease_revoke(self, lease_id: int) -> None:
         lease = self._svc.lease
         assert lease is not None
-        await self._call("revoke", f"lease {lease_id:x}", lambda: lease.revoke(lease_id, timeout=self._timeout))
+        await self._call("revoke", f"lease {lease_id:x}", lambda: lease.revoke(lease_id))
 
     # Watch ----------------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from ..errors import (
     PermissionDeniedError,
     UnavailableError,
 )
+from .rpc import LoopStalledError
 
 _INVALID_TOKEN_MARKERS = ("invalid auth token", "user name is empty", "auth token is expired")
 
@@ -46,6 +47,11 @@ def map_error(exc: BaseException, *, endpoints: str, user: str | None, action: s
     ``action`` and ``subject`` name what was attempted ("write", "app/db") for permission errors.
     """
     detail = grpc_details(exc)
+    if isinstance(exc, LoopStalledError):
+        return UnavailableError(
+            f"this server was too busy to read etcd's answer in time: its event loop was stalled for "
+            f"{exc.stalled:.0f}s, while etcd at {endpoints} may well have answered. Try again."
+        )
     if isinstance(exc, TimeoutError | EtcdConnectionError | EtcdTransientError):
         return UnavailableError(f"etcd unavailable at {endpoints}: {_reason(exc, detail)}")
     # etcd answers bad credentials with INVALID_ARGUMENT and a missing token with several codes.

@@ -156,9 +156,7 @@ class EtcdMaintenance:
         """The status of the member the configured endpoints reach."""
         maintenance = self.etcd._svc.maintenance
         assert maintenance is not None
-        resp = await self.etcd._call(
-            "read the status of", "etcd", lambda: maintenance.status(timeout=self._timeout, max_attempts=1)
-        )
+        resp = await self.etcd._call("read the status of", "etcd", lambda: maintenance.status(max_attempts=1))
         return _member_status(resp)
 
     async def member_status(self, client_url: str) -> MemberStatus:
@@ -181,9 +179,7 @@ class EtcdMaintenance:
             channel = factory.get_channel()
 
         async def attempt() -> Any:
-            return await MaintenanceStub(channel).Status(
-                StatusRequest(), metadata=self._metadata(), timeout=self._timeout
-            )
+            return await MaintenanceStub(channel).Status(StatusRequest(), metadata=self._metadata())
 
         try:
             resp = await self.etcd._call("read the status of", f"member {client_url}", attempt, endpoints=client_url)
@@ -199,7 +195,7 @@ class EtcdMaintenance:
         resp = await self.etcd._call(
             "list the members of",
             "etcd",
-            lambda: cluster.member_list(linearizable=False, timeout=self._timeout, max_attempts=1),
+            lambda: cluster.member_list(linearizable=False, max_attempts=1),
         )
         return [
             Member(
@@ -216,9 +212,7 @@ class EtcdMaintenance:
         """Active alarms of every member (NOSPACE: the database quota is full, writes are refused)."""
         maintenance = self.etcd._svc.maintenance
         assert maintenance is not None
-        resp = await self.etcd._call(
-            "list the alarms of", "etcd", lambda: maintenance.alarms(timeout=self._timeout, max_attempts=1)
-        )
+        resp = await self.etcd._call("list the alarms of", "etcd", lambda: maintenance.alarms(max_attempts=1))
         return [Alarm(member_id=int(a.memberID), kind=_alarm_kind(int(a.alarm))) for a in resp.alarms]
 
     # Snapshot ----------------------------------------------------------------------------------

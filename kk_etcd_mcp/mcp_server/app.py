@@ -9,6 +9,7 @@ from ..access import AccessService
 from ..cluster import ClusterService
 from ..config_center import ConfigCenter, KeyPolicy, ReservedPrefix
 from ..etcd import EtcdClient
+from ..logs import library_level
 from ..registry import RegistryKeys, RegistryService
 from ..settings import Settings
 from .calls import CallGuard
@@ -81,7 +82,7 @@ def build_server(
         title="kk-etcd-mcp",
         version=__version__,
         instructions=INSTRUCTIONS,
-        log_level=settings.log_level,
+        log_level=library_level(settings.log_level, settings.library_log_level),  # mcp's own loggers: see logs.py
         subscriptions=live.bus if live is not None else None,
     )
     audit = build_audit_trail(settings, etcd)

@@ -9,6 +9,7 @@ What the start-up logs say is true when said: "serving" after the bind, "connect
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -147,7 +148,7 @@ async def registry_service(
 
 async def serve(settings: Settings) -> None:
     try:
-        await _serve(settings)
+        sessions_left = await _serve(settings)
     except BaseExceptionGroup as group:
         # A start-up failure (etcd data dir, port in use, ...) surfaces wrapped by the task group;
         # hand the caller the error itself so it is reported as one clear line.
@@ -155,19 +156,27 @@ async def serve(settings: Settings) -> None:
         if len(leaves) == 1 and isinstance(leaves[0], Exception):
             raise leaves[0] from None
         raise
+    if sessions_left:
+        # Everything of ours is closed by now (hub resigned, etcd closed, audit flushed). What is left
+        # are mcp's HTTP sessions: ending them one by one takes anyio time that grows faster than their
+        # number (seconds for thousands), and they hold nothing but memory. Exit without it.
+        logging.shutdown()
+        os._exit(0)
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings) -> bool:
+    """Serve until a signal; True when HTTP sessions were left open for the process exit to end (see ``serve``)."""
     # The HTTP port is taken first: a busy one fails at once, before etcd is started or joined.
     listener = bind_http_socket(settings) if settings.transport != "stdio" else None
     try:
-        await _serve_on(settings, listener)
+        return await _serve_on(settings, listener)
     finally:
         if listener is not None:
             listener.close()
 
 
-async def _serve_on(settings: Settings, listener: socket.socket | None) -> None:
+async def _serve_on(settings: Settings, listener: socket.socket | None) -> bool:
+    sessions_left = False
     # Signals are caught before anything starts, so a SIGTERM during start-up still leaves the
     # embedded etcd properly instead of leaving it running.
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -197,4 +206,6 @@ async def _serve_on(settings: Settings, listener: socket.socket | None) -> None:
                     http = make_http_server(server, settings)
                     stop = http.stop  # let uvicorn finish open requests, then return
                     await http.serve(sockets=[listener])
+                    sessions_left = True
             tg.cancel_scope.cancel()
+    return sessions_left

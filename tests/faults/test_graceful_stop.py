@@ -5,6 +5,7 @@ etcd is stopped. A service using the SDK deletes its registration when it stops.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -14,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from health_servers import HttpHealthServer
 from mcp_helpers import call, http_client, http_server, server_env, sse_session
 from polling import eventually
 from registry_helpers import register
+from test_tokens_limits import MCP_HEADERS, initialize
 
 from kk_etcd_mcp.errors import UnavailableError
 from kk_etcd_mcp.etcd import EtcdClient, prefix_end
@@ -189,3 +192,43 @@ async def test_http_serve_stops_within_5s_with_clients_connected(
             await anyio.to_thread.run_sync(lambda: server.process.wait(STOP_WITHIN))
             recovery(f"SIGTERM ({transport}, a client connected) → serve exited", time.monotonic() - stopping)
     assert server.process.returncode == 0, log.read_text()
+
+
+async def test_http_serve_stops_within_5s_with_thousands_of_sessions(
+    etcd_endpoint: str, tmp_path: Path, recovery: Any
+) -> None:
+    """mcp ending open sessions one by one would take longer than a stop may (anyio's cancellation of
+    their tasks grows faster than their number): the stop does not wait for it."""
+    sessions = 4000
+    log = tmp_path / "serve.log"
+    unlimited = {"http_rate_limit": "0", "http_sessions_per_minute": "0", "http_max_sessions_per_client": "100000"}
+    with log.open("wb") as stderr, http_server(etcd_endpoint, stderr=stderr, hub="false", **unlimited) as server:
+        opened = await open_sessions(server.url, sessions)
+        assert opened == sessions
+        stopping = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        await anyio.to_thread.run_sync(lambda: server.process.wait(STOP_WITHIN))
+        recovery(f"SIGTERM with {sessions} streamable HTTP sessions open → serve exited", time.monotonic() - stopping)
+    assert server.process.returncode == 0
+    err = log.read_text()
+    assert "Traceback" not in err and "was destroyed but it is pending" not in err
+
+
+async def open_sessions(url: str, count: int) -> int:
+    """Open ``count`` streamable HTTP sessions (initialize, as raw HTTP); how many opened."""
+    body = json.dumps(initialize()).encode()
+    opened = 0
+    limits = httpx2.Limits(max_connections=32, max_keepalive_connections=32)
+    async with httpx2.AsyncClient(trust_env=False, timeout=60, limits=limits) as http:
+
+        async def one(slots: anyio.Semaphore) -> None:
+            nonlocal opened
+            async with slots:
+                response = await http.post(url, content=body, headers=MCP_HEADERS)
+                opened += response.status_code == 200 and "mcp-session-id" in response.headers
+
+        slots = anyio.Semaphore(32)
+        async with anyio.create_task_group() as tg:
+            for _ in range(count):
+                tg.start_soon(one, slots)
+    return opened

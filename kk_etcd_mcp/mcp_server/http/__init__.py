@@ -2,14 +2,18 @@
 
 Each HTTP request passes, outermost first:
 
-1. ``ClientAuth``: finds the client's identity from its bearer token (403 without a valid one),
-   or names it ``http`` (every scope) when no tokens are configured (loopback only);
+0. uvicorn's h11 protocol with a deadline for the request's head (``protocol.py``: 408);
+1. ``ClientAuth``: finds the client's identity from its bearer token (403 without a valid one; 429
+   for an address that sent too many wrong ones), or names it ``http`` (every scope) when no
+   tokens are configured (loopback only);
 2. ``RateLimit``: a token bucket per client for MCP POSTs (429 with Retry-After);
-3. ``BodyLimit``: at most ``http_max_body_bytes`` of body (413), counted as it streams;
-4. mcp's app, with its DNS-rebinding checks (421/403).
+3. ``BodyLimit``: at most ``http_max_body_bytes`` of body (413), arriving within ``http_body_timeout`` (408);
+4. ``SessionLimits``: the sessions a client may hold and open (429);
+5. mcp's app, with its DNS-rebinding checks (421/403).
 
 Every refusal is a JSON ``{"error", "message"}`` and happens before the MCP message is read, so
-nothing is done. uvicorn runs without its own signal handlers: our runner stops it.
+nothing is done; refusals are logged at a bounded rate (``RefusalLog``). uvicorn runs without its
+own signal handlers: our runner stops it.
 """
 
 import contextlib
@@ -23,18 +27,23 @@ import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp
+from uvicorn.lifespan.on import LifespanOn
 
 from ...errors import StartupError
 from ...holders import port_holder
+from ...logs import library_level
 from ...settings import Settings, is_loopback
 from .auth import ClientAuth
 from .limits import BodyLimit, RateLimit
+from .protocol import head_timeout_protocol
+from .refusals import RefusalLog
+from .sessions import SessionLimits, open_session_ids
 
 log = logging.getLogger(__name__)
 
 STREAMABLE_HTTP_PATH = "/mcp"
 SSE_PATH = "/sse"
-GRACEFUL_SHUTDOWN_SECONDS = 2  # a stop ends within 5 s (issue 5), whatever clients stay connected
+GRACEFUL_SHUTDOWN_SECONDS = 2  # a stop ends within 5 s, whatever clients stay connected
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
@@ -52,26 +61,52 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
     )
 
 
-def http_app(server: MCPServer, settings: Settings) -> ASGIApp:
+def http_app(server: MCPServer, settings: Settings, refusals: RefusalLog | None = None) -> ASGIApp:
     security = transport_security(settings)
     limit = settings.http_max_body_bytes
+    refusals = refusals or RefusalLog(log, settings.http_refusal_log_interval)
+    tokens = settings.bearer_tokens()
     app: ASGIApp
     if settings.transport == "sse":
         app = server.sse_app(
             sse_path=SSE_PATH, transport_security=security, host=settings.host, max_request_body_size=limit
         )
+        open_sessions = None
     else:
         app = server.streamable_http_app(
             streamable_http_path=STREAMABLE_HTTP_PATH,
             transport_security=security,
             host=settings.host,
             max_request_body_size=limit,
+            session_idle_timeout=settings.http_session_idle_timeout,
         )
-    app = BodyLimit(app, limit)
-    tokens = settings.bearer_tokens()
+        open_sessions = open_session_ids(server.session_manager)
+    app = SessionLimits(
+        app,
+        streamable_path=None if settings.transport == "sse" else STREAMABLE_HTTP_PATH,
+        sse_path=SSE_PATH if settings.transport == "sse" else None,
+        max_per_client=settings.http_max_sessions_per_client,
+        new_per_minute=settings.http_sessions_per_minute,
+        by_token=bool(tokens),
+        open_sessions=open_sessions,
+        refusals=refusals,
+    )
+    app = BodyLimit(app, limit, settings.http_body_timeout, refusals)
     if settings.http_rate_limit > 0:
-        app = RateLimit(app, settings.http_rate_limit, settings.http_rate_burst, by_token=bool(tokens))
-    return ClientAuth(app, tokens)
+        app = RateLimit(
+            app, settings.http_rate_limit, settings.http_rate_burst, by_token=bool(tokens), refusals=refusals
+        )
+    return ClientAuth(app, tokens, auth_failures_per_minute=settings.http_auth_failures_per_minute, refusals=refusals)
+
+
+class KeepSessionsLifespan(LifespanOn):
+    """uvicorn's lifespan without the shutdown step, in which mcp would end every open session one by
+    one: with thousands of sessions that alone takes longer than the 5 s a stop may take (anyio's
+    cancellation of their tasks grows faster than their number). The runner exits the process once
+    our own services are closed, which ends them all at once (see ``runner.serve``)."""
+
+    async def shutdown(self) -> None:
+        return
 
 
 def bind_http_socket(settings: Settings) -> socket.socket:
@@ -103,12 +138,14 @@ class HttpServer(uvicorn.Server):
 
 
 def make_http_server(server: MCPServer, settings: Settings) -> HttpServer:
+    refusals = RefusalLog(log, settings.http_refusal_log_interval)
     config = uvicorn.Config(
-        http_app(server, settings),
+        http_app(server, settings, refusals),
+        http=head_timeout_protocol(settings.http_header_timeout, refusals),
         host=settings.host,
         port=settings.port,
         log_config=None,  # keep our stderr logging
-        log_level=settings.log_level.lower(),
+        log_level=library_level(settings.log_level, settings.library_log_level).lower(),  # see logs.py
         access_log=False,
         lifespan="on",
         # Open event streams never end by themselves: past this, a stop cancels them instead of waiting.
@@ -127,4 +164,6 @@ def make_http_server(server: MCPServer, settings: Settings) -> HttpServer:
         path,
         auth,
     )
+    config.load()
+    config.lifespan_class = KeepSessionsLifespan
     return HttpServer(config)

@@ -1,36 +1,22 @@
-"""Request limits: a token bucket per client (429) and a cap on the body size (413)."""
+"""Request limits: a token bucket per client (429), a cap on the body size (413) and on its time (408)."""
 
 import logging
 import math
-import time
-from dataclasses import dataclass
 
+import anyio
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import identity_of
-from .refusals import client_address, refuse
+from .buckets import Buckets
+from .refusals import RefusalLog, client_address, refuse
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class TokenBucket:
-    """``rate`` requests per second on average, ``burst`` at once."""
-
-    rate: float
-    burst: int
-    level: float
-    stamp: float
-
-    def take(self, now: float) -> float:
-        """Take one request: 0 if allowed, else the seconds until one would be."""
-        self.level = min(self.burst, self.level + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.level >= 1:
-            self.level -= 1
-            return 0.0
-        return (1 - self.level) / self.rate
+def client_key(scope: Scope, by_token: bool) -> str:
+    """Whom a per-client limit counts: the token's name, or the address when no tokens are configured."""
+    return f"token {identity_of(scope).name}" if by_token else f"address {client_address(scope)}"
 
 
 class RateLimit:
@@ -40,20 +26,23 @@ class RateLimit:
     Retry-After (whole seconds) and nothing done.
     """
 
-    MAX_CLIENTS = 10_000  # buckets kept; full (idle) ones are dropped beyond it
-
-    def __init__(self, app: ASGIApp, rate: float, burst: int, *, by_token: bool) -> None:
+    def __init__(
+        self, app: ASGIApp, rate: float, burst: int, *, by_token: bool, refusals: RefusalLog | None = None
+    ) -> None:
         self.app = app
         self.rate, self.burst, self.by_token = rate, burst, by_token
-        self._buckets: dict[str, TokenBucket] = {}
+        self._buckets = Buckets(rate, burst)
+        self._refusals = refusals or RefusalLog(log, 0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            client = f"token {identity_of(scope).name}" if self.by_token else f"address {client_address(scope)}"
-            wait = self._take(client, time.monotonic())
+            client = client_key(scope, self.by_token)
+            wait = self._buckets.take(client)
             if wait > 0:
                 retry_after = max(1, math.ceil(wait))
-                log.info("rate-limited %s: over %g requests/s", client, self.rate)
+                self._refusals.refused(
+                    "429 requests", logging.INFO, "rate-limited %s: over %g requests/s", client, self.rate
+                )
                 await refuse(
                     scope,
                     receive,
@@ -67,30 +56,20 @@ class RateLimit:
                 return
         await self.app(scope, receive, send)
 
-    def _take(self, client: str, now: float) -> float:
-        bucket = self._buckets.get(client)
-        if bucket is None:
-            if len(self._buckets) >= self.MAX_CLIENTS:
-                self._drop_idle(now)
-            bucket = self._buckets[client] = TokenBucket(self.rate, self.burst, float(self.burst), now)
-        return bucket.take(now)
-
-    def _drop_idle(self, now: float) -> None:
-        full_after = self.burst / self.rate
-        for client in [c for c, b in self._buckets.items() if now - b.stamp >= full_after]:
-            del self._buckets[client]
-
 
 class BodyLimit:
-    """413 for a POST body over ``limit`` bytes: declared (Content-Length) or counted as it streams.
+    """413 for a POST body over ``limit`` bytes: declared (Content-Length) or counted as it streams;
+    408 for one that has not arrived in full within ``timeout`` seconds (a client trickling it).
 
-    The body is read up to the limit before the MCP app sees any of it, so an oversized request is
-    refused before anything is parsed, and the rest of it is never read.
+    The body is read up to the limit before the MCP app sees any of it, so an oversized or late
+    request is refused before anything is parsed, and the rest of it is never read.
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, timeout: float = math.inf, refusals: RefusalLog | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.timeout = timeout
+        self._refusals = refusals or RefusalLog(log, 0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -102,17 +81,21 @@ class BodyLimit:
             return
         body = bytearray()
         trailing: list[Message] = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                trailing.append(message)  # e.g. http.disconnect: hand it on
-                break
-            body += message.get("body", b"")
-            if len(body) > self.limit:
-                await self._too_large(scope, receive, send)
-                return
-            if not message.get("more_body", False):
-                break
+        with anyio.move_on_after(self.timeout) as reading:
+            while len(body) <= self.limit:
+                message = await receive()
+                if message["type"] != "http.request":
+                    trailing.append(message)  # e.g. http.disconnect: hand it on
+                    break
+                body += message.get("body", b"")
+                if not message.get("more_body", False):
+                    break
+        if len(body) > self.limit:
+            await self._too_large(scope, receive, send)
+            return
+        if reading.cancelled_caught:
+            await self._too_slow(scope, receive, send, len(body))
+            return
         pending = [{"type": "http.request", "body": bytes(body), "more_body": False}, *trailing]
 
         async def replay() -> Message:
@@ -121,7 +104,13 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        log.warning("refused an HTTP request from %s: body over %d bytes", client_address(scope), self.limit)
+        self._refusals.refused(
+            "413",
+            logging.WARNING,
+            "refused an HTTP request from %s: body over %d bytes",
+            client_address(scope),
+            self.limit,
+        )
         await refuse(
             scope,
             receive,
@@ -130,5 +119,24 @@ class BodyLimit:
             "request_too_large",
             f"the request body is larger than {self.limit} bytes (http_max_body_bytes); it was not processed. "
             "Send smaller values, or split a kv_import document.",
+            {"Connection": "close"},
+        )
+
+    async def _too_slow(self, scope: Scope, receive: Receive, send: Send, received: int) -> None:
+        self._refusals.refused(
+            "408 body",
+            logging.WARNING,
+            "refused an HTTP request from %s: its body did not arrive within %gs",
+            client_address(scope),
+            self.timeout,
+        )
+        await refuse(
+            scope,
+            receive,
+            send,
+            408,
+            "request_timeout",
+            f"the request body did not arrive in full within {self.timeout:g} s (http_body_timeout; "
+            f"{received} bytes came); it was not processed. Send the whole request at once.",
             {"Connection": "close"},
         )
