@@ -54,7 +54,7 @@ def _add_shape_tool(server: MCPServer) -> None:
         """kv_get's signature and result, without etcd: the value is fixed."""
         return entry(canned)
 
-    ToolRegistrar(server, read_only=False).add(kv_get_shape, title="kv_get without etcd", read_only=True)
+    ToolRegistrar(server, read_only=False).query("kv_get without etcd")(kv_get_shape)
 
 
 class _HttpServer(uvicorn.Server):

@@ -227,9 +227,9 @@ def test_the_registrar_refuses_a_mutating_tool_without_a_plan() -> None:
         raise AssertionError("never called")
 
     with pytest.raises(TypeError, match="mutating tool kv_overwrite must take dry_run"):
-        tools.add(kv_overwrite, title="x", read_only=False)
+        tools.change("x")(kv_overwrite)
     with pytest.raises(TypeError, match="mutating tool kv_truncate must return a Change"):
-        tools.add(kv_truncate, title="x", read_only=False)
+        tools.change("x")(kv_truncate)
     assert tools.names == []
 
 

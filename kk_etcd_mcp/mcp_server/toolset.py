@@ -1,20 +1,26 @@
 """Registering tools with their annotations, scope, guard and confirmation, honouring ``read_only``.
 
-Each tool needs a scope: read-only tools ``read``; mutating ones the registrar's ``mutating_scope``
-(``write`` for kv and registry; app.py registers access and cluster tools through
-``with_mutating_scope("admin")``). ``required_scope`` maps every offered tool to its scope (HTTP
-uses it to list only the tools a token may call); the guard enforces it at call time.
+A tool is registered where it is defined, by one of two decorators, so a registration reads as typed
+input, one service call, a model out and its annotations:
 
-Every mutating tool goes through ``Confirmer.planned``: it must take ``dry_run`` and return a
-``Change``, and the user is asked to confirm whenever its plan removes something, so no tool can
-forget the confirmation or decide it by its name. Every tool call, from argument validation to the
-result, runs inside the guard (``calls.py``): bad arguments are refused in one sentence per argument,
-and every mutating call is audited once.
+- ``@tools.query(title)``: a read-only tool (scope ``read``);
+- ``@tools.change(title, destructive=..., idempotent=..., affected=...)``: a mutating tool (scope: the
+  registrar's ``mutating_scope``, ``write`` for kv and registry; app.py registers access and cluster
+  tools through ``with_mutating_scope("admin")``). With ``read_only`` it is not offered at all.
+
+``required_scope`` maps every offered tool to its scope (HTTP uses it to list only the tools a token
+may call); the guard enforces it at call time.
+
+A mutating tool goes through ``Confirmer.planned``: it must take ``dry_run`` (``DryRun``) and return a
+``Change``, and the user is asked to confirm whenever its plan removes something, so no tool can forget
+the confirmation or decide it by its name. Every tool call, from argument validation to the result,
+runs inside the guard (``calls.py``): bad arguments are refused in one sentence per argument, and every
+mutating call is audited once. Plan, confirmation, dry run, apply and audit are written there once.
 """
 
 import copy
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.context import Context
@@ -29,6 +35,11 @@ from .confirm import Confirmer
 from .errors import InvalidArguments, describe_invalid_arguments, translate_errors
 from .identity import Scope
 from .lowlevel import install_tool
+
+# The dry_run argument every mutating tool takes (a tool may describe it in its own words).
+DryRun = Annotated[bool, Field(description="Only say what would change (`change`, `removes`); change nothing.")]
+
+ToolFunction = TypeVar("ToolFunction", bound=Callable[..., Awaitable[Any]])
 
 
 class GuardedTool(Tool):
@@ -83,7 +94,41 @@ class ToolRegistrar:
         view.mutating_scope = scope
         return view
 
-    def add(
+    def query(
+        self, title: str, *, open_world: bool = False, scope: Scope | None = None
+    ) -> Callable[[ToolFunction], ToolFunction]:
+        """Register the decorated function as a read-only tool. ``open_world``: it reaches beyond etcd (the
+        registered services themselves). ``scope``: overrides ``read``."""
+
+        def register(fn: ToolFunction) -> ToolFunction:
+            self._add(fn, title=title, read_only=True, open_world=open_world, scope=scope)
+            return fn
+
+        return register
+
+    def change(
+        self,
+        title: str,
+        *,
+        destructive: bool = False,
+        idempotent: bool = False,
+        affected: Affected = default_affected,
+    ) -> Callable[[ToolFunction], ToolFunction]:
+        """Register the decorated function as a mutating tool: planned, confirmed when its plan removes
+        something, applied, audited. ``destructive``: the hint for clients that some calls may remove
+        something (the confirmation itself is decided per call, by the plan). ``affected``: what the audit
+        trail records as changed (default: the keys the result names). TypeError when the function takes
+        no ``dry_run`` or does not return a ``Change``."""
+
+        def register(fn: ToolFunction) -> ToolFunction:
+            self._add(
+                fn, title=title, read_only=False, destructive=destructive, idempotent=idempotent, affected=affected
+            )
+            return fn
+
+        return register
+
+    def _add(
         self,
         fn: Callable[..., Awaitable[Any]],
         *,
@@ -95,10 +140,6 @@ class ToolRegistrar:
         scope: Scope | None = None,
         affected: Affected = default_affected,
     ) -> None:
-        """``destructive``: the hint for clients that some calls may remove something (the confirmation
-        itself is decided per call, by the plan). ``scope``: overrides the default (read for read-only
-        tools, else ``mutating_scope``). ``affected``: what the audit trail records as changed (default:
-        the keys the result names)."""
         if self.read_only and not read_only:
             return
         name = fn.__name__

@@ -25,7 +25,7 @@ from ...access import (
     UserListResult,
     UserRoleChange,
 )
-from ..toolset import ToolRegistrar
+from ..toolset import DryRun, ToolRegistrar
 
 UserName = Annotated[str, Field(description="etcd user name, e.g. 'alice'.")]
 RoleName = Annotated[str, Field(description="etcd role name, e.g. 'app-reader'. Role 'root' is etcd's admin role.")]
@@ -35,7 +35,6 @@ RangeEnd = Annotated[
     Field(description="Exclusive end of a key range; leave out for one key. '\\u0000' means every key from `key` on."),
 ]
 Prefix = Annotated[bool, Field(description="The permission covers every key starting with `key` ('' = every key).")]
-DryRun = Annotated[bool, Field(description="Only say what would change (`change`, `removes`); change nothing.")]
 
 
 # What the audit trail records as changed: the user, the role, or etcd's auth switch.
@@ -80,29 +79,46 @@ Password = Annotated[
 
 
 def register_access_tools(tools: ToolRegistrar, access: AccessService) -> None:
+    @tools.query("etcd authentication status")
     async def auth_status() -> AuthStatusResult:
         """Whether etcd enforces authentication, how many users and roles exist, and who this server is."""
         return await access.status()
 
+    @tools.query("List etcd users")
+    async def user_list() -> UserListResult:
+        """Every etcd user with the roles it holds."""
+        return await access.user_list()
+
+    @tools.query("Read an etcd user")
+    async def user_get(name: UserName) -> UserInfo:
+        """One etcd user and its roles."""
+        return await access.user_get(name)
+
+    @tools.query("List etcd roles")
+    async def role_list() -> RoleListResult:
+        """Every etcd role with its key permissions."""
+        return await access.role_list()
+
+    @tools.query("Read an etcd role")
+    async def role_get(name: RoleName) -> RoleInfo:
+        """One role's key permissions (key, range_end, prefix, permission)."""
+        return await access.role_get(name)
+
+    # Mutating: a call may take data or access away (its plan decides whether the user is asked).
+    @tools.change("Enable etcd authentication", destructive=True, idempotent=True, affected=_auth)
     async def auth_enable(dry_run: DryRun = False) -> AuthChangeResult:
         """Turn etcd authentication on. Needs user root holding role root (it says how to create them);
         refuses when this server has no credentials of its own, since it would lock itself out. Clients without
         credentials lose access, so the user is asked to confirm first; dry_run=true only checks and says so."""
         return await access.enable(dry_run)
 
+    @tools.change("Disable etcd authentication", destructive=True, idempotent=True, affected=_auth)
     async def auth_disable(dry_run: DryRun = False) -> AuthChangeResult:
         """Turn etcd authentication off: every client may then do everything. Needs role root.
         The user is asked to confirm first; dry_run=true only says whether it would change anything."""
         return await access.disable(dry_run)
 
-    async def user_list() -> UserListResult:
-        """Every etcd user with the roles it holds."""
-        return await access.user_list()
-
-    async def user_get(name: UserName) -> UserInfo:
-        """One etcd user and its roles."""
-        return await access.user_get(name)
-
+    @tools.change("Create an etcd user", affected=_user)
     async def user_add(
         name: UserName,
         password: Password = None,  # type: ignore[assignment]  # None is allowed by the validator and schema
@@ -113,11 +129,7 @@ def register_access_tools(tools: ToolRegistrar, access: AccessService) -> None:
         user. Without a password, a strong one is generated and returned once in `password`."""
         return await access.user_add(name, password, roles, dry_run)
 
-    async def user_delete(name: UserName, dry_run: DryRun = False) -> UserDeleteResult:
-        """Delete an etcd user. Refuses user root and the user this server connects as.
-        The user is asked to confirm first; dry_run=true only shows what would be deleted."""
-        return await access.user_delete(name, dry_run)
-
+    @tools.change("Change an etcd user's password", destructive=True, affected=_user)
     async def user_change_password(
         name: UserName,
         password: Password = None,  # type: ignore[assignment]  # None is allowed by the validator and schema
@@ -128,32 +140,29 @@ def register_access_tools(tools: ToolRegistrar, access: AccessService) -> None:
         the user is asked to confirm first; dry_run=true only checks."""
         return await access.user_change_password(name, password, dry_run)
 
+    @tools.change("Grant a role to a user", idempotent=True, affected=_user)
     async def user_grant_role(name: UserName, role: RoleName, dry_run: DryRun = False) -> UserRoleChange:
         """Grant a role to a user; returns the user's roles."""
         return await access.user_grant_role(name, role, dry_run)
 
+    @tools.change("Revoke a role from a user", destructive=True, idempotent=True, affected=_user)
     async def user_revoke_role(name: UserName, role: RoleName, dry_run: DryRun = False) -> UserRoleChange:
         """Revoke a role from a user; returns the user's roles. Refuses role root of user root.
         The user is asked to confirm first; dry_run=true returns the roles the user would keep."""
         return await access.user_revoke_role(name, role, dry_run)
 
-    async def role_list() -> RoleListResult:
-        """Every etcd role with its key permissions."""
-        return await access.role_list()
+    @tools.change("Delete an etcd user", destructive=True, idempotent=True, affected=_user)
+    async def user_delete(name: UserName, dry_run: DryRun = False) -> UserDeleteResult:
+        """Delete an etcd user. Refuses user root and the user this server connects as.
+        The user is asked to confirm first; dry_run=true only shows what would be deleted."""
+        return await access.user_delete(name, dry_run)
 
-    async def role_get(name: RoleName) -> RoleInfo:
-        """One role's key permissions (key, range_end, prefix, permission)."""
-        return await access.role_get(name)
-
+    @tools.change("Create an etcd role", affected=_role)
     async def role_add(name: RoleName, dry_run: DryRun = False) -> RolePermissionChange:
         """Create a role without permissions; add them with role_grant_permission."""
         return await access.role_add(name, dry_run)
 
-    async def role_delete(name: RoleName, dry_run: DryRun = False) -> RoleDeleteResult:
-        """Delete a role (users lose it). Refuses role root.
-        The user is asked to confirm first, shown its permissions and holders; dry_run=true only shows them."""
-        return await access.role_delete(name, dry_run)
-
+    @tools.change("Grant a key permission to a role", destructive=True, idempotent=True, affected=_role)
     async def role_grant_permission(
         role: RoleName,
         key: Key,
@@ -168,6 +177,7 @@ def register_access_tools(tools: ToolRegistrar, access: AccessService) -> None:
         narrower one (readwrite -> read) takes the rest away, and then the user is asked to confirm first."""
         return await access.role_grant_permission(role, key, permission, range_end, prefix, dry_run)
 
+    @tools.change("Revoke a key permission from a role", destructive=True, idempotent=True, affected=_role)
     async def role_revoke_permission(
         role: RoleName,
         key: Key,
@@ -179,65 +189,8 @@ def register_access_tools(tools: ToolRegistrar, access: AccessService) -> None:
         The user is asked to confirm first; dry_run=true returns the permissions the role would keep."""
         return await access.role_revoke_permission(role, key, range_end, prefix, dry_run)
 
-    tools.add(auth_status, title="etcd authentication status", read_only=True)
-    tools.add(user_list, title="List etcd users", read_only=True)
-    tools.add(user_get, title="Read an etcd user", read_only=True)
-    tools.add(role_list, title="List etcd roles", read_only=True)
-    tools.add(role_get, title="Read an etcd role", read_only=True)
-    # destructive: a call may take data or access away (its plan decides whether the user is asked).
-    tools.add(
-        auth_enable,
-        title="Enable etcd authentication",
-        read_only=False,
-        destructive=True,
-        idempotent=True,
-        affected=_auth,
-    )
-    tools.add(
-        auth_disable,
-        title="Disable etcd authentication",
-        read_only=False,
-        destructive=True,
-        idempotent=True,
-        affected=_auth,
-    )
-    tools.add(user_add, title="Create an etcd user", read_only=False, affected=_user)
-    tools.add(
-        user_change_password,
-        title="Change an etcd user's password",
-        read_only=False,
-        destructive=True,
-        affected=_user,
-    )
-    tools.add(user_grant_role, title="Grant a role to a user", read_only=False, idempotent=True, affected=_user)
-    tools.add(
-        user_revoke_role,
-        title="Revoke a role from a user",
-        read_only=False,
-        destructive=True,
-        idempotent=True,
-        affected=_user,
-    )
-    tools.add(
-        user_delete, title="Delete an etcd user", read_only=False, destructive=True, idempotent=True, affected=_user
-    )
-    tools.add(role_add, title="Create an etcd role", read_only=False, affected=_role)
-    tools.add(
-        role_grant_permission,
-        title="Grant a key permission to a role",
-        read_only=False,
-        destructive=True,
-        idempotent=True,
-        affected=_role,
-    )
-    tools.add(
-        role_revoke_permission,
-        title="Revoke a key permission from a role",
-        read_only=False,
-        destructive=True,
-        idempotent=True,
-        affected=_role,
-    )
-    tools.add(
-        role_delete, title="Delete an etcd role", read_only=False, destructive=True, idempotent=True, affected=_role
-    )
+    @tools.change("Delete an etcd role", destructive=True, idempotent=True, affected=_role)
+    async def role_delete(name: RoleName, dry_run: DryRun = False) -> RoleDeleteResult:
+        """Delete a role (users lose it). Refuses role root.
+        The user is asked to confirm first, shown its permissions and holders; dry_run=true only shows them."""
+        return await access.role_delete(name, dry_run)

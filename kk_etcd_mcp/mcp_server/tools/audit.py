@@ -33,6 +33,7 @@ def build_audit_trail(settings: Settings, etcd: EtcdClient) -> AuditTrail:
 def register_audit_tools(tools: ToolRegistrar, trail: AuditTrail) -> None:
     sink: EtcdAuditSink | None = trail.etcd  # None when audit_to_etcd is off: the tool then says so
 
+    @tools.query("Read the audit trail", scope=AUDIT_LOG_SCOPE)
     async def audit_log(
         limit: Annotated[int, Field(ge=1, le=MAX_LIMIT, description=f"Most entries to return, 1-{MAX_LIMIT}.")] = 50,
         tool: Annotated[str | None, Field(description="Only calls of this tool, e.g. 'kv_delete'.")] = None,
@@ -54,5 +55,3 @@ def register_audit_tools(tools: ToolRegistrar, trail: AuditTrail) -> None:
             )
         entries, chain = await sink.read(limit, tool)
         return AuditLogResult(enabled=True, entries=entries, chain=chain)
-
-    tools.add(audit_log, title="Read the audit trail", read_only=True, scope=AUDIT_LOG_SCOPE)

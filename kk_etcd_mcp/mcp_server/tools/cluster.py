@@ -46,12 +46,14 @@ def byte_size(size: int) -> str:
 
 
 def register_cluster_tools(tools: ToolRegistrar, cluster: ClusterService) -> None:
+    @tools.query("etcd cluster status")
     async def cluster_status() -> ClusterStatus:
         """etcd cluster health: members (which is leader, learners, each member's own status), leader id,
         version, database size and size in use, store revision, raft term and index, active alarms
         (NOSPACE means etcd refuses writes). Ids are hex, as etcdctl prints them."""
         return await cluster.status()
 
+    @tools.change("Snapshot etcd into the backup directory")
     async def cluster_snapshot(
         ctx: Context[Any, Any],
         name: SnapshotName = None,  # type: ignore[assignment]  # None is allowed by the validator and schema
@@ -66,6 +68,3 @@ def register_cluster_tools(tools: ToolRegistrar, cluster: ClusterService) -> Non
             await ctx.report_progress(received, total, f"{byte_size(received)} of {byte_size(total)} received")
 
         return await cluster.snapshot(name, progress, dry_run)
-
-    tools.add(cluster_status, title="etcd cluster status", read_only=True)
-    tools.add(cluster_snapshot, title="Snapshot etcd into the backup directory", read_only=False)

@@ -21,7 +21,7 @@ from ...config_center import (
 from ...config_center.service import MAX_HISTORY_LIMIT, MAX_LIST_LIMIT
 from ...ranges import MAX_INT64, MAX_LEASE_TTL
 from ..confirm import Reviewed
-from ..toolset import ToolRegistrar
+from ..toolset import DryRun, ToolRegistrar
 
 Key = Annotated[str, Field(description="etcd key, e.g. 'app/db/url'.")]
 Revision = Annotated[int, Field(ge=0, le=MAX_INT64, description="Read as of this revision; 0 = latest.")]
@@ -33,7 +33,6 @@ ExpectedRevision = Annotated[
         description="Compare-and-swap: write only if the key's mod_revision is this (0 = only if absent).",
     ),
 ]
-DryRun = Annotated[bool, Field(description="Only say what would change (`change`, `removes`); change nothing.")]
 
 
 def _value(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
@@ -74,11 +73,41 @@ Value = Annotated[
 
 
 def register_kv_tools(tools: ToolRegistrar, center: ConfigCenter) -> None:
+    @tools.query("Read a configuration value")
     async def kv_get(key: Key, revision: Revision = 0) -> KvEntry:
         """Read one configuration value with its revisions. json/yaml values also come back parsed in `data`;
         a value that parses but is not plain JSON comes back as text, and `note` says why."""
         return await center.get(key, revision)
 
+    @tools.query("List configuration keys")
+    async def kv_list(
+        prefix: Annotated[str, Field(description="Key prefix, e.g. 'app/'. '' lists every allowed key.")],
+        limit: Annotated[int, Field(ge=1, le=MAX_LIST_LIMIT, description="Page size, 1-1000.")] = 100,
+        cursor: Annotated[str | None, Field(description="next_cursor of the previous page.")] = None,
+        keys_only: Annotated[bool, Field(description="Leave values out.")] = False,
+        include_internal: Annotated[
+            bool,
+            Field(description="Also show the registry's own keys (its audit trail only with audit_log's scope)."),
+        ] = False,
+    ) -> KvListResult:
+        """List keys (and values) under a prefix, one page at a time."""
+        return await center.list(prefix, limit, cursor, keys_only, include_internal)
+
+    @tools.query("Version history of a key")
+    async def kv_history(
+        key: Key,
+        limit: Annotated[int, Field(ge=1, le=MAX_HISTORY_LIMIT, description="Most versions to return, 1-100.")] = 10,
+    ) -> KvHistoryResult:
+        """Earlier versions of a key, newest first, from etcd's MVCC history (until compaction)."""
+        return await center.history(key, limit)
+
+    @tools.query("Export a prefix")
+    async def kv_export(prefix: Annotated[str, Field(description="Key prefix to export.")]) -> ExportDocument:
+        """Export every key under a prefix as a kk-etcd-export/v1 document (one consistent revision)."""
+        return await center.export(prefix)
+
+    # An overwritten value stays in etcd's history and kv_rollback brings it back; a lease removes the key.
+    @tools.change("Write a configuration value", destructive=True)
     async def kv_put(
         key: Key,
         value: Value,
@@ -112,19 +141,16 @@ def register_kv_tools(tools: ToolRegistrar, center: ConfigCenter) -> None:
             reviewed=reviewed.plan if reviewed else None,
         )
 
-    async def kv_list(
-        prefix: Annotated[str, Field(description="Key prefix, e.g. 'app/'. '' lists every allowed key.")],
-        limit: Annotated[int, Field(ge=1, le=MAX_LIST_LIMIT, description="Page size, 1-1000.")] = 100,
-        cursor: Annotated[str | None, Field(description="next_cursor of the previous page.")] = None,
-        keys_only: Annotated[bool, Field(description="Leave values out.")] = False,
-        include_internal: Annotated[
-            bool,
-            Field(description="Also show the registry's own keys (its audit trail only with audit_log's scope)."),
-        ] = False,
-    ) -> KvListResult:
-        """List keys (and values) under a prefix, one page at a time."""
-        return await center.list(prefix, limit, cursor, keys_only, include_internal)
+    @tools.change("Roll a key back to an earlier revision")
+    async def kv_rollback(
+        key: Key,
+        to_revision: Annotated[int, Field(ge=1, le=MAX_INT64, description="A mod_revision from kv_history.")],
+        dry_run: DryRun = False,
+    ) -> KvRollbackResult:
+        """Write back the value a key had at an earlier revision (compare-and-swap on its current revision)."""
+        return await center.rollback(key, to_revision, dry_run=dry_run)
 
+    @tools.change("Delete keys", destructive=True, idempotent=True)
     async def kv_delete(
         key: Annotated[str, Field(description="The key, or the prefix when prefix=true.")],
         prefix: Annotated[
@@ -140,25 +166,7 @@ def register_kv_tools(tools: ToolRegistrar, center: ConfigCenter) -> None:
         The user is asked to confirm first, shown exactly what will go; dry_run=true only shows it."""
         return await center.delete(key, prefix, expected_revision, dry_run=dry_run)
 
-    async def kv_history(
-        key: Key,
-        limit: Annotated[int, Field(ge=1, le=MAX_HISTORY_LIMIT, description="Most versions to return, 1-100.")] = 10,
-    ) -> KvHistoryResult:
-        """Earlier versions of a key, newest first, from etcd's MVCC history (until compaction)."""
-        return await center.history(key, limit)
-
-    async def kv_rollback(
-        key: Key,
-        to_revision: Annotated[int, Field(ge=1, le=MAX_INT64, description="A mod_revision from kv_history.")],
-        dry_run: DryRun = False,
-    ) -> KvRollbackResult:
-        """Write back the value a key had at an earlier revision (compare-and-swap on its current revision)."""
-        return await center.rollback(key, to_revision, dry_run=dry_run)
-
-    async def kv_export(prefix: Annotated[str, Field(description="Key prefix to export.")]) -> ExportDocument:
-        """Export every key under a prefix as a kk-etcd-export/v1 document (one consistent revision)."""
-        return await center.export(prefix)
-
+    @tools.change("Import an export document", destructive=True)
     async def kv_import(
         document: Annotated[
             dict[str, Any] | str, Field(description="A kk-etcd-export/v1 document (as kv_export returns it).")
@@ -194,13 +202,3 @@ def register_kv_tools(tools: ToolRegistrar, center: ConfigCenter) -> None:
                 await ctx.report_progress(done, total, f"{done}/{total} operations applied")
 
         return await center.import_(document, mode, dry_run, progress, plan_fingerprint)
-
-    tools.add(kv_get, title="Read a configuration value", read_only=True)
-    tools.add(kv_list, title="List configuration keys", read_only=True)
-    tools.add(kv_history, title="Version history of a key", read_only=True)
-    tools.add(kv_export, title="Export a prefix", read_only=True)
-    # An overwritten value stays in etcd's history and kv_rollback brings it back; a lease removes the key.
-    tools.add(kv_put, title="Write a configuration value", read_only=False, destructive=True)
-    tools.add(kv_rollback, title="Roll a key back to an earlier revision", read_only=False)
-    tools.add(kv_delete, title="Delete keys", read_only=False, destructive=True, idempotent=True)
-    tools.add(kv_import, title="Import an export document", read_only=False, destructive=True)

@@ -20,7 +20,7 @@ from ...registry import (
 from ...registry.model import MAX_WEIGHT, NAME_RULE
 from ...registry.service import MIN_TTL
 from ..confirm import Reviewed
-from ..toolset import ToolRegistrar
+from ..toolset import DryRun, ToolRegistrar
 
 Name = Annotated[str, Field(description=f"Service name: {NAME_RULE}; e.g. 'orders'.")]
 Addr = Annotated[
@@ -30,10 +30,40 @@ Addr = Annotated[
 TypeFilter = Annotated[
     ServiceType | None, Field(description="http, grpc or tcp; leave out to match any (an error if ambiguous).")
 ]
-DryRun = Annotated[bool, Field(description="Only say what would change (`change`, `removes`); change nothing.")]
 
 
 def register_registry_tools(tools: ToolRegistrar, registry: RegistryService) -> None:
+    @tools.query("List service instances and their health")
+    async def service_list(
+        name: Annotated[str | None, Field(description="Only this service.")] = None,
+        type: Annotated[ServiceType | None, Field(description="Only this type.")] = None,
+        status: Annotated[Status | None, Field(description="Only instances in this status.")] = None,
+    ) -> InstanceList:
+        """Registered instances with their health: status, output of the check, since, checked_at."""
+        return await registry.list_instances(name, type, status)
+
+    @tools.query("Alive instances of a service")
+    async def service_alive(name: Name, type: TypeFilter = None) -> InstanceList:
+        """Instances of a service that are passing or warning (routable)."""
+        return await registry.alive_list(name, type)
+
+    # These two reach out to the registered services themselves.
+    @tools.query("Pick a healthy instance", open_world=True)
+    async def service_pick(
+        name: Name,
+        type: TypeFilter = None,
+        strategy: Annotated[Strategy, Field(description="random, round_robin or weighted (by weight).")] = "random",
+    ) -> PickResult:
+        """One alive instance, confirmed by a live check first; fails with 'no alive instance of <name>'."""
+        return await registry.pick(name, type, strategy)
+
+    @tools.query("Check an instance now", open_world=True)
+    async def service_check(name: Name, addr: Addr, type: TypeFilter = None) -> CheckNow:
+        """Check one instance now: result, latency and output (the hub's status is not changed)."""
+        return await registry.check(name, addr, type)
+
+    # A ttl over an instance that is registered already removes it when the lease expires.
+    @tools.change("Register a service instance", destructive=True, idempotent=True)
     async def service_register(
         name: Name,
         addr: Addr,
@@ -64,6 +94,7 @@ def register_registry_tools(tools: ToolRegistrar, registry: RegistryService) -> 
         plan = reviewed.plan if reviewed is not None else None
         return await registry.register(name, addr, type, check, metadata, weight, ttl, dry_run=dry_run, reviewed=plan)
 
+    @tools.change("Deregister a service instance", destructive=True, idempotent=True)
     async def service_deregister(
         name: Annotated[str, Field(description="Service name, as service_list shows it.")],
         addr: Annotated[str, Field(description="Instance address host:port, as service_list shows it.")],
@@ -73,38 +104,3 @@ def register_registry_tools(tools: ToolRegistrar, registry: RegistryService) -> 
         """Remove one instance of a service (only that instance); its checks and status go with it.
         The user is asked to confirm first; dry_run=true only shows what would be removed."""
         return await registry.deregister(name, addr, type, dry_run)
-
-    async def service_list(
-        name: Annotated[str | None, Field(description="Only this service.")] = None,
-        type: Annotated[ServiceType | None, Field(description="Only this type.")] = None,
-        status: Annotated[Status | None, Field(description="Only instances in this status.")] = None,
-    ) -> InstanceList:
-        """Registered instances with their health: status, output of the check, since, checked_at."""
-        return await registry.list_instances(name, type, status)
-
-    async def service_alive(name: Name, type: TypeFilter = None) -> InstanceList:
-        """Instances of a service that are passing or warning (routable)."""
-        return await registry.alive_list(name, type)
-
-    async def service_pick(
-        name: Name,
-        type: TypeFilter = None,
-        strategy: Annotated[Strategy, Field(description="random, round_robin or weighted (by weight).")] = "random",
-    ) -> PickResult:
-        """One alive instance, confirmed by a live check first; fails with 'no alive instance of <name>'."""
-        return await registry.pick(name, type, strategy)
-
-    async def service_check(name: Name, addr: Addr, type: TypeFilter = None) -> CheckNow:
-        """Check one instance now: result, latency and output (the hub's status is not changed)."""
-        return await registry.check(name, addr, type)
-
-    tools.add(service_list, title="List service instances and their health", read_only=True)
-    tools.add(service_alive, title="Alive instances of a service", read_only=True)
-    # These two reach out to the registered services themselves.
-    tools.add(service_pick, title="Pick a healthy instance", read_only=True, open_world=True)
-    tools.add(service_check, title="Check an instance now", read_only=True, open_world=True)
-    # A ttl over an instance that is registered already removes it when the lease expires.
-    tools.add(service_register, title="Register a service instance", read_only=False, destructive=True, idempotent=True)
-    tools.add(
-        service_deregister, title="Deregister a service instance", read_only=False, destructive=True, idempotent=True
-    )
