@@ -25,7 +25,9 @@ from kk_etcd_mcp.config_center import ConfigCenter, KeyPolicy
 from kk_etcd_mcp.config_center.service import entry
 from kk_etcd_mcp.etcd import EtcdClient
 from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, free_port
-from kk_etcd_mcp.mcp_server.app import build_server
+from kk_etcd_mcp.mcp_server.app import build_server, reserved_prefixes
+from kk_etcd_mcp.mcp_server.identity import STDIO, acting_as
+from kk_etcd_mcp.registry import RegistryKeys
 from kk_etcd_mcp.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -67,7 +69,8 @@ async def run(args: argparse.Namespace) -> None:
             async with EtcdClient([etcd.client_url]) as client:
                 await client.put(GET_KEY, value)
                 settings = Settings(endpoints=[etcd.client_url])
-                center = ConfigCenter(client, KeyPolicy(settings.allowed_prefixes, (), settings.registry_prefix))
+                reserved = reserved_prefixes(RegistryKeys(settings.registry_prefix))
+                center = ConfigCenter(client, KeyPolicy(settings.allowed_prefixes, (), reserved))
                 server = build_server(settings, client)
                 tool = server._tool_manager.get_tool("kv_get")
                 assert tool is not None
@@ -87,7 +90,7 @@ async def run(args: argparse.Namespace) -> None:
                     ("+ tool fn (translate_errors)", tool_fn),
                     ("+ MCPServer.call_tool", lambda: server.call_tool("kv_get", {"key": GET_KEY})),
                     ("noop: MCPServer.call_tool", lambda: noop.call_tool("noop", {})),
-                    ("cpu only: policy.check_key", lambda: policy.check_key(key_bytes)),
+                    ("cpu only: policy.check_read", lambda: policy.check_read(key_bytes)),
                     ("cpu only: entry(kv)", lambda: entry(kv)),
                     ("cpu only: validate args", lambda: tool.fn_metadata.validate_arguments({"key": GET_KEY})),
                     ("cpu only: convert_result", lambda: tool.fn_metadata.convert_result(model)),
@@ -112,7 +115,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--value", choices=sorted(VALUES), default="text")
-    anyio.run(run, parser.parse_args(), backend="asyncio")
+    with acting_as(STDIO):  # as the stdio transport does: a server no transport named refuses every call
+        anyio.run(run, parser.parse_args(), backend="asyncio")
 
 
 if __name__ == "__main__":

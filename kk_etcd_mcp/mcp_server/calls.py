@@ -83,8 +83,9 @@ class CallGuard:
 
     @staticmethod
     def scope_refusal(tool: str, needed: Scope, identity: ClientIdentity) -> Refused:
+        held = f"has scope {identity.scope!r}" if identity.scope is not None else "has no scope"
         return Refused(
-            f"{tool} needs scope {needed!r}, and this client ({identity.name}) has scope {identity.scope!r}. "
+            f"{tool} needs scope {needed!r}, and this client ({identity.name}) {held}. "
             "Nothing was done; ask for a token with that scope."
         )
 

@@ -1,16 +1,19 @@
 """Who is calling: the name and scope of the client behind the current MCP request.
 
 Scopes nest: ``read`` may call read-only tools, ``write`` also the tools that change keys and
-registrations, ``admin`` everything (users, roles, auth, cluster). stdio has one client, the user who
-started the server, with every scope. Over HTTP the bearer token that was sent names the client
-(``http`` with every scope when HTTP runs on loopback without tokens).
+registrations, ``admin`` everything (users, roles, auth, cluster). Each transport names the client:
+stdio has one, the user who started the server, with every scope (``stdio.py`` acts as ``STDIO``
+around the whole session). Over HTTP the bearer token that was sent names the client (``http`` with
+every scope when HTTP runs on loopback without tokens). A request no transport identified has no
+scope at all (``UNIDENTIFIED``): a transport that forgot to name its client fails closed.
 
-How it reaches a tool: the HTTP middleware (``http.py``) stores the identity in the ASGI scope as
+How it reaches a tool over HTTP: the middleware (``http/auth.py``) stores the identity in the ASGI scope as
 ``scope["user"]``. The MCP session runs in tasks of its own, apart from the HTTP request handler, so
 a context variable set there would not be seen; but both HTTP transports hand each message's
 starlette ``Request`` to the request context (``ctx.request``). The lowlevel middleware of
 ``scopes.py`` reads it there and sets ``_CURRENT`` around the handler, so ``current_identity()`` is
-right inside any tool, resource or prompt, and in what they await.
+right inside any tool, resource or prompt, and in what they await. A request without a starlette
+``Request`` (stdio, or an in-process client) keeps the identity its transport made current.
 """
 
 from __future__ import annotations
@@ -31,22 +34,22 @@ SCOPE_ORDER: tuple[Scope, ...] = ("read", "write", "admin")
 @dataclass(frozen=True)
 class ClientIdentity:
     name: str  # the bearer token's name, "stdio", or "http" when HTTP runs without tokens
-    scope: Scope
+    scope: Scope | None  # None: no scope, every tool is refused
 
     def allows(self, needed: Scope) -> bool:
-        return SCOPE_ORDER.index(self.scope) >= SCOPE_ORDER.index(needed)
+        return self.scope is not None and SCOPE_ORDER.index(self.scope) >= SCOPE_ORDER.index(needed)
 
 
 STDIO = ClientIdentity("stdio", "admin")
 HTTP_WITHOUT_TOKEN = ClientIdentity("http", "admin")
-# An HTTP message that somehow carries no identity gets the least scope (the middleware always sets one).
-UNIDENTIFIED = ClientIdentity("unidentified", "read")
+# Whoever no transport identified (the HTTP middleware always names its client, stdio acts as STDIO).
+UNIDENTIFIED = ClientIdentity("unidentified", None)
 
-_CURRENT: contextvars.ContextVar[ClientIdentity] = contextvars.ContextVar("kk_etcd_mcp_identity", default=STDIO)
+_CURRENT: contextvars.ContextVar[ClientIdentity] = contextvars.ContextVar("kk_etcd_mcp_identity", default=UNIDENTIFIED)
 
 
 def current_identity() -> ClientIdentity:
-    """The identity of the client whose request runs now (STDIO outside any HTTP request)."""
+    """The identity of the client whose request runs now; UNIDENTIFIED where no transport set one."""
     return _CURRENT.get()
 
 
@@ -69,14 +72,16 @@ class IdentifiedUser(AuthenticatedUser):
     """
 
     def __init__(self, identity: ClientIdentity) -> None:
-        super().__init__(AccessToken(token=identity.name, client_id=identity.name, scopes=[identity.scope]))
+        scopes: list[str] = [identity.scope] if identity.scope is not None else []
+        super().__init__(AccessToken(token=identity.name, client_id=identity.name, scopes=scopes))
         self.client = identity
 
 
 def identity_of_request(request: Any) -> ClientIdentity:
-    """The identity an HTTP middleware attached to ``request`` (a starlette Request); STDIO for None."""
+    """The identity an HTTP middleware attached to ``request`` (a starlette Request); without a request
+    (not HTTP), the one the transport made current, which is UNIDENTIFIED unless it set one."""
     if request is None:
-        return STDIO
+        return current_identity()
     scope = getattr(request, "scope", None)
     user = scope.get("user") if isinstance(scope, dict) else None
     return user.client if isinstance(user, IdentifiedUser) else UNIDENTIFIED

@@ -3,8 +3,10 @@
 One lowlevel middleware (it wraps every MCP request, on every transport):
 
 - makes the client's identity current (``identity.acting_as``) for the whole request, so a tool,
-  the audit trail or the scope check at call time (``toolset.py``) reads it with
-  ``current_identity()``;
+  the audit trail or the scope check at call time (``calls.py``) reads it with
+  ``current_identity()``: over HTTP the identity the middleware attached to the request, otherwise
+  the one the transport made current (stdio: ``STDIO``); where none did, no scope, so every tool
+  call is refused and ``tools/list`` is empty;
 - filters ``tools/list``: a ``read`` client sees only read-only tools, a ``write`` client no admin
   tools. A tool missing from ``required`` (none should be) is shown to admins only.
 

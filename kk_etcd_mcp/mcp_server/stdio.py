@@ -7,6 +7,9 @@ pipes (cancellable, no hop). When they are not pipes or sockets (a terminal, a f
 back to a daemon reader thread and stdout to blocking writes in a worker thread: asyncio would leave
 a shared terminal non-blocking behind us.
 
+Every request that comes in here is the stdio client's: the one user who started the server, with
+every scope (``identity.STDIO``). The transport says so itself; a server run without it serves nobody.
+
 While serving, fd 0 reads /dev/null and fd 1 writes to stderr, as mcp does, so a stray print or a
 child process can never corrupt the MCP stream; both are restored afterwards.
 """
@@ -26,6 +29,8 @@ import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectSendStream
 from mcp.server.mcpserver import MCPServer
 from mcp.server.stdio import stdio_server
+
+from .identity import STDIO, acting_as
 
 MAX_LINE = 64 * 1024 * 1024  # one JSON-RPC message; etcd itself refuses requests over ~1.5 MiB
 
@@ -121,6 +126,11 @@ def _redirected(fd: int, target: int) -> Iterator[int]:
 
 async def run_stdio(server: MCPServer) -> None:
     """Serve ``server`` over stdin/stdout until stdin closes or the caller is cancelled."""
+    with acting_as(STDIO):  # before any task of the transport or the session starts: they all inherit it
+        await _serve(server)
+
+
+async def _serve(server: MCPServer) -> None:
     sys.stdout.flush()
     devnull = os.open(os.devnull, os.O_RDONLY)
     with _redirected(0, devnull) as stdin_fd, _redirected(1, 2) as stdout_fd:
