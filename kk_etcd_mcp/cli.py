@@ -3,7 +3,8 @@
 etcdutl is broken, so we run them by path).
 
 Flags are generated from the Settings model, so every setting has one (except secrets, which come
-from the environment or the config file only). Bad settings exit with code 2.
+from the environment or the config file only). Bad settings exit with code 2. This module parses and
+dispatches; what the commands run is in ``app/`` (the application layer, above every other package).
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif command in ("hub", "services"):
             anyio.run(_run_registry_command, settings, args)
         else:
-            from .mcp_server import serve
+            from .app.runner import serve
 
             anyio.run(serve, settings)
     except (KkEtcdError, SettingsError) as exc:
@@ -176,56 +177,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _run_registry_command(settings: Settings, args: argparse.Namespace) -> None:
-    import signal
-
+    from .app.console import run_hub, show_services
+    from .app.signals import run_until_signal
     from .registry import RegistryKeys
-    from .registry.console import run_hub, show_services
 
     keys = RegistryKeys(settings.registry_prefix)
-    try:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with settings.etcd_client() as etcd, anyio.create_task_group() as tg:
-
-                async def stop_on_signal() -> None:
-                    async for _ in signals:
-                        tg.cancel_scope.cancel()
-
-                tg.start_soon(stop_on_signal)
-                if args.command == "hub":
-                    await run_hub(etcd, keys, settings.hub_lease_ttl)
-                else:
-                    await show_services(etcd, keys, args.name, args.type, watch=args.watch)
-                tg.cancel_scope.cancel()
-    except BaseExceptionGroup as group:  # the task group wraps the command's own error: main() reports it in one line
-        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], KkEtcdError):
-            raise group.exceptions[0] from None
-        raise
+    async with run_until_signal(), settings.etcd_client() as etcd:
+        if args.command == "hub":
+            await run_hub(etcd, keys, settings.hub_lease_ttl)
+        else:
+            await show_services(etcd, keys, args.name, args.type, watch=args.watch)
 
 
 async def _run_etcd(settings: Settings, client_port: int | None) -> None:
-    import signal
-
+    from .app.signals import run_until_signal
     from .etcd.connection import parse_endpoint
     from .etcd.embedded import EmbeddedEtcd, default_data_dir
 
     endpoint = parse_endpoint(settings.endpoints[0])
     data_dir = settings.data_dir or default_data_dir()
     etcd = EmbeddedEtcd(data_dir, client_port or endpoint.port, settings.peer_port)
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with anyio.create_task_group() as tg:
-
-            async def stop_on_signal() -> None:
-                async for _ in signals:
-                    tg.cancel_scope.cancel()
-
-            tg.start_soon(stop_on_signal)
-            try:
-                await etcd.astart()
-                log.info("etcd is running at %s with data in %s; Ctrl-C stops it", etcd.client_url, data_dir)
-                while etcd.running:  # noqa: ASYNC110 - the child process has no awaitable exit
-                    await anyio.sleep(0.5)
-                log.error("etcd exited by itself; see its output above")
-                tg.cancel_scope.cancel()
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await etcd.astop()
+    async with run_until_signal():
+        try:
+            await etcd.astart()
+            log.info("etcd is running at %s with data in %s; Ctrl-C stops it", etcd.client_url, data_dir)
+            while etcd.running:  # noqa: ASYNC110 - the child process has no awaitable exit
+                await anyio.sleep(0.5)
+            log.error("etcd exited by itself; see its output above")
+        finally:
+            with anyio.CancelScope(shield=True):
+                await etcd.astop()

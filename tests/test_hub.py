@@ -33,6 +33,7 @@ from kk_etcd_mcp.etcd import EtcdClient
 from kk_etcd_mcp.etcd.embedded import free_port
 from kk_etcd_mcp.registry import CheckOptions, HealthStatus, HubRunner, InstanceKey, RegistryKeys, status_writer
 from kk_etcd_mcp.registry.checkers import Prober
+from kk_etcd_mcp.registry.live_status import HubLiveStatus
 from kk_etcd_mcp.registry.service import RegistryService
 from kk_etcd_mcp.registry.store import RegistryStore
 from kk_etcd_mcp.registry.wire import status_to_json
@@ -113,7 +114,7 @@ async def test_deregister_stops_the_loop_and_removes_the_status(etcd_endpoint: s
         Prober() as prober,
         running_hub(etcd, keys) as runner,
     ):
-        service = RegistryService(etcd, keys, prober, runner)
+        service = RegistryService(etcd, keys, prober, HubLiveStatus(runner))
         await service.register("web", server.addr, "http", check=CheckOptions(**FAST))
         await service.register("web", other.addr, "http", check=CheckOptions(**FAST))
         key, other_key = InstanceKey("http", "web", server.addr), InstanceKey("http", "web", other.addr)

@@ -1,4 +1,4 @@
-"""The registry's commands: ``kk-etcd-mcp hub`` and ``kk-etcd-mcp services``."""
+"""The registry's commands and their views: ``kk-etcd-mcp hub`` and ``kk-etcd-mcp services``."""
 
 from __future__ import annotations
 
@@ -10,11 +10,8 @@ from typing import TextIO
 import anyio
 
 from ..etcd import EtcdClient, prefix_end
-from .checkers import Prober
-from .keys import RegistryKeys
-from .leadership import HubRunner
-from .model import Instance, ServiceType
-from .service import RegistryService
+from ..registry import HubRunner, Instance, RegistryKeys, RegistryService, ServiceType
+from ..registry.checkers import Prober
 
 _REDRAW_DELAY = 0.2  # coalesce a burst of changes into one redraw
 

@@ -1,8 +1,9 @@
-"""``kk-etcd-mcp serve``: embedded etcd (if asked), the etcd client, the MCP server and its transport.
+"""``kk-etcd-mcp serve``, the composition root: embedded etcd (if asked), the etcd client, the registry
+and its hub, the MCP server and its transport.
 
 An HTTP transport's port is bound before anything starts (a taken port is one line, at once). Then
-everything runs in one task group; SIGINT/SIGTERM stop the transport, then the client is closed and
-the server leaves the embedded etcd (which stops when no other server uses it), in reverse order.
+everything runs until a signal (``signals.py``); SIGINT/SIGTERM stop the transport, then the client is
+closed and the server leaves the embedded etcd (which stops when no other server uses it), in reverse order.
 What the start-up logs say is true when said: "serving" after the bind, "connected" after etcd answered.
 """
 
@@ -10,29 +11,30 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
 
-from ..errors import AuthenticationFailedError, KkEtcdError, PermissionDeniedError, StartupError, leaf_exceptions
+from ..errors import AuthenticationFailedError, KkEtcdError, PermissionDeniedError, StartupError
 from ..etcd import Endpoint, EtcdClient
 from ..etcd.connection import parse_endpoint
 from ..etcd.embedded import default_data_dir
 from ..etcd.maintenance import EtcdMaintenance
 from ..holders import port_holder
+from ..mcp_server.app import build_server
+from ..mcp_server.http import bind_http_socket, make_http_server
+from ..mcp_server.live import LiveUpdates
+from ..mcp_server.stdio import run_stdio
 from ..registry import HubRunner, RegistryKeys, RegistryService
 from ..registry.checkers import Prober
 from ..registry.hub import Transition
+from ..registry.live_status import HubLiveStatus
 from ..settings import Settings, is_loopback
-from .app import build_server
-from .http import bind_http_socket, make_http_server
-from .live import LiveUpdates
-from .stdio import run_stdio
+from .signals import run_until_signal
 
 if TYPE_CHECKING:
     from ..etcd.shared import SharedEtcd
@@ -141,21 +143,14 @@ async def registry_service(
         if runner is not None:
             await hub_tg.start(runner.run)
         try:
-            yield RegistryService(etcd, keys, prober, runner)
+            yield RegistryService(etcd, keys, prober, HubLiveStatus(runner) if runner is not None else None)
         finally:
             hub_tg.cancel_scope.cancel()
 
 
 async def serve(settings: Settings) -> None:
-    try:
-        sessions_left = await _serve(settings)
-    except BaseExceptionGroup as group:
-        # A start-up failure (etcd data dir, port in use, ...) surfaces wrapped by the task group;
-        # hand the caller the error itself so it is reported as one clear line.
-        leaves = leaf_exceptions(group)
-        if len(leaves) == 1 and isinstance(leaves[0], Exception):
-            raise leaves[0] from None
-        raise
+    """Serve until a signal. A start-up failure (etcd data dir, port in use, ...) is raised as itself."""
+    sessions_left = await _serve(settings)
     if sessions_left:
         # Everything of ours is closed by now (hub resigned, etcd closed, audit flushed). What is left
         # are mcp's HTTP sessions: ending them one by one takes anyio time that grows faster than their
@@ -177,35 +172,23 @@ async def _serve(settings: Settings) -> bool:
 
 async def _serve_on(settings: Settings, listener: socket.socket | None) -> bool:
     sessions_left = False
-    # Signals are caught before anything starts, so a SIGTERM during start-up still leaves the
-    # embedded etcd properly instead of leaving it running.
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with anyio.create_task_group() as tg:
-            stop: Callable[[], None] = tg.cancel_scope.cancel
-
-            async def stop_on_signal() -> None:
-                async for signum in signals:
-                    log.info("received %s; shutting down", signal.Signals(signum).name)
-                    stop()
-
-            tg.start_soon(stop_on_signal)
-            async with AsyncExitStack() as stack:
-                if settings.embedded_etcd:
-                    await stack.enter_async_context(embedded_etcd(settings))
-                etcd = await stack.enter_async_context(settings.etcd_client())
-                live = LiveUpdates(etcd)  # resource subscriptions and the hub's transitions as MCP log messages
-                registry = await stack.enter_async_context(registry_service(settings, etcd, live.hub_transition))
-                server = build_server(settings, etcd, registry, live)
-                await stack.enter_async_context(live.run())
-                tg.start_soon(report_etcd_connection, etcd)
-                toolsets = ", ".join(settings.toolsets)
-                if listener is None:
-                    log.info("serving MCP over stdio (toolsets: %s; etcd at %s)", toolsets, etcd.endpoints)
-                    await run_stdio(server)
-                else:
-                    http = make_http_server(server, settings)
-                    stop = http.stop  # let uvicorn finish open requests, then return
-                    await http.serve(sockets=[listener])
-                    sessions_left = True
-            tg.cancel_scope.cancel()
+    # A SIGTERM during start-up still leaves the embedded etcd properly instead of leaving it running.
+    async with run_until_signal() as running, AsyncExitStack() as stack:
+        if settings.embedded_etcd:
+            await stack.enter_async_context(embedded_etcd(settings))
+        etcd = await stack.enter_async_context(settings.etcd_client())
+        live = LiveUpdates(etcd)  # resource subscriptions and the hub's transitions as MCP log messages
+        registry = await stack.enter_async_context(registry_service(settings, etcd, live.hub_transition))
+        server = build_server(settings, etcd, registry, live)
+        await stack.enter_async_context(live.run())
+        running.tasks.start_soon(report_etcd_connection, etcd)
+        toolsets = ", ".join(settings.toolsets)
+        if listener is None:
+            log.info("serving MCP over stdio (toolsets: %s; etcd at %s)", toolsets, etcd.endpoints)
+            await run_stdio(server)
+        else:
+            http = make_http_server(server, settings)
+            running.on_signal = http.stop  # let uvicorn finish open requests, then return
+            await http.serve(sockets=[listener])
+            sessions_left = True
     return sessions_left

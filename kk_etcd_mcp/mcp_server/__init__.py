@@ -1,6 +1,9 @@
-"""The MCP surface: thin tools over the core packages, the guards, the transports."""
+"""The MCP surface: thin tools over the core packages, the guards, the transports.
+
+``build_server`` makes the MCP server over services the caller built; the application
+(``kk_etcd_mcp.app``) builds those, runs the server on its transport and stops it.
+"""
 
 from .app import build_server
-from .runner import serve
 
-__all__ = ["build_server", "serve"]
+__all__ = ["build_server"]

@@ -16,7 +16,7 @@ from ..etcd.election import current_leader
 from ..ranges import MAX_LEASE_TTL, check_range
 from .checkers import Prober
 from .keys import InstanceKey, RegistryKeys
-from .leadership import HubRunner
+from .live_status import LiveStatus
 from .model import (
     ALIVE_STATUSES,
     MAX_WEIGHT,
@@ -39,13 +39,12 @@ MIN_TTL = 2  # seconds: a shorter lease could expire before the first check
 
 
 class RegistryService:
-    def __init__(
-        self, etcd: EtcdClient, keys: RegistryKeys, prober: Prober, hub_runner: HubRunner | None = None
-    ) -> None:
+    def __init__(self, etcd: EtcdClient, keys: RegistryKeys, prober: Prober, live: LiveStatus | None = None) -> None:
+        """``live``: the hub's latest results, shown instead of etcd's while this process leads the checking."""
         self.store = RegistryStore(etcd, keys)
         self.keys = keys
         self.prober = prober
-        self.hub_runner = hub_runner
+        self.live = live
         self._live_checks = count(1)  # a probe id per live check: concurrent checks never share a channel
         self._turns: defaultdict[tuple[ServiceType | None, str], int] = defaultdict(int)
 
@@ -222,20 +221,19 @@ class RegistryService:
 
     def _with_live_state(self, instances: list[Instance]) -> list[Instance]:
         """When this process leads the checking, show its latest view (writes to etcd may lag)."""
-        hub = self.hub_runner.hub if self.hub_runner else None
-        if hub is None:
+        live = self.live
+        if live is None or not live.leads():
             return instances
         shown = []
         for instance in instances:
-            monitor = hub.monitors.get(InstanceKey(instance.type, instance.name, instance.addr))
-            if monitor is not None and monitor.checked_at is not None:
-                state = monitor.state
+            state = live.get(InstanceKey(instance.type, instance.name, instance.addr))
+            if state is not None:
                 instance = instance.model_copy(
                     update={
                         "status": state.status,
                         "output": state.output,
                         "since": state.since,
-                        "checked_at": monitor.checked_at,
+                        "checked_at": state.checked_at,
                         "checked_at_is": "latest_check",
                     }
                 )
