@@ -1,4 +1,5 @@
-"""Builds the MCPServer: the toolsets the settings ask for, over services built by the caller."""
+"""Builds the MCPServer: the toolsets the settings ask for, over services built by the caller (the
+composition root, ``kk_etcd_mcp.app.runner``, which also runs it on its transport)."""
 
 from collections.abc import Callable
 
