@@ -23,6 +23,7 @@ import anyio
 import grpc
 from pydantic import ValidationError
 
+from ..backoff import Backoff
 from ..errors import InvalidArgumentError, KkEtcdError, NotFoundError
 from ..etcd import EtcdClient
 from ..etcd.session import LeaseSession
@@ -35,6 +36,7 @@ from .wire import endpoint_addr_from_json
 
 log = logging.getLogger(__name__)
 
+_INITIAL_BACKOFF = 0.5
 _MAX_BACKOFF = 5.0
 
 
@@ -219,7 +221,9 @@ class KeptRegistration:
                 tg.cancel_scope.cancel()
 
     async def _keep(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        started, backoff = False, 0.5
+        started = False
+        # At most one check interval apart: once etcd is back, the hub sees the service again within an interval.
+        backoff = Backoff(_INITIAL_BACKOFF, min(_MAX_BACKOFF, self.registration.check.interval))
         while True:
             try:
                 async with LeaseSession(self._service.store.etcd, self._ttl) as session:
@@ -229,7 +233,7 @@ class KeptRegistration:
                     if not started:
                         started = True
                         task_status.started()
-                    backoff = 0.5
+                    backoff.reset()
                     await session.lost.wait()
                 self.losses += 1
                 self.lost.set()
@@ -237,8 +241,6 @@ class KeptRegistration:
             except KkEtcdError as error:
                 if not started:
                     raise
-                log.warning("cannot register %s yet: %s", self.key, error)
-                await anyio.sleep(backoff)
-                # At most one check interval apart: once etcd is back, the hub sees the service again
-                # within an interval.
-                backoff = min(backoff * 2, _MAX_BACKOFF, self.registration.check.interval)
+                delay = backoff.next_delay()
+                log.warning("cannot register %s yet (trying again in %.1fs): %s", self.key, delay, error)
+                await anyio.sleep(delay)
