@@ -158,16 +158,12 @@ class EtcdAuditSink:
         return _Tip(chained, mod_revision)
 
     async def _entry_seqs(self) -> AsyncIterator[int]:
-        start = self.layout.entries
-        while True:
-            page = await self.etcd.range(start, self.layout.entries_end, limit=PAGE_SIZE, keys_only=True)
+        pages = self.etcd.range_pages(self.layout.entries, self.layout.entries_end, keys_only=True, page_size=PAGE_SIZE)
+        async for page in pages:
             for kv in page.kvs:
                 seq = self.layout.seq_of(kv.key)
                 if seq is not None:
                     yield seq
-            if not page.more or not page.kvs:
-                return
-            start = page.kvs[-1].key + b"\0"
 
     async def read(self, limit: int, tool: str | None = None) -> tuple[list[TrailEntry], ChainReport]:
         """The newest ``limit`` entries (of ``tool`` only, when given), newest first, and the check of the
@@ -178,9 +174,9 @@ class EtcdAuditSink:
         check = ChainCheck(self.layout, head.kvs[0] if head.kvs else None)
         newest: deque[TrailEntry] = deque(maxlen=limit)
         unplaced: list[TrailEntry] = []
-        start = self.layout.entries
-        while True:
-            page = await self.etcd.range(start, self.layout.entries_end, limit=PAGE_SIZE, revision=head.revision)
+        layout = self.layout
+        pages = self.etcd.range_pages(layout.entries, layout.entries_end, revision=head.revision, page_size=PAGE_SIZE)
+        async for page in pages:
             for kv in page.kvs:
                 entry, placed = check.add(kv)
                 if entry is None or (tool is not None and entry.tool != tool):
@@ -189,7 +185,4 @@ class EtcdAuditSink:
                     newest.append(entry)
                 elif len(unplaced) < limit:
                     unplaced.append(entry)
-            if not page.more or not page.kvs:
-                break
-            start = page.kvs[-1].key + b"\0"
         return [*reversed(newest), *unplaced][:limit], check.report()

@@ -9,9 +9,8 @@ from pathlib import Path
 import anyio
 
 from ..errors import KkEtcdError
-from ..etcd import EtcdClient
-from ..etcd.maintenance import EtcdMaintenance, Member
-from ..etcd.maintenance import MemberStatus as EtcdMemberStatus
+from ..etcd import EtcdClient, EtcdMaintenance, Member
+from ..etcd import MemberStatus as EtcdMemberStatus
 from .files import AtomicFile, default_backup_dir, ensure_directory, refuse_existing
 from .models import ClusterAlarm, ClusterMember, ClusterStatus, MemberStatus, SnapshotResult, hex_id
 from .names import snapshot_file_name

@@ -39,14 +39,9 @@ async def read_prefix(etcd: EtcdClient, policy: KeyPolicy, prefix: str) -> tuple
     revision = 0
     kvs: list[KeyValue] = []
     for lo, hi in policy.readable(prefix.encode(), include_internal=False):
-        start = lo
-        while True:
-            page = await etcd.range(start, b"\0" if hi is None else hi, limit=PAGE_SIZE, revision=revision)
-            revision = revision or page.revision
+        async for page in etcd.range_pages(lo, b"\0" if hi is None else hi, revision=revision, page_size=PAGE_SIZE):
+            revision = page.revision
             kvs.extend(page.kvs)
-            if not page.more:
-                break
-            start = page.kvs[-1].key + b"\0"
     if revision == 0:
         revision = await etcd.current_revision()
     return revision, kvs

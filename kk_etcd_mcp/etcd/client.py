@@ -9,6 +9,7 @@ its failures mapped onto ``kk_etcd_mcp.errors``.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -174,12 +175,15 @@ class EtcdClient:
         page_size: int = PAGE_SIZE,
     ) -> AsyncIterator[RangePage]:
         """Every key of ``[key, range_end)``, a page of at most ``page_size`` keys at a time, all read at
-        one revision: ``revision``, else the first page's (each page's ``revision`` says which). An empty
-        range still yields one (empty) page, so the revision is always known."""
+        one revision: ``revision``, else the first page's. Each page's ``revision`` is that one (etcd's
+        header would name its current revision instead). An empty range still yields one (empty) page,
+        so the revision is always known."""
         start = as_bytes(key)
         while True:
             page = await self.range(start, range_end, limit=page_size, revision=revision, keys_only=keys_only)
-            revision = revision or page.revision
+            if revision:
+                page = replace(page, revision=revision)
+            revision = page.revision
             yield page
             if not page.more or not page.kvs:
                 return

@@ -17,9 +17,7 @@ import anyio
 
 from ..backoff import Backoff
 from ..errors import KkEtcdError, leaf_exceptions
-from ..etcd import EtcdClient
-from ..etcd.election import Election
-from ..etcd.session import LeaseSession
+from ..etcd import Election, EtcdClient, LeaseSession
 from .checkers import Prober
 from .hub import Hub, Transition
 from .keys import RegistryKeys

@@ -25,8 +25,7 @@ from pydantic import ValidationError
 
 from ..backoff import Backoff
 from ..errors import InvalidArgumentError, KkEtcdError, NotFoundError
-from ..etcd import EtcdClient
-from ..etcd.session import LeaseSession
+from ..etcd import EtcdClient, LeaseSession
 from .checkers import Prober
 from .grpc_target import balanced_options, static_target
 from .keys import RegistryKeys
