@@ -34,11 +34,16 @@ _LINE_BREAKS_ESCAPED = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\
 
 
 class JsonLinesSink:
-    """One JSON object per line, flushed at once. With stdio, stderr is right: stdout carries MCP."""
+    """One JSON object per line, flushed at once. With stdio, stderr is right: stdout carries MCP.
+
+    Lines are written in a worker thread (a slow disk must not stall the event loop), one at a time and
+    in the order ``write`` was called: the lock hands them over first come, first served.
+    """
 
     def __init__(self, stream: TextIO, where: str) -> None:
         self.stream = stream
         self.where = where
+        self._lock = anyio.Lock()
 
     @classmethod
     def open(cls, path: Path | None) -> JsonLinesSink:
@@ -48,12 +53,18 @@ class JsonLinesSink:
         path.touch(mode=0o600, exist_ok=True)
         return cls(path.open("a", encoding="utf-8", buffering=1), str(path))
 
-    def write(self, entry: AuditEntry, link: ChainLink | None = None) -> None:
-        """``link``: where etcd keeps the entry; the line then ends with ``"chain": {"seq", "hash"}``."""
+    async def write(self, entry: AuditEntry, link: ChainLink | None = None) -> None:
+        """``link``: where etcd keeps the entry; the line then ends with ``"chain": {"seq", "hash"}``.
+        Raises OSError (or ValueError for a closed stream) when the line cannot be written."""
         line = entry.model_dump_json()
         if link is not None:
             line = f'{line[:-1]},"chain":{link.model_dump_json()}}}'
-        self.stream.write(line.translate(_LINE_BREAKS_ESCAPED) + "\n")
+        line = line.translate(_LINE_BREAKS_ESCAPED) + "\n"
+        async with self._lock:
+            await anyio.to_thread.run_sync(self._write_line, line)
+
+    def _write_line(self, line: str) -> None:
+        self.stream.write(line)
         self.stream.flush()
 
 

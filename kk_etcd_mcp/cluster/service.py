@@ -114,7 +114,7 @@ class ClusterService:
         """
         file_name = snapshot_file_name(name)
         target = self.backup_dir / file_name
-        refuse_existing(target)
+        await refuse_existing(target)
         change = f"save a snapshot of etcd's whole database as {target}"
         if dry_run:  # nothing is asked of etcd: that needs role root, and the snapshot itself says so
             return SnapshotResult(
@@ -130,7 +130,7 @@ class ClusterService:
                 dry_run=True,
                 change=change,
             )
-        ensure_directory(self.backup_dir)
+        await ensure_directory(self.backup_dir)
         started = time.monotonic()
         async with AtomicFile(target) as out:
             summary = await self.maintenance.snapshot(out.write, _Throttled(progress) if progress else None)

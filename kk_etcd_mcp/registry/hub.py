@@ -35,7 +35,7 @@ from ..etcd import Compare, KeyValue, Snapshot, WatchEvent, list_and_watch
 from .checkers import CheckResult, Prober
 from .checkers.prober import close_channel
 from .keys import InstanceKey
-from .model import ALIVE_STATUSES, HealthStatus, Registration
+from .model import ALIVE_STATUSES, CheckSpec, HealthStatus, Registration
 from .state import HealthState
 from .status_writer import StatusWriter
 from .store import Pair, RegistryStore, StoredRegistration, join
@@ -49,6 +49,7 @@ Transition = Callable[[InstanceKey, HealthStatus], None]
 # connection (for gRPC a channel and an HTTP/2 handshake), and thousands at once would starve the event
 # loop, and with gRPC the completion queue, that also keep the leader's lease alive (bench/README.md).
 FIRST_CHECKS_PER_SECOND = {"http": 500, "tcp": 500, "grpc": 200}
+PROBE_GRACE = 5.0  # seconds a check may run past its timeout before the hub gives up on it
 
 
 def utcnow() -> datetime:
@@ -276,11 +277,22 @@ class Hub:
                 await anyio.sleep_until(slot)
                 started = anyio.current_time()
                 self._count(started - slot)
-                result = await self.prober.check(monitor.key.path, spec)
+                result = await self._probe(monitor, spec)
                 await self._record(monitor, result)
                 slot += spec.interval
                 if slot < anyio.current_time():  # fell behind: skip the missed slots, do not burst
                     slot = started + spec.interval
+
+    async def _probe(self, monitor: Monitor, spec: CheckSpec) -> CheckResult:
+        """One check, within an outer deadline: the probes bound themselves by ``spec.timeout``, so one
+        still running ``PROBE_GRACE`` seconds later has a bug, and must not stall the instance's loop."""
+        deadline = spec.timeout + PROBE_GRACE
+        with anyio.move_on_after(deadline):
+            return await self.prober.check(monitor.key.path, spec)
+        log.error("check of %s did not end within %gs (its timeout is %gs): a bug in the probe", monitor.key.path,
+                  deadline, spec.timeout)  # fmt: skip
+        output = f"check did not end within {deadline:g}s: the probe hung (a bug; see the server log)"
+        return CheckResult("critical", output, deadline)
 
     def _count(self, lateness: float) -> None:
         self.stats.checks += 1

@@ -160,7 +160,7 @@ class ServiceRegistry:
             spec = instance.check
             target, tls, ca_file = instance.addr, spec is not None and spec.tls, spec.ca_file if spec else None
         if tls:
-            roots = await anyio.Path(ca_file).read_bytes() if ca_file else None
+            roots = await _read_ca_file(ca_file) if ca_file else None
             channel = grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(roots), options=options)
         else:
             channel = grpc.aio.insecure_channel(target, options=options)
@@ -190,6 +190,16 @@ class ServiceRegistry:
             )
         use_tls, ca_file = tls.pop() if tls else (False, None)
         return target, addrs, use_tls, ca_file
+
+
+async def _read_ca_file(path: str) -> bytes:
+    try:
+        return await anyio.Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidArgumentError(
+            f"cannot read CA file {path}, which the instances' TLS checks name: {exc.strerror}; "
+            "give this process the same CA file, or register the instances with a CA file it can read"
+        ) from None
 
 
 class KeptRegistration:
