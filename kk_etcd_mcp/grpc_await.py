@@ -26,7 +26,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from contextlib import suppress
 from typing import Any, Protocol, TypeVar, cast
+
+import anyio
 
 T = TypeVar("T")
 
@@ -107,6 +110,15 @@ async def _wait(future: asyncio.Future[Any], within: float | None, *, owned: boo
             if stalled > MAX_STALL:
                 raise LoopStalledError(stalled)
     raise TimeoutError
+
+
+async def end_call(call: Any) -> None:
+    """Cancel a grpc.aio streaming call and let grpc finish it on this event loop (shielded, at most a
+    second): its last completion events would otherwise be delivered later, possibly to a loop that is
+    closed by then."""
+    call.cancel()
+    with anyio.CancelScope(shield=True), suppress(TimeoutError):
+        await await_grpc(call.code(), within=1)
 
 
 def _abandon(task: asyncio.Future[T]) -> None:

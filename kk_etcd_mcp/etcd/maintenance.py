@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +25,7 @@ from etcd3aio._protobuf import MaintenanceStub, SnapshotRequest
 from etcd3aio.maintenance import AlarmType, MaintenanceService
 
 from ..errors import KkEtcdError, PermissionDeniedError, UnavailableError
-from ..grpc_await import await_grpc
+from ..grpc_await import await_grpc, end_call
 from .client import EtcdClient
 from .errors import grpc_details
 
@@ -223,9 +222,7 @@ class EtcdMaintenance:
                     await progress(check.size, max(expected, check.size))
                 resp = await self._next_chunk(call)
         finally:
-            call.cancel()
-            with anyio.CancelScope(shield=True), suppress(TimeoutError):  # let grpc finish the call on this loop
-                await await_grpc(call.code(), within=1)
+            await end_call(call)
         if not check.verified():
             raise UnavailableError(
                 f"the snapshot stream from etcd at {self.etcd.endpoints} ended incomplete or corrupt "

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import math
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,7 @@ import grpc
 from etcd3aio._protobuf import LeaseKeepAliveRequest, LeaseStub
 
 from ..errors import KkEtcdError
-from ..grpc_await import await_grpc
+from ..grpc_await import await_grpc, end_call
 from .errors import is_token_problem
 
 if TYPE_CHECKING:
@@ -127,7 +127,5 @@ class LeaseSession:
         except asyncio.InvalidStateError:  # grpc.aio's answer to a write on a stream etcd has already ended
             log.warning("lease %x keepalive stream ended (etcd went away)", self.lease_id)
         finally:
-            call.cancel()
-            with anyio.CancelScope(shield=True), suppress(TimeoutError):  # let grpc finish the call on this loop
-                await await_grpc(call.code(), within=1)
+            await end_call(call)
         return expires_at

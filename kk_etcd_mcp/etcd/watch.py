@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import suppress
 from typing import Any
 
 import anyio
@@ -20,7 +19,7 @@ from etcd3aio._protobuf import WatchCreateRequest, WatchRequest, WatchStub
 
 from ..backoff import Backoff
 from ..errors import CompactedError, KkEtcdError, UnavailableError
-from ..grpc_await import await_grpc
+from ..grpc_await import await_grpc, end_call
 from .convert import watch_event
 from .errors import is_token_problem
 from .types import WatchBatch
@@ -91,11 +90,7 @@ async def watch_stream(
             else:
                 raise describe_error(exc) from exc
         finally:
-            call.cancel()
-            # Let grpc finish the cancelled call on this event loop: its last completion events
-            # would otherwise be delivered later, possibly to a loop that is closed by then.
-            with anyio.CancelScope(shield=True), suppress(TimeoutError):
-                await await_grpc(call.code(), within=1)
+            await end_call(call)
         delay = backoff.next_delay()
         log.warning("watch on %r: %s; resuming from revision %d in %.1fs", key, reason, next_revision, delay)
         await anyio.sleep(delay)
