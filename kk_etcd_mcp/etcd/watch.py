@@ -3,8 +3,9 @@
 etcd3aio's own watch resumes from the last *header* revision, which for a catch-up batch is the
 store's current revision, not the last event delivered: a broken stream could skip events. And
 after etcd cancels a watch (compaction) it keeps waiting on the open stream forever. So this module
-drives the Watch RPC itself: it resumes from the revision after the last event it yielded, and
-turns a cancel into ``CompactedError`` (or the mapped failure).
+drives the Watch RPC itself, with etcd3aio's generated stub (private, so etcd3aio is pinned to the
+tested version in pyproject.toml): it resumes from the revision after the last event it yielded, and
+turns a cancel into ``CompactedError`` (or the mapped failure). ``list_and_watch`` builds on it.
 """
 
 from __future__ import annotations
