@@ -289,8 +289,8 @@ class Hub:
         deadline = spec.timeout + PROBE_GRACE
         with anyio.move_on_after(deadline):
             return await self.prober.check(monitor.key.path, spec)
-        log.error("check of %s did not end within %gs (its timeout is %gs): a bug in the probe", monitor.key.path,
-                  deadline, spec.timeout)  # fmt: skip
+        what = "check of %s did not end within %gs (its timeout is %gs): a bug in the probe"
+        log.error(what, monitor.key.path, deadline, spec.timeout)
         output = f"check did not end within {deadline:g}s: the probe hung (a bug; see the server log)"
         return CheckResult("critical", output, deadline)
 
