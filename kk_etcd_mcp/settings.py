@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from .etcd.connection import parse_endpoint
+from .etcd import parse_endpoint
 
 if TYPE_CHECKING:
     from .etcd import EtcdClient

@@ -298,7 +298,7 @@ async def test_http_server_restarts_on_the_same_port(
 
 async def grpc_check(spec: CheckSpec) -> CheckResult:
     """A probe on a channel of its own (the Prober tests cover reuse)."""
-    channel = open_channel(spec)
+    channel = await open_channel(spec)
     try:
         with anyio.fail_after(HANG_GUARD):
             return await probe_grpc(spec, channel)
@@ -372,7 +372,7 @@ async def test_grpc_unreachable_and_misbehaving_targets_are_critical(http_server
 
 async def test_grpc_probe_on_a_closed_channel_is_critical(grpc_server: GrpcHealthServer) -> None:
     spec = grpc_spec(grpc_server.addr)
-    channel = open_channel(spec)
+    channel = await open_channel(spec)
     await channel.close()
     result = await probe_grpc(spec, channel)
     assert (result.status, result.output) == ("critical", f"gRPC check {grpc_server.addr}: Channel is closed.")

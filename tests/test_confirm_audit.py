@@ -406,7 +406,7 @@ async def test_an_audit_write_that_fails_in_etcd_is_logged_and_the_file_keeps_it
     assert any("audit entry for kv_put (ok) was not written to etcd" in w for w in warnings), warnings
 
 
-def test_an_audit_line_stays_one_line_whatever_its_arguments_hold(tmp_path: Path) -> None:
+async def test_an_audit_line_stays_one_line_whatever_its_arguments_hold(tmp_path: Path) -> None:
     """JSON leaves U+2028, U+2029 and U+0085 raw, and line readers split at them."""
     file = JsonLinesSink.open(tmp_path / "audit.jsonl")
     key = "app/\u2028a\u2029b\x85c"
@@ -419,7 +419,7 @@ def test_an_audit_line_stays_one_line_whatever_its_arguments_hold(tmp_path: Path
             "outcome": "ok",
         }
     )
-    file.write(entry)
+    await file.write(entry)
     text = (tmp_path / "audit.jsonl").read_text(encoding="utf-8")
     assert len(text.splitlines()) == 1
     assert json.loads(text)["arguments"]["key"] == key

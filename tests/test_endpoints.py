@@ -326,3 +326,17 @@ async def test_balanced_channel_uses_tls_when_the_checks_do(
 
 async def _published_count(registry: ServiceRegistry, name: str, count: int) -> bool:
     return len(await registry.grpc_endpoints(name)) == count
+
+
+async def test_a_ca_file_the_sdk_cannot_read_is_an_invalid_argument(
+    etcd_endpoint: str, key_prefix: str, tmp_path: Path
+) -> None:
+    keys = registry_keys(key_prefix)
+    missing = tmp_path / "missing-ca.pem"
+    addr = f"{HOST}:{free_port()}"
+    async with EtcdClient([etcd_endpoint]) as etcd, ServiceRegistry(etcd=etcd, prefix=keys.root) as registry:
+        await register(etcd, keys, "secure", addr, "grpc", tls=True, ca_file=str(missing))
+        await etcd.put(keys.endpoint("secure", addr), endpoint_to_json(addr))  # as a hub publishes it
+        with pytest.raises(InvalidArgumentError, match=f"cannot read CA file {missing}, .*No such file"):
+            async with registry.grpc_channel("secure", balanced=True):
+                raise AssertionError("a TLS channel without its CA file")

@@ -21,7 +21,9 @@ from health_servers import HttpHealthServer
 from mcp_helpers import server_env
 from polling import eventually
 from registry_helpers import hub_at
+from tcp_proxy import tcp_proxy
 
+from kk_etcd_mcp.etcd import EmbeddedEtcd, EtcdClient
 from kk_etcd_mcp.etcd.embedded import free_port
 
 pytestmark = pytest.mark.anyio
@@ -204,3 +206,43 @@ async def watch_session(etcd_endpoint: str, root: str, etcdctl: EtcdCtl, stderr:
         finally:
             if process.returncode is None:
                 process.kill()
+
+
+async def test_services_watch_lists_again_after_a_compaction(
+    own_etcd: EmbeddedEtcd, etcdctl: EtcdCtl, tmp_path: Path
+) -> None:
+    """Cut off from etcd while a change lands and etcd compacts it away: the watch cannot resume, so the
+    command lists again and prints the table with the change, instead of failing or missing it."""
+    root = "kk_service/"
+
+    def ctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return etcdctl(*args, endpoint=own_etcd.client_url)
+
+    register(ctl, root, "Tcp", "first", "127.0.0.1:7101")
+    async with tcp_proxy("127.0.0.1", own_etcd.client_port) as proxy, EtcdClient([own_etcd.client_url]) as etcd:
+        with (tmp_path / "stderr").open("wb") as stderr:
+            watch = command(proxy.url, root, "--watch")
+            async with await anyio.open_process(watch, env=env(), stderr=stderr) as process:
+                try:
+                    buffer = bytearray()
+                    await read_until(process, buffer, "1 instance(s)")
+                    proxy.cut()
+                    register(ctl, root, "Tcp", "second", "127.0.0.1:7102")
+                    later = await etcd.put("elsewhere", "x")  # etcd keeps the revision it compacts at: go past it
+                    await etcd.compact(later.revision)
+                    del buffer[:]
+                    proxy.restore()
+                    printed = await read_until(process, buffer, "2 instance(s)")
+                    assert set(rows(last_table(printed))[1]) == {
+                        ("first", "127.0.0.1:7101"),
+                        ("second", "127.0.0.1:7102"),
+                    }
+                    process.send_signal(signal.SIGINT)
+                    with anyio.fail_after(15):
+                        assert await process.wait() == 0
+                finally:
+                    if process.returncode is None:
+                        process.kill()
+    logged = (tmp_path / "stderr").read_text()
+    assert "compacted" in logged and f"listing {root} again" in logged, logged
+    assert "Traceback" not in logged

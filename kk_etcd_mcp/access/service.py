@@ -12,9 +12,8 @@ from collections.abc import Sequence
 import anyio
 
 from ..errors import AuthenticationFailedError, InvalidArgumentError, KkEtcdError, NotFoundError, PermissionDeniedError
-from ..etcd import EtcdClient, prefix_end
-from ..etcd.auth import EtcdAuth, already_exists
-from ..etcd.auth import KeyPermission as EtcdKeyPermission
+from ..etcd import EtcdAuth, EtcdClient, already_exists, prefix_end
+from ..etcd import KeyPermission as EtcdKeyPermission
 from . import guardrails
 from .guardrails import ROOT
 from .models import (

@@ -9,7 +9,7 @@ from typing import TextIO
 
 import anyio
 
-from ..etcd import EtcdClient, prefix_end
+from ..etcd import EtcdClient, list_and_watch
 from ..registry import HubRunner, Instance, RegistryKeys, RegistryService, ServiceType
 from ..registry.checkers import Prober
 
@@ -32,12 +32,14 @@ async def show_services(
 ) -> None:
     async with Prober() as prober:
         registry = RegistryService(etcd, keys, prober)
+        revision = await etcd.current_revision() if watch else 0  # any change after it redraws the table
         listing = await registry.list_instances(name, service_type)
         out.write(render_table(listing.instances, listing.hub))
         out.flush()
         if not watch:
             return
-        changes = etcd.watch(keys.root, prefix_end(keys.root), start_revision=0)
+        # A compaction (etcd was out of reach for long) lists the keys again: that redraws too.
+        changes = list_and_watch(etcd, keys.root, prefix=True, start_revision=revision + 1, keys_only=True)
         async with aclosing(changes):
             async for _ in changes:
                 await anyio.sleep(_REDRAW_DELAY)

@@ -20,10 +20,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ..errors import AuthenticationFailedError, KkEtcdError, PermissionDeniedError, StartupError
-from ..etcd import Endpoint, EtcdClient
-from ..etcd.connection import parse_endpoint
-from ..etcd.embedded import default_data_dir
-from ..etcd.maintenance import EtcdMaintenance
+from ..etcd import Endpoint, EtcdClient, EtcdMaintenance, default_data_dir, parse_endpoint
 from ..holders import port_holder
 from ..mcp_server.app import build_server
 from ..mcp_server.http import bind_http_socket, make_http_server

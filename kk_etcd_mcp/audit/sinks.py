@@ -34,11 +34,16 @@ _LINE_BREAKS_ESCAPED = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\
 
 
 class JsonLinesSink:
-    """One JSON object per line, flushed at once. With stdio, stderr is right: stdout carries MCP."""
+    """One JSON object per line, flushed at once. With stdio, stderr is right: stdout carries MCP.
+
+    Lines are written in a worker thread (a slow disk must not stall the event loop), one at a time and
+    in the order ``write`` was called: the lock hands them over first come, first served.
+    """
 
     def __init__(self, stream: TextIO, where: str) -> None:
         self.stream = stream
         self.where = where
+        self._lock = anyio.Lock()
 
     @classmethod
     def open(cls, path: Path | None) -> JsonLinesSink:
@@ -48,12 +53,18 @@ class JsonLinesSink:
         path.touch(mode=0o600, exist_ok=True)
         return cls(path.open("a", encoding="utf-8", buffering=1), str(path))
 
-    def write(self, entry: AuditEntry, link: ChainLink | None = None) -> None:
-        """``link``: where etcd keeps the entry; the line then ends with ``"chain": {"seq", "hash"}``."""
+    async def write(self, entry: AuditEntry, link: ChainLink | None = None) -> None:
+        """``link``: where etcd keeps the entry; the line then ends with ``"chain": {"seq", "hash"}``.
+        Raises OSError (or ValueError for a closed stream) when the line cannot be written."""
         line = entry.model_dump_json()
         if link is not None:
             line = f'{line[:-1]},"chain":{link.model_dump_json()}}}'
-        self.stream.write(line.translate(_LINE_BREAKS_ESCAPED) + "\n")
+        line = line.translate(_LINE_BREAKS_ESCAPED) + "\n"
+        async with self._lock:
+            await anyio.to_thread.run_sync(self._write_line, line)
+
+    def _write_line(self, line: str) -> None:
+        self.stream.write(line)
         self.stream.flush()
 
 
@@ -158,16 +169,12 @@ class EtcdAuditSink:
         return _Tip(chained, mod_revision)
 
     async def _entry_seqs(self) -> AsyncIterator[int]:
-        start = self.layout.entries
-        while True:
-            page = await self.etcd.range(start, self.layout.entries_end, limit=PAGE_SIZE, keys_only=True)
+        pages = self.etcd.range_pages(self.layout.entries, self.layout.entries_end, keys_only=True, page_size=PAGE_SIZE)
+        async for page in pages:
             for kv in page.kvs:
                 seq = self.layout.seq_of(kv.key)
                 if seq is not None:
                     yield seq
-            if not page.more or not page.kvs:
-                return
-            start = page.kvs[-1].key + b"\0"
 
     async def read(self, limit: int, tool: str | None = None) -> tuple[list[TrailEntry], ChainReport]:
         """The newest ``limit`` entries (of ``tool`` only, when given), newest first, and the check of the
@@ -178,9 +185,9 @@ class EtcdAuditSink:
         check = ChainCheck(self.layout, head.kvs[0] if head.kvs else None)
         newest: deque[TrailEntry] = deque(maxlen=limit)
         unplaced: list[TrailEntry] = []
-        start = self.layout.entries
-        while True:
-            page = await self.etcd.range(start, self.layout.entries_end, limit=PAGE_SIZE, revision=head.revision)
+        layout = self.layout
+        pages = self.etcd.range_pages(layout.entries, layout.entries_end, revision=head.revision, page_size=PAGE_SIZE)
+        async for page in pages:
             for kv in page.kvs:
                 entry, placed = check.add(kv)
                 if entry is None or (tool is not None and entry.tool != tool):
@@ -189,7 +196,4 @@ class EtcdAuditSink:
                     newest.append(entry)
                 elif len(unplaced) < limit:
                     unplaced.append(entry)
-            if not page.more or not page.kvs:
-                break
-            start = page.kvs[-1].key + b"\0"
         return [*reversed(newest), *unplaced][:limit], check.report()

@@ -39,6 +39,6 @@ class AuditTrail:
                 except (KkEtcdError, TimeoutError) as exc:
                     log.warning("audit entry for %s (%s) was not written to etcd: %s", entry.tool, entry.outcome, exc)
             try:
-                self.file.write(entry, link)
+                await self.file.write(entry, link)
             except (OSError, ValueError) as exc:  # ValueError: the stream was closed
                 log.warning("audit entry for %s could not be written to %s: %s", entry.tool, self.file.where, exc)

@@ -2,7 +2,8 @@
 
 The temporary file is hidden (``.<name>.<random>.part``), readable by the owner only, and removed on
 any failure or cancellation, so the target name either does not exist or holds the complete file.
-Writes are gathered into blocks of ``BLOCK`` bytes and done in a worker thread, off the event loop.
+Writes are gathered into blocks of ``BLOCK`` bytes; they, and every other file operation here, are done
+in a worker thread, off the event loop.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from types import TracebackType
 import anyio
 import platformdirs
 
-from ..errors import InvalidArgumentError, KkEtcdError
+from ..errors import InvalidArgumentError, LocalIOError
 
 BLOCK = 1 << 20
 
@@ -26,22 +27,26 @@ def default_backup_dir() -> Path:
     return Path(platformdirs.user_data_dir("kk-etcd-mcp")) / "backups"
 
 
-def ensure_directory(path: Path) -> None:
+async def ensure_directory(path: Path) -> None:
     """Create ``path`` (owner-only) when missing; refuse when it is something else."""
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        await anyio.to_thread.run_sync(lambda: path.mkdir(mode=0o700, parents=True, exist_ok=True))
     except FileExistsError:
-        raise KkEtcdError(f"backup_dir {path} exists but is not a directory; set backup_dir to a directory") from None
+        raise LocalIOError(f"backup_dir {path} exists but is not a directory; set backup_dir to a directory") from None
     except OSError as exc:
-        raise KkEtcdError(f"cannot create backup_dir {path}: {exc.strerror}") from None
+        raise LocalIOError(f"cannot create backup_dir {path}: {exc.strerror}") from None
 
 
-def refuse_existing(target: Path) -> None:
-    if os.path.lexists(target):
-        raise InvalidArgumentError(
-            f"a file named {target.name} already exists in backup_dir ({target.parent}); choose another name "
-            "(snapshots are never overwritten). Nothing was written."
-        )
+async def refuse_existing(target: Path) -> None:
+    if await anyio.to_thread.run_sync(os.path.lexists, target):
+        raise _exists(target)
+
+
+def _exists(target: Path) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"a file named {target.name} already exists in backup_dir ({target.parent}); choose another name "
+        "(snapshots are never overwritten). Nothing was written."
+    )
 
 
 class AtomicFile:
@@ -56,7 +61,9 @@ class AtomicFile:
 
     async def __aenter__(self) -> AtomicFile:
         try:
-            fd, temp = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.", suffix=".part")
+            fd, temp = await anyio.to_thread.run_sync(
+                lambda: tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.", suffix=".part")
+            )
         except OSError as exc:
             raise self._failed("create a file in", exc) from None
         self._fd, self._temp = fd, Path(temp)
@@ -66,7 +73,8 @@ class AtomicFile:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if not self._committed:
-            self._discard()
+            with anyio.CancelScope(shield=True):  # also when leaving by cancellation: nothing is left behind
+                await anyio.to_thread.run_sync(self._discard)
 
     async def write(self, data: bytes) -> None:
         self._buffer += data
@@ -79,8 +87,7 @@ class AtomicFile:
         try:
             await anyio.to_thread.run_sync(self._sync_and_link)
         except FileExistsError:
-            refuse_existing(self.target)
-            raise
+            raise _exists(self.target) from None
         except OSError as exc:
             raise self._failed("save the snapshot in", exc) from None
         self._committed = True
@@ -133,5 +140,5 @@ class AtomicFile:
                 self._temp.unlink()
             self._temp = None
 
-    def _failed(self, doing: str, exc: OSError) -> KkEtcdError:
-        return KkEtcdError(f"cannot {doing} backup_dir {self.target.parent}: {exc.strerror}. Nothing was saved.")
+    def _failed(self, doing: str, exc: OSError) -> LocalIOError:
+        return LocalIOError(f"cannot {doing} backup_dir {self.target.parent}: {exc.strerror}. Nothing was saved.")

@@ -9,9 +9,8 @@ from pathlib import Path
 import anyio
 
 from ..errors import KkEtcdError
-from ..etcd import EtcdClient
-from ..etcd.maintenance import EtcdMaintenance, Member
-from ..etcd.maintenance import MemberStatus as EtcdMemberStatus
+from ..etcd import EtcdClient, EtcdMaintenance, Member
+from ..etcd import MemberStatus as EtcdMemberStatus
 from .files import AtomicFile, default_backup_dir, ensure_directory, refuse_existing
 from .models import ClusterAlarm, ClusterMember, ClusterStatus, MemberStatus, SnapshotResult, hex_id
 from .names import snapshot_file_name
@@ -115,7 +114,7 @@ class ClusterService:
         """
         file_name = snapshot_file_name(name)
         target = self.backup_dir / file_name
-        refuse_existing(target)
+        await refuse_existing(target)
         change = f"save a snapshot of etcd's whole database as {target}"
         if dry_run:  # nothing is asked of etcd: that needs role root, and the snapshot itself says so
             return SnapshotResult(
@@ -131,7 +130,7 @@ class ClusterService:
                 dry_run=True,
                 change=change,
             )
-        ensure_directory(self.backup_dir)
+        await ensure_directory(self.backup_dir)
         started = time.monotonic()
         async with AtomicFile(target) as out:
             summary = await self.maintenance.snapshot(out.write, _Throttled(progress) if progress else None)

@@ -104,8 +104,11 @@ class ImportPlan(BaseModel):
     unchanged: list[str] = Field(default_factory=list)
 
 
+ImportMode = Literal["merge", "replace"]  # replace: also delete keys under the prefix that the document lacks
+
+
 class ImportResult(Change):
-    mode: Literal["merge", "replace"]
+    mode: ImportMode
     plan: ImportPlan
     plan_fingerprint: str = Field(
         description=(

@@ -28,6 +28,7 @@ from .keys import KeyPolicy, Range, show
 from .limits import DEFAULT_MAX_VALUE_BYTES, check_value_size
 from .models import (
     ExportDocument,
+    ImportMode,
     ImportResult,
     KvDeleteResult,
     KvEntry,
@@ -320,7 +321,7 @@ class ConfigCenter:
     async def import_(
         self,
         document: ExportDocument | dict[str, Any] | str,
-        mode: str,
+        mode: ImportMode,
         dry_run: bool,
         progress: Progress | None,
         plan_fingerprint: str | None = None,

@@ -25,7 +25,7 @@ from ..etcd import Compare, Delete, EtcdClient, KeyValue, Put
 from .formats import load_json, utf8
 from .keys import KeyPolicy, show
 from .limits import DEFAULT_MAX_VALUE_BYTES, check_value_size
-from .models import ExportDocument, ExportItem, ImportPlan, ImportResult
+from .models import ExportDocument, ExportItem, ImportMode, ImportPlan, ImportResult
 
 TXN_MAX_OPS = 128
 PAGE_SIZE = 500
@@ -39,14 +39,9 @@ async def read_prefix(etcd: EtcdClient, policy: KeyPolicy, prefix: str) -> tuple
     revision = 0
     kvs: list[KeyValue] = []
     for lo, hi in policy.readable(prefix.encode(), include_internal=False):
-        start = lo
-        while True:
-            page = await etcd.range(start, b"\0" if hi is None else hi, limit=PAGE_SIZE, revision=revision)
-            revision = revision or page.revision
+        async for page in etcd.range_pages(lo, b"\0" if hi is None else hi, revision=revision, page_size=PAGE_SIZE):
+            revision = page.revision
             kvs.extend(page.kvs)
-            if not page.more:
-                break
-            start = page.kvs[-1].key + b"\0"
     if revision == 0:
         revision = await etcd.current_revision()
     return revision, kvs
@@ -96,7 +91,7 @@ async def import_document(
     etcd: EtcdClient,
     policy: KeyPolicy,
     document: ExportDocument | dict[str, Any] | str,
-    mode: str,
+    mode: ImportMode,
     dry_run: bool,
     progress: Progress | None = None,
     *,
@@ -144,7 +139,7 @@ async def import_document(
             "with dry_run=false and the plan_fingerprint of that dry run. Nothing was written."
         )
     result = ImportResult(
-        mode=mode,  # type: ignore[arg-type]
+        mode=mode,
         dry_run=dry_run,
         plan=plan,
         plan_fingerprint=fingerprint,
@@ -157,7 +152,7 @@ async def import_document(
     return await _apply(etcd, steps, result, progress)
 
 
-def _fingerprint(mode: str, wanted: dict[bytes, bytes], current: dict[bytes, KeyValue]) -> str:
+def _fingerprint(mode: ImportMode, wanted: dict[bytes, bytes], current: dict[bytes, KeyValue]) -> str:
     """What a plan depends on: the mode, each wanted value, each current key's mod_revision (unchanged ones too)."""
     digest = hashlib.sha256(mode.encode())
     for key in sorted(wanted.keys() | current.keys()):
@@ -171,7 +166,7 @@ def _fingerprint(mode: str, wanted: dict[bytes, bytes], current: dict[bytes, Key
 Step = tuple[Compare, Put | Delete]
 
 
-def plan_change(prefix: str, mode: str, plan: ImportPlan) -> str:
+def plan_change(prefix: str, mode: ImportMode, plan: ImportPlan) -> str:
     """The plan in words, e.g. "import into 'app/' (replace): create 2 keys (app/a, app/b), delete 1 key (app/x)"."""
     parts = []
     for verb, keys in (("create", plan.create), ("update", plan.update), ("delete", plan.delete)):

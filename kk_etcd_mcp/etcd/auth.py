@@ -1,6 +1,6 @@
 """etcd's own access control (the Auth service): users, roles, key permissions, auth on/off.
 
-Every call goes through ``EtcdClient._call``, so it authenticates lazily, re-authenticates once when
+Every call goes through the client's ``transport.call``, so it authenticates lazily, re-authenticates once when
 the token expired, is bounded by the request timeout, and has connection and permission failures
 mapped by ``errors.map_error``. What only this module knows is *which* name an etcd message is about
 ("user name not found" in a grant may be the user's or the role's), so those messages are translated
@@ -89,12 +89,11 @@ class EtcdAuth:
 
     def __init__(self, etcd: EtcdClient) -> None:
         self.etcd = etcd
+        self._transport = etcd.transport
 
     @property
     def _auth(self) -> AuthService:
-        auth = self.etcd._svc.auth
-        assert auth is not None
-        return auth
+        return self._transport.services.auth
 
     async def _rpc(
         self,
@@ -105,7 +104,7 @@ class EtcdAuth:
     ) -> T:
         """``fn`` through EtcdClient's plumbing, with etcd's name-level errors translated by ``translate``.
 
-        Translation happens inside the call, so a token problem still reaches ``_call`` untouched and
+        Translation happens inside the call, so a token problem still reaches ``transport.call`` untouched and
         is cured there by authenticating again.
         """
 
@@ -123,7 +122,7 @@ class EtcdAuth:
                     raise
                 raise mapped from exc
 
-        return await self.etcd._call(action, subject, attempt)
+        return await self._transport.call(action, subject, attempt)
 
     # Auth on/off -----------------------------------------------------------------------------------
 
@@ -144,7 +143,7 @@ class EtcdAuth:
                 raise
             return AuthState(bool(resp.enabled), int(resp.authRevision), "status")
 
-        state = await self.etcd._call("read the auth status of", "etcd", attempt)
+        state = await self._transport.call("read the auth status of", "etcd", attempt)
         if state is not None:
             return state
         return AuthState(await self._probe_enabled(), None, "inferred")
@@ -170,7 +169,7 @@ class EtcdAuth:
                 raise
             return True  # cannot happen (nobody has that name), but then auth is certainly on
 
-        return await self.etcd._call("read the auth status of", "etcd", attempt)
+        return await self._transport.call("read the auth status of", "etcd", attempt)
 
     async def enable(self) -> None:
         def translate(detail: str) -> KkEtcdError | None:

@@ -1,32 +1,29 @@
-"""EtcdClient: the adapter every other package uses to talk to etcd.
+"""EtcdClient: the adapter every other package uses to talk to etcd (KV, transactions, leases, watch).
 
-Every call is bounded by the request timeout (counted while the event loop runs: see ``rpc``),
-authenticates lazily (so the server starts while etcd is down and recovers when it comes back),
-re-authenticates once when the token expired, and maps failures onto ``kk_etcd_mcp.errors``.
+Every call goes through the client's ``transport`` (``transport.py``): bounded by the request timeout
+(counted while the event loop runs: ``grpc_await``), authenticated lazily (so the server starts while
+etcd is down and recovers when it comes back), authenticated again once when the token expired, and
+its failures mapped onto ``kk_etcd_mcp.errors``.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any
 
-import anyio
-import grpc
-from etcd3aio import EtcdError, prefix_range_end
+from etcd3aio import prefix_range_end
+
+# etcd3aio's public transaction builders cover value, version and create revision, not mod revision,
+# so compares are built from its generated protobuf class (private: etcd3aio is pinned in pyproject.toml).
 from etcd3aio._protobuf import Compare as PbCompare
-from etcd3aio._protobuf import RequestOp
-from etcd3aio.client import Etcd3Client
 from etcd3aio.kv import KVService
 
-from ..errors import InvalidArgumentError
-from .connection import ChannelFactory, parse_endpoint, system_ca_certificates
+from .connection import parse_endpoint
 from .convert import delete_result, put_result, range_page, txn_result
-from .errors import grpc_details, is_token_problem, map_error
-from .rpc import await_rpc
+from .transport import EtcdTransport, TlsFiles
 from .types import (
     Compare,
     Delete,
@@ -42,12 +39,10 @@ from .types import (
 )
 from .watch import watch_stream
 
-log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 BytesLike = str | bytes
 
-_RPC_FAILURES = (EtcdError, grpc.aio.AioRpcError, TimeoutError)
+PAGE_SIZE = 1000  # keys per read of range_pages
+
 _PB_TARGET = {
     "mod": PbCompare.MOD,
     "create": PbCompare.CREATE,
@@ -76,17 +71,12 @@ def range_start(key: BytesLike, range_end: BytesLike | None) -> bytes:
     return b"\0" if not raw and range_end else raw
 
 
-def _read_file(path: Path | None) -> bytes | None:
-    if path is None:
-        return None
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise InvalidArgumentError(f"cannot read TLS file {path}: {exc.strerror}") from None
-
-
 class EtcdClient:
-    """Async etcd client. Use as ``async with EtcdClient([...]) as etcd:``."""
+    """Async etcd client. Use as ``async with EtcdClient([...]) as etcd:``.
+
+    Bad TLS files are reported (``InvalidArgumentError``) when the client is entered: they are read then,
+    off the event loop.
+    """
 
     def __init__(
         self,
@@ -99,36 +89,30 @@ class EtcdClient:
         key_file: Path | None = None,
         request_timeout: float = 5.0,
     ) -> None:
-        parsed = [parse_endpoint(url) for url in endpoints]
-        tls_endpoints = any(e.tls for e in parsed)
-        self.endpoints = ",".join(e.url for e in parsed)
-        self.username = username
-        self._password = password
-        self._timeout = request_timeout
-        ca_cert = _read_file(ca_file)
-        if ca_cert is None and tls_endpoints:
-            ca_cert = system_ca_certificates()
-            if ca_cert is None:
-                raise InvalidArgumentError(
-                    "no trusted CA certificates found on this system for the https:// etcd endpoint; "
-                    "set ca_file (KK_ETCD_CA_FILE) to the CA that signed etcd's certificate"
-                )
-        tls = {"ca_cert": ca_cert, "cert_chain": _read_file(cert_file), "cert_key": _read_file(key_file)}
-        # The name the server certificate must carry is the host as written: parse_endpoint turns
-        # "localhost" into 127.0.0.1 for the channel, but a certificate may name only "localhost".
-        server_name = urlsplit(parsed[0].url).hostname if ca_cert else None
-        # etcd3aio retries transient failures itself; our timeout bounds all attempts together.
-        self._raw = Etcd3Client(tls_server_name=server_name, **tls)
-        self._raw._manager = ChannelFactory(parsed)
-        self._token: str | None = None  # None: not authenticated yet; "": auth is off in etcd
-        self._auth_lock = anyio.Lock()
+        # The channel, etcd3aio's services and the token: for the adapter's own modules only.
+        self.transport = EtcdTransport(
+            [parse_endpoint(url) for url in endpoints],
+            username=username,
+            password=password,
+            tls=TlsFiles(ca_file, cert_file, key_file),
+            request_timeout=request_timeout,
+        )
+
+    @property
+    def endpoints(self) -> str:
+        """The configured endpoints, as written in messages: ``http://a:2379,http://b:2379``."""
+        return self.transport.endpoints
+
+    @property
+    def username(self) -> str | None:
+        return self.transport.username
 
     @property
     def request_timeout(self) -> float:
-        return self._timeout
+        return self.transport.request_timeout
 
     async def __aenter__(self) -> EtcdClient:
-        await self._raw.connect()  # creates the channel only; nothing is sent yet
+        await self.transport.open()  # reads the TLS files and creates the channel; nothing is sent yet
         return self
 
     async def __aexit__(
@@ -137,71 +121,14 @@ class EtcdClient:
         await self.close()
 
     async def close(self) -> None:
-        with anyio.CancelScope(shield=True):  # also on shutdown by cancellation
-            await self._raw.close()
-
-    # Plumbing -------------------------------------------------------------------------------------
-
-    @property
-    def _svc(self) -> Etcd3Client:
-        if self._raw.kv is None:
-            raise RuntimeError("EtcdClient is not open: use 'async with EtcdClient(...)'")
-        return self._raw
-
-    async def _authenticate(self) -> None:
-        if self.username is None or self._token is not None:
-            return
-        async with self._auth_lock:
-            if self._token is not None:
-                return
-            try:
-                assert self._svc.auth is not None
-                authenticate = self._svc.auth.authenticate(self.username, self._password or "")
-                resp = await await_rpc(authenticate, within=self._timeout)
-            except _RPC_FAILURES as exc:
-                if "authentication is not enabled" in grpc_details(exc):
-                    self._token = ""
-                    return
-                raise map_error(
-                    exc,
-                    endpoints=self.endpoints,
-                    user=self.username,
-                    action="authenticate as",
-                    subject=self.username,
-                ) from exc
-            self._token = resp.token
-            self._raw.set_token(resp.token)
+        await self.transport.close()
 
     async def login(self) -> bool:
         """Authenticate as the configured user now, even while a token is held: the proof that its
         credentials get in. True when etcd has authentication on, False when it is off (or no user is
         configured); ``AuthenticationFailedError`` when etcd rejects the password."""
-        self._forget_token()
-        await self._authenticate()
-        return bool(self._token)
-
-    def _forget_token(self) -> None:
-        self._token = None
-        self._raw.set_token(None)
-
-    async def _call(
-        self, action: str, subject: str, fn: Callable[[], Awaitable[T]], *, endpoints: str | None = None
-    ) -> T:
-        """``fn`` authenticated, retried once on an expired token, failures mapped; ``endpoints``
-        names where ``fn`` went when that is not the configured endpoints (one member's own URL)."""
-        for attempt in (1, 2):
-            await self._authenticate()
-            try:
-                return await await_rpc(fn(), within=self._timeout)
-            except _RPC_FAILURES as exc:
-                if attempt == 1 and self.username is not None and is_token_problem(exc):
-                    log.info("etcd token expired or missing; authenticating again")
-                    self._forget_token()
-                    continue
-                raise map_error(
-                    exc, endpoints=endpoints or self.endpoints, user=self.username, action=action, subject=subject
-                ) from exc
-        raise AssertionError("unreachable")
+        await self.transport.reauthenticate()
+        return self.transport.auth_enabled
 
     @staticmethod
     def _subject(key: BytesLike) -> str:
@@ -223,9 +150,8 @@ class EtcdClient:
         keys_only: bool = False,
         count_only: bool = False,
     ) -> RangePage:
-        kv = self._svc.kv
-        assert kv is not None
-        resp = await self._call(
+        kv = self.transport.services.kv
+        resp = await self.transport.call(
             "read",
             self._subject(key),
             lambda: kv.get(
@@ -239,10 +165,33 @@ class EtcdClient:
         )
         return range_page(resp)
 
+    async def range_pages(
+        self,
+        key: BytesLike,
+        range_end: BytesLike | None = None,
+        *,
+        revision: int = 0,
+        keys_only: bool = False,
+        page_size: int = PAGE_SIZE,
+    ) -> AsyncIterator[RangePage]:
+        """Every key of ``[key, range_end)``, a page of at most ``page_size`` keys at a time, all read at
+        one revision: ``revision``, else the first page's. Each page's ``revision`` is that one (etcd's
+        header would name its current revision instead). An empty range still yields one (empty) page,
+        so the revision is always known."""
+        start = as_bytes(key)
+        while True:
+            page = await self.range(start, range_end, limit=page_size, revision=revision, keys_only=keys_only)
+            if revision:
+                page = replace(page, revision=revision)
+            revision = page.revision
+            yield page
+            if not page.more or not page.kvs:
+                return
+            start = page.kvs[-1].key + b"\0"
+
     async def put(self, key: BytesLike, value: BytesLike, *, lease: int = 0, prev_kv: bool = False) -> PutResult:
-        kv = self._svc.kv
-        assert kv is not None
-        resp = await self._call(
+        kv = self.transport.services.kv
+        resp = await self.transport.call(
             "write",
             self._subject(key),
             lambda: kv.put(as_bytes(key), as_bytes(value), lease=lease, prev_kv=prev_kv),
@@ -252,9 +201,8 @@ class EtcdClient:
     async def delete(
         self, key: BytesLike, range_end: BytesLike | None = None, *, prev_kv: bool = False
     ) -> DeleteResult:
-        kv = self._svc.kv
-        assert kv is not None
-        resp = await self._call(
+        kv = self.transport.services.kv
+        resp = await self.transport.call(
             "delete",
             self._subject(key),
             lambda: kv.delete(
@@ -269,13 +217,12 @@ class EtcdClient:
         self, compares: Sequence[Compare], success: Sequence[TxnOp], failure: Sequence[TxnOp] = ()
     ) -> TxnResult:
         """One atomic transaction; ``subject`` of errors is the first key it touches."""
-        kv = self._svc.kv
-        assert kv is not None
+        kv = self.transport.services.kv
         pb_compares = [_to_pb_compare(c) for c in compares]
         pb_success = [_to_pb_op(op) for op in success]
         pb_failure = [_to_pb_op(op) for op in failure]
         first = compares[0].key if compares else success[0].key if success else b""
-        resp = await self._call(
+        resp = await self.transport.call(
             "write",
             self._subject(first),
             lambda: kv.txn(pb_compares, pb_success, pb_failure),
@@ -283,9 +230,8 @@ class EtcdClient:
         return txn_result(resp)
 
     async def compact(self, revision: int, *, physical: bool = True) -> None:
-        kv = self._svc.kv
-        assert kv is not None
-        await self._call(
+        kv = self.transport.services.kv
+        await self.transport.call(
             "compact",
             f"revision {revision}",
             lambda: kv.compact(revision, physical=physical),
@@ -299,15 +245,13 @@ class EtcdClient:
     # Leases ---------------------------------------------------------------------------------------
 
     async def lease_grant(self, ttl: int) -> int:
-        lease = self._svc.lease
-        assert lease is not None
-        resp = await self._call("grant a lease of", f"{ttl}s", lambda: lease.grant(ttl))
+        lease = self.transport.services.lease
+        resp = await self.transport.call("grant a lease of", f"{ttl}s", lambda: lease.grant(ttl))
         return int(resp.ID)
 
     async def lease_revoke(self, lease_id: int) -> None:
-        lease = self._svc.lease
-        assert lease is not None
-        await self._call("revoke", f"lease {lease_id:x}", lambda: lease.revoke(lease_id))
+        lease = self.transport.services.lease
+        await self.transport.call("revoke", f"lease {lease_id:x}", lambda: lease.revoke(lease_id))
 
     # Watch ----------------------------------------------------------------------------------------
 
@@ -324,25 +268,20 @@ class EtcdClient:
         Survives broken streams by resuming after the last revision it delivered; raises
         ``CompactedError`` when etcd no longer has the revision to resume from.
         """
-        await self._authenticate()  # maps its own failures
-        channel: Any = self._raw._channel  # etcd3aio's own watch resumes from a header revision that can skip events
+        transport = self.transport
+        await transport.authenticate()  # maps its own failures
+        # etcd3aio's own watch resumes from a header revision that can skip events: see watch.py
         async for batch in watch_stream(
-            channel,
+            transport.channel,
             range_start(key, range_end),
             as_bytes(range_end) if range_end is not None else b"",
             start_revision=start_revision,
             prev_kv=prev_kv,
-            metadata=lambda: (("token", self._token),) if self._token else (),
-            on_auth_error=self._forget_and_authenticate,
-            describe_error=lambda exc: map_error(
-                exc, endpoints=self.endpoints, user=self.username, action="watch", subject=self._subject(key)
-            ),
+            metadata=transport.metadata,
+            on_auth_error=transport.reauthenticate,
+            describe_error=lambda exc: transport.map_error(exc, "watch", self._subject(key)),
         ):
             yield batch
-
-    async def _forget_and_authenticate(self) -> None:
-        self._forget_token()
-        await self._authenticate()
 
 
 def _to_pb_compare(c: Compare) -> Any:
@@ -352,7 +291,7 @@ def _to_pb_compare(c: Compare) -> Any:
     return PbCompare(**kwargs)
 
 
-def _to_pb_op(op: TxnOp) -> RequestOp:
+def _to_pb_op(op: TxnOp) -> Any:
     if isinstance(op, Put):
         return KVService.txn_op_put(op.key, op.value, lease=op.lease, prev_kv=op.prev_kv)
     if isinstance(op, Delete):

@@ -102,7 +102,7 @@ def grpc_target(endpoints: Sequence[Endpoint]) -> str:
     return "ipv4:" + ",".join(addresses)
 
 
-class ChannelFactory(ConnectionManager):  # type: ignore[misc]
+class ChannelFactory(ConnectionManager):  # type: ignore[misc]  # etcd3aio is not type-checked (follow_imports=skip)
     """etcd3aio's ConnectionManager with host-name targets and a short reconnect backoff."""
 
     def __init__(self, endpoints: Sequence[Endpoint]) -> None:

@@ -4,8 +4,8 @@ A candidate writes ``<prefix>/<lease id in hex>`` on its lease; the key with the
 revision leads; the others wait for the deletion of the key just before theirs. The layout is Go's,
 so ``etcdctl elect -l <prefix>`` shows the leader. etcd3aio's ``Election`` follows the same protocol
 but fixes the key prefix, keeps no lease alive, and waits on a watch that can miss the deletion after
-a reconnect; this one watches with ``EtcdClient.watch`` (resumes without gaps) and is fenced by
-``is_leader_compare`` in the leader's writes.
+a reconnect; this one waits with ``list_and_watch`` (resumes without gaps, reads the candidates again
+after a compaction) and is fenced by ``is_leader_compare`` in the leader's writes.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 from contextlib import aclosing
 
-from ..errors import CompactedError
 from .client import EtcdClient, as_bytes, prefix_end
+from .listwatch import Snapshot, list_and_watch
 from .session import LeaseSession
 from .types import Compare, Delete, Get, KeyValue, Put, RangePage
 
@@ -65,14 +65,7 @@ class Election:
                 continue
             predecessor = max(older, key=lambda kv: kv.create_revision)
             log.info("standing by: %s leads", _describe(predecessor))
-            watch = self.etcd.watch(predecessor.key, start_revision=page.revision + 1)
-            try:
-                async with aclosing(watch):
-                    async for batch in watch:
-                        if any(event.type == "delete" for event in batch.events):
-                            break
-            except CompactedError:
-                continue  # read the candidates again
+            await _until_deleted(self.etcd, predecessor.key, page.revision + 1)
 
     def is_leader_compare(self) -> Compare:
         """Put this in a transaction to write only while this candidate still leads."""
@@ -90,6 +83,16 @@ async def current_leader(etcd: EtcdClient, prefix: str) -> KeyValue | None:
     prefix = prefix.rstrip("/") + "/"
     page = await etcd.range(prefix, prefix_end(prefix))
     return min(page.kvs, key=lambda kv: kv.create_revision, default=None)
+
+
+async def _until_deleted(etcd: EtcdClient, key: bytes, start_revision: int) -> None:
+    """Return once ``key`` is deleted after ``start_revision - 1``, or once events were lost to a compaction
+    (then the caller reads the candidates again)."""
+    updates = list_and_watch(etcd, key, start_revision=start_revision, keys_only=True)
+    async with aclosing(updates):
+        async for update in updates:
+            if isinstance(update, Snapshot) or any(event.type == "delete" for event in update.events):
+                return
 
 
 def _describe(kv: KeyValue) -> str:

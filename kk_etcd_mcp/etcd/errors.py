@@ -20,7 +20,7 @@ from ..errors import (
     PermissionDeniedError,
     UnavailableError,
 )
-from .rpc import LoopStalledError
+from ..grpc_await import LoopStalledError
 
 _INVALID_TOKEN_MARKERS = ("invalid auth token", "user name is empty", "auth token is expired")
 

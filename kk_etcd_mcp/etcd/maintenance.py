@@ -1,6 +1,6 @@
 """etcd's Maintenance and Cluster APIs: member status, member list, alarms, and the snapshot stream.
 
-Unary calls go through ``EtcdClient._call`` (lazy authentication, one retry on an expired token,
+Unary calls go through the client's ``transport.call`` (lazy authentication, one retry on an expired token,
 bounded by the request timeout, failures mapped). The snapshot is a server stream that may run for
 minutes on a large database, so it has no overall deadline; instead every single read of it is
 bounded by the request timeout, and a frozen etcd fails the snapshot instead of hanging it.
@@ -13,21 +13,21 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 import grpc
-from etcd3aio._protobuf import MaintenanceStub, SnapshotRequest, StatusRequest
-from etcd3aio.maintenance import AlarmType
 
-from ..errors import InvalidArgumentError, KkEtcdError, PermissionDeniedError, UnavailableError
+# etcd3aio's snapshot() gives no bound on each read of the stream, so it is driven with the generated stub
+# (private: etcd3aio is pinned in pyproject.toml).
+from etcd3aio._protobuf import MaintenanceStub, SnapshotRequest
+from etcd3aio.maintenance import AlarmType, MaintenanceService
+
+from ..errors import KkEtcdError, PermissionDeniedError, UnavailableError
+from ..grpc_await import await_grpc, end_call
 from .client import EtcdClient
-from .connection import ChannelFactory, parse_endpoint, system_ca_certificates
-from .errors import grpc_details, map_error
-from .rpc import await_rpc
+from .errors import grpc_details
 
 _DIGEST_SIZE = hashlib.sha256().digest_size  # etcd appends sha256(database) to the stream
 _SNAPSHOT_NEEDS = "etcd sends snapshots only to users with role root"
@@ -143,46 +143,31 @@ class EtcdMaintenance:
 
     def __init__(self, etcd: EtcdClient) -> None:
         self.etcd = etcd
+        self._transport = etcd.transport
 
     @property
     def _timeout(self) -> float:
         return self.etcd.request_timeout
 
-    def _metadata(self) -> tuple[tuple[str, str], ...] | None:
-        token = self.etcd._token
-        return (("token", token),) if token else None
-
     async def status(self) -> MemberStatus:
         """The status of the member the configured endpoints reach."""
-        maintenance = self.etcd._svc.maintenance
-        assert maintenance is not None
-        resp = await self.etcd._call("read the status of", "etcd", lambda: maintenance.status(max_attempts=1))
+        maintenance = self._transport.services.maintenance
+        resp = await self._transport.call("read the status of", "etcd", lambda: maintenance.status(max_attempts=1))
         return _member_status(resp)
 
     async def member_status(self, client_url: str) -> MemberStatus:
         """The status of the member at ``client_url`` (one of its advertised client URLs), over a
         channel of its own, closed afterwards."""
-        try:
-            endpoint = parse_endpoint(client_url)
-        except ValueError as exc:  # e.g. a unix:// URL, which etcd may advertise
-            raise InvalidArgumentError(f"cannot ask the member at {client_url}: {exc}") from None
-        factory = ChannelFactory([endpoint])
-        if endpoint.tls:
-            tls = dict(self.etcd._raw._conn_args)
-            tls["ca_cert"] = tls.get("ca_cert") or system_ca_certificates()
-            if tls["ca_cert"] is None:
-                raise InvalidArgumentError(
-                    f"member at {client_url} speaks https, but no ca_file is configured and the system has no CAs"
-                )
-            channel = factory.get_channel(**tls, tls_server_name=urlsplit(endpoint.url).hostname)
-        else:
-            channel = factory.get_channel()
+        transport = self._transport
+        channel = await transport.member_channel(client_url)
+        member = MaintenanceService(channel, max_attempts=1)  # no retries here: the caller tries its next URL
 
         async def attempt() -> Any:
-            return await MaintenanceStub(channel).Status(StatusRequest(), metadata=self._metadata())
+            member.set_token(transport.token)  # the one an expired token was just replaced with, too
+            return await member.status(max_attempts=1)
 
         try:
-            resp = await self.etcd._call("read the status of", f"member {client_url}", attempt, endpoints=client_url)
+            resp = await transport.call("read the status of", f"member {client_url}", attempt, endpoints=client_url)
         finally:
             with anyio.CancelScope(shield=True):
                 await channel.close()
@@ -190,9 +175,8 @@ class EtcdMaintenance:
 
     async def members(self) -> list[Member]:
         """Every member; a serializable read, so it answers even while the cluster has no quorum."""
-        cluster = self.etcd._svc.cluster
-        assert cluster is not None
-        resp = await self.etcd._call(
+        cluster = self._transport.services.cluster
+        resp = await self._transport.call(
             "list the members of",
             "etcd",
             lambda: cluster.member_list(linearizable=False, max_attempts=1),
@@ -210,9 +194,8 @@ class EtcdMaintenance:
 
     async def alarms(self) -> list[Alarm]:
         """Active alarms of every member (NOSPACE: the database quota is full, writes are refused)."""
-        maintenance = self.etcd._svc.maintenance
-        assert maintenance is not None
-        resp = await self.etcd._call("list the alarms of", "etcd", lambda: maintenance.alarms(max_attempts=1))
+        maintenance = self._transport.services.maintenance
+        resp = await self._transport.call("list the alarms of", "etcd", lambda: maintenance.alarms(max_attempts=1))
         return [Alarm(member_id=int(a.memberID), kind=_alarm_kind(int(a.alarm))) for a in resp.alarms]
 
     # Snapshot ----------------------------------------------------------------------------------
@@ -225,7 +208,7 @@ class EtcdMaintenance:
         or the stream ends short or corrupt; whatever ``write`` received then is not a snapshot.
         """
         before = await self.status()
-        call, first = await self.etcd._call("take a snapshot of", "etcd", self._open_snapshot)
+        call, first = await self._transport.call("take a snapshot of", "etcd", self._open_snapshot)
         try:
             after = await self.status()  # etcd took the snapshot before it sent the first chunk
             expected = len(first.blob) + int(first.remaining_bytes) + _DIGEST_SIZE
@@ -239,9 +222,7 @@ class EtcdMaintenance:
                     await progress(check.size, max(expected, check.size))
                 resp = await self._next_chunk(call)
         finally:
-            call.cancel()
-            with anyio.CancelScope(shield=True), suppress(TimeoutError):  # let grpc finish the call on this loop
-                await await_rpc(call.code(), within=1)
+            await end_call(call)
         if not check.verified():
             raise UnavailableError(
                 f"the snapshot stream from etcd at {self.etcd.endpoints} ended incomplete or corrupt "
@@ -256,10 +237,11 @@ class EtcdMaintenance:
         )
 
     async def _open_snapshot(self) -> tuple[Any, Any]:
-        """Start the stream and wait (bounded) for its first chunk; failures reach ``_call`` as gRPC's."""
-        call = MaintenanceStub(self.etcd._raw._channel).Snapshot(SnapshotRequest(), metadata=self._metadata())
+        """Start the stream and wait (bounded) for its first chunk; failures reach ``transport.call`` as gRPC's."""
+        transport = self._transport
+        call = MaintenanceStub(transport.channel).Snapshot(SnapshotRequest(), metadata=transport.metadata() or None)
         try:
-            first = await await_rpc(call.read(), self._timeout)
+            first = await await_grpc(call.read(), self._timeout)
         except grpc.aio.AioRpcError as exc:
             call.cancel()
             # etcd 3.5 answers a non-root user with code UNKNOWN and "auth: permission denied".
@@ -275,16 +257,14 @@ class EtcdMaintenance:
 
     async def _next_chunk(self, call: Any) -> Any:
         try:
-            return await await_rpc(call.read(), self._timeout)
+            return await await_grpc(call.read(), self._timeout)
         except TimeoutError:
             raise UnavailableError(
                 f"etcd at {self.etcd.endpoints} stopped sending the snapshot: nothing arrived "
                 f"within {self._timeout:g}s (the request timeout)"
             ) from None
         except grpc.aio.AioRpcError as exc:
-            raise map_error(
-                exc, endpoints=self.etcd.endpoints, user=self.etcd.username, action="take a snapshot of", subject="etcd"
-            ) from exc
+            raise self._transport.map_error(exc, "take a snapshot of", "etcd") from exc
 
     def _denied(self) -> KkEtcdError:
         who = self.etcd.username or "the anonymous user"

@@ -3,8 +3,11 @@
 ``lost`` is set once etcd says the lease is gone or no keepalive got through for a whole TTL, so
 keys attached to it must be presumed deleted. Leaving the context revokes the lease (bounded by the
 request timeout), so whatever hangs on it disappears at once; ``orphan()`` skips that revoke.
-etcd3aio's ``LeaseKeepalive`` only flips a flag and gives up after one failed stream, so the loop
-here drives the LeaseKeepAlive stream itself and retries until the lease would have expired.
+etcd3aio's ``LeaseKeepalive`` only flips a flag and gives up after one failed stream, and its
+``keep_alive`` feeds the stream from a generator (left suspended in grpc's task, it would be finalised
+later on whatever loop is current), so the loop here drives the LeaseKeepAlive stream itself, with
+etcd3aio's generated stub (private: etcd3aio is pinned in pyproject.toml), and retries until the lease
+would have expired.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import asyncio
 import logging
 import math
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -22,8 +25,8 @@ import grpc
 from etcd3aio._protobuf import LeaseKeepAliveRequest, LeaseStub
 
 from ..errors import KkEtcdError
+from ..grpc_await import await_grpc, end_call
 from .errors import is_token_problem
-from .rpc import await_rpc
 
 if TYPE_CHECKING:
     from .client import EtcdClient
@@ -99,14 +102,14 @@ class LeaseSession:
 
     async def _stream(self, expires_at: float) -> float:
         """Renew over one LeaseKeepAlive stream until it fails; returns the latest known expiry."""
-        await self.etcd._authenticate()
-        token = self.etcd._token
-        call = LeaseStub(self.etcd._raw._channel).LeaseKeepAlive(metadata=(("token", token),) if token else None)
+        transport = self.etcd.transport
+        metadata = await transport.stream_metadata()
+        call = LeaseStub(transport.channel).LeaseKeepAlive(metadata=metadata)
         try:
             while True:
                 sent_at = anyio.current_time()
-                await await_rpc(call.write(LeaseKeepAliveRequest(ID=self.lease_id)), self.etcd.request_timeout)
-                resp = await await_rpc(call.read(), self.etcd.request_timeout)
+                await await_grpc(call.write(LeaseKeepAliveRequest(ID=self.lease_id)), self.etcd.request_timeout)
+                resp = await await_grpc(call.read(), self.etcd.request_timeout)
                 if resp is grpc.aio.EOF:
                     return expires_at
                 if resp.TTL <= 0:
@@ -119,12 +122,10 @@ class LeaseSession:
             log.warning("lease %x keepalive: no answer within %gs", self.lease_id, self.etcd.request_timeout)
         except grpc.aio.AioRpcError as exc:
             if is_token_problem(exc):
-                self.etcd._forget_token()
+                transport.forget_token()
             log.warning("lease %x keepalive failed: %s", self.lease_id, exc.details() or exc.code().name)
         except asyncio.InvalidStateError:  # grpc.aio's answer to a write on a stream etcd has already ended
             log.warning("lease %x keepalive stream ended (etcd went away)", self.lease_id)
         finally:
-            call.cancel()
-            with anyio.CancelScope(shield=True), suppress(TimeoutError):  # let grpc finish the call on this loop
-                await await_rpc(call.code(), within=1)
+            await end_call(call)
         return expires_at

@@ -3,25 +3,26 @@
 etcd3aio's own watch resumes from the last *header* revision, which for a catch-up batch is the
 store's current revision, not the last event delivered: a broken stream could skip events. And
 after etcd cancels a watch (compaction) it keeps waiting on the open stream forever. So this module
-drives the Watch RPC itself: it resumes from the revision after the last event it yielded, and
-turns a cancel into ``CompactedError`` (or the mapped failure).
+drives the Watch RPC itself, with etcd3aio's generated stub (private, so etcd3aio is pinned to the
+tested version in pyproject.toml): it resumes from the revision after the last event it yielded, and
+turns a cancel into ``CompactedError`` (or the mapped failure). ``list_and_watch`` builds on it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import suppress
 from typing import Any
 
 import anyio
 import grpc
 from etcd3aio._protobuf import WatchCreateRequest, WatchRequest, WatchStub
 
+from ..backoff import Backoff
 from ..errors import CompactedError, KkEtcdError, UnavailableError
+from ..grpc_await import await_grpc, end_call
 from .convert import watch_event
 from .errors import is_token_problem
-from .rpc import await_rpc
 from .types import WatchBatch
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ async def watch_stream(
     describe_error: Callable[[BaseException], KkEtcdError],
 ) -> AsyncIterator[WatchBatch]:
     next_revision = start_revision
-    backoff = _INITIAL_BACKOFF
+    backoff = Backoff(_INITIAL_BACKOFF, _MAX_BACKOFF)
     stub = WatchStub(channel)
     while True:
         create = WatchCreateRequest(
@@ -61,8 +62,8 @@ async def watch_stream(
         # would be finalised later on whatever loop is current, or on a closed one.
         call = stub.Watch(metadata=metadata() or None)
         try:
-            await await_rpc(call.write(WatchRequest(create_request=create)))
-            while (resp := await await_rpc(call.read())) is not grpc.aio.EOF:
+            await await_grpc(call.write(WatchRequest(create_request=create)))
+            while (resp := await await_grpc(call.read())) is not grpc.aio.EOF:
                 if resp.canceled or resp.compact_revision:
                     _raise_for_cancel(resp, key, next_revision)
                 if resp.created:
@@ -72,36 +73,28 @@ async def watch_stream(
                 if resp.events:
                     events = [watch_event(ev) for ev in resp.events]
                     next_revision = events[-1].kv.mod_revision + 1
-                    backoff = _INITIAL_BACKOFF
+                    backoff.reset()
                     yield WatchBatch(revision=int(resp.header.revision), events=events)
                 else:  # progress notification: etcd sends these only to watchers that caught up
                     next_revision = max(next_revision, int(resp.header.revision) + 1)
             raise _Resubscribe("etcd closed the watch stream")
         except _Resubscribe as exc:
-            log.warning("watch on %r: %s; resuming from revision %d", key, exc, next_revision)
+            reason = str(exc)
             if exc.reauth:
                 await _retry_auth(on_auth_error)
         except grpc.aio.AioRpcError as exc:
             if is_token_problem(exc):
+                reason = "its token expired"
                 await _retry_auth(on_auth_error)
             elif exc.code() in _RETRYABLE:
-                log.warning(
-                    "watch on %r broken (%s); resuming from revision %d in %.1fs",
-                    key,
-                    exc.code().name,
-                    next_revision,
-                    backoff,
-                )
+                reason = f"broken ({exc.code().name})"
             else:
                 raise describe_error(exc) from exc
         finally:
-            call.cancel()
-            # Let grpc finish the cancelled call on this event loop: its last completion events
-            # would otherwise be delivered later, possibly to a loop that is closed by then.
-            with anyio.CancelScope(shield=True), suppress(TimeoutError):
-                await await_rpc(call.code(), within=1)
-        await anyio.sleep(backoff)
-        backoff = min(backoff * 2, _MAX_BACKOFF)
+            await end_call(call)
+        delay = backoff.next_delay()
+        log.warning("watch on %r: %s; resuming from revision %d in %.1fs", key, reason, next_revision, delay)
+        await anyio.sleep(delay)
 
 
 def _raise_for_cancel(resp: Any, key: bytes, next_revision: int) -> None:

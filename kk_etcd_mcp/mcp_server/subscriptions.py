@@ -6,9 +6,9 @@ the topic change. Watches are shared and reference-counted: the first subscripti
 starts it, the last one to leave cancels it. A subscriber is told the URI as it spelled it.
 
 A watch starts at the revision read while subscribing, plus one, so no change made after the subscribe
-call returned is missed. ``EtcdClient.watch`` resumes broken streams itself; after a compaction the
-events in between are gone, so every topic of the watch is reported as changed (an update only says
-"read again") and the watch goes on from the current revision.
+call returned is missed. ``list_and_watch`` resumes broken streams itself and retries after other
+failures; after a compaction the events in between are gone, so every topic of the watch is reported
+as changed (an update only says "read again") and the watch goes on from the revision it listed again.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 import anyio
 from anyio.abc import TaskGroup
 
-from ..errors import CompactedError, InvalidArgumentError, KkEtcdError
-from ..etcd import EtcdClient, WatchEvent
+from ..backoff import Backoff
+from ..errors import InvalidArgumentError
+from ..etcd import EtcdClient, RangeUpdate, Snapshot, WatchEvent, list_and_watch
 
 log = logging.getLogger(__name__)
 
@@ -153,39 +154,34 @@ class ResourceWatches:
 
     async def _follow(self, watch: _Watch, start_revision: int) -> None:
         spec = watch.spec
-        next_revision = start_revision
-        backoff = _INITIAL_BACKOFF
-        missed = False  # compaction took events we never saw
+        retry = Backoff(_INITIAL_BACKOFF, _MAX_BACKOFF)
         with watch.scope:
             while True:
                 try:
-                    if missed:
-                        next_revision = await self._revision(spec) + 1
-                        missed = False
-                        await self._notify(set(watch.topics))
-                    async with aclosing(self._etcd.watch(spec.key, spec.range_end, start_revision=next_revision)) as s:
-                        async for batch in s:
-                            topics: set[str] = set()
-                            for event in batch.events:
-                                topics.update(spec.topics(event))
-                                next_revision = event.kv.mod_revision + 1
-                            await self._notify(topics)
-                            backoff = _INITIAL_BACKOFF
-                except CompactedError as error:
-                    log.warning("%s; subscribers are told to read again", error)
-                    missed = True
-                    continue
-                except KkEtcdError as error:
-                    log.warning("watch on %s: %s; trying again in %.1fs", _show(spec.key), error, backoff)
+                    updates = list_and_watch(
+                        self._etcd, spec.key, spec.range_end, start_revision=start_revision, keys_only=True, retry=retry
+                    )
+                    async with aclosing(updates):
+                        async for update in updates:
+                            await self._notify(_changed(watch, update))
                 except Exception:  # a bug must not end every other subscription: log it, start over
-                    log.exception("watch on %s failed; trying again in %.1fs", _show(spec.key), backoff)
-                await anyio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
+                    delay = retry.next_delay()
+                    log.exception("watch on %s failed; starting it again in %.1fs", _show(spec.key), delay)
+                    start_revision = 0  # list again: what happened meanwhile is reported as a change of everything
+                    await anyio.sleep(delay)
 
     async def _notify(self, topics: set[str]) -> None:
         for topic in topics:
             for subscriber, uris in list(self._followers.get(topic, {}).items()):
                 await subscriber.updated(set(uris))
+
+
+def _changed(watch: _Watch, update: RangeUpdate) -> set[str]:
+    """The topics an update changed: after a new snapshot (events were lost to a compaction, or a restart
+    of the watch), every topic of the watch."""
+    if isinstance(update, Snapshot):
+        return set(watch.topics)
+    return {topic for event in update.events for topic in watch.spec.topics(event)}
 
 
 def _show(key: bytes) -> str:

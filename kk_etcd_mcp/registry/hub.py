@@ -1,12 +1,12 @@
 """The hub: one check loop per registered instance, kept in step with etcd by list + watch.
 
 List the registrations at revision R, then watch from R + 1, so nothing is missed and nothing is
-started twice; after a compaction, list again and reconcile. An instance's registration is two keys,
-kk_etcd_go's and ours (``wire.py``), written in one transaction: the watch covers both, and the
-instances a batch of events touched are reconciled after the whole batch, so a half-applied pair is
-never seen. A registration starts a loop, or restarts it when the check spec changed; its end stops
-the loop and removes its status. Each loop lives in its own cancel scope in the hub's task group, so no
-loop outlives the hub or its registration.
+started twice; after a compaction, list again and reconcile (``etcd.list_and_watch`` does all three).
+An instance's registration is two keys, kk_etcd_go's and ours (``wire.py``), written in one transaction:
+the watch covers both, and the instances a batch of events touched are reconciled after the whole
+batch, so a half-applied pair is never seen. A registration starts a loop, or restarts it when the
+check spec changed; its end stops the loop and removes its status. Each loop lives in its own cancel
+scope in the hub's task group, so no loop outlives the hub or its registration.
 
 The leading hub also keeps the layout current: a registration an older version of ours wrote at
 kk_etcd_go's key is rewritten (``RegistryStore.rewrite``), and our key of an instance kk_etcd_go
@@ -30,12 +30,12 @@ from datetime import UTC, datetime
 import anyio
 from anyio.abc import TaskGroup
 
-from ..errors import CompactedError, KkEtcdError
-from ..etcd import Compare, KeyValue, WatchEvent
+from ..errors import KkEtcdError
+from ..etcd import Compare, KeyValue, Snapshot, WatchEvent, list_and_watch
 from .checkers import CheckResult, Prober
 from .checkers.prober import close_channel
 from .keys import InstanceKey
-from .model import ALIVE_STATUSES, HealthStatus, Registration
+from .model import ALIVE_STATUSES, CheckSpec, HealthStatus, Registration
 from .state import HealthState
 from .status_writer import StatusWriter
 from .store import Pair, RegistryStore, StoredRegistration, join
@@ -49,6 +49,7 @@ Transition = Callable[[InstanceKey, HealthStatus], None]
 # connection (for gRPC a channel and an HTTP/2 handshake), and thousands at once would starve the event
 # loop, and with gRPC the completion queue, that also keep the leader's lease alive (bench/README.md).
 FIRST_CHECKS_PER_SECOND = {"http": 500, "tcp": 500, "grpc": 200}
+PROBE_GRACE = 5.0  # seconds a check may run past its timeout before the hub gives up on it
 
 
 def utcnow() -> datetime:
@@ -112,26 +113,28 @@ class Hub:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self.writer.run)
-            revision = await self._sync()
-            task_status.started()
             start, end = self.store.keys.registration_range
-            while True:
-                watch = self.store.etcd.watch(start, end, start_revision=revision + 1)
-                try:
-                    async with aclosing(watch):
-                        async for batch in watch:
-                            for key in {key for event in batch.events if (key := self._record_event(event))}:
-                                self._reconcile(key)
-                            if batch.events:
-                                revision = batch.events[-1].kv.mod_revision
-                except CompactedError as error:
-                    log.warning("%s; listing registrations again", error)
-                    revision = await self._sync()
+            started = False
+            updates = list_and_watch(self.store.etcd, start, end)
+            async with aclosing(updates):
+                async for update in updates:
+                    if isinstance(update, Snapshot):
+                        if update.relisted:
+                            log.info("hub %s: listing registrations again", self.hub_id)
+                        await self._sync(update)
+                        if not started:
+                            task_status.started()
+                            started = True
+                        continue
+                    for key in {key for event in update.events if (key := self._record_event(event))}:
+                        self._reconcile(key)
 
     # Reconciling ----------------------------------------------------------------------------------
 
-    async def _sync(self) -> int:
-        self._pairs, revision = await self.store.pairs(revision=0)
+    async def _sync(self, registrations: Snapshot) -> None:
+        """Start, restart or stop loops to match ``registrations`` (both registration keys of every instance)."""
+        revision = registrations.revision
+        self._pairs = self.store.pairs_of(registrations.kvs)
         stored = [item for key, pair in self._pairs.items() if (item := join(key, *pair)) is not None]
         for key, pair in self._pairs.items():
             self._remove_if_leftover(key, pair)
@@ -150,7 +153,6 @@ class Hub:
         await self._reconcile_endpoints()
         await self.prober.retain({key.path for key in seen})  # channels are kept across terms; drop the gone
         log.info("hub %s checks %d instances (registrations at revision %d)", self.hub_id, len(seen), revision)
-        return revision
 
     async def _reconcile_endpoints(self) -> None:
         """Make the endpoint keys match the monitors: put the missing or outdated, delete the rest.
@@ -275,11 +277,22 @@ class Hub:
                 await anyio.sleep_until(slot)
                 started = anyio.current_time()
                 self._count(started - slot)
-                result = await self.prober.check(monitor.key.path, spec)
+                result = await self._probe(monitor, spec)
                 await self._record(monitor, result)
                 slot += spec.interval
                 if slot < anyio.current_time():  # fell behind: skip the missed slots, do not burst
                     slot = started + spec.interval
+
+    async def _probe(self, monitor: Monitor, spec: CheckSpec) -> CheckResult:
+        """One check, within an outer deadline: the probes bound themselves by ``spec.timeout``, so one
+        still running ``PROBE_GRACE`` seconds later has a bug, and must not stall the instance's loop."""
+        deadline = spec.timeout + PROBE_GRACE
+        with anyio.move_on_after(deadline):
+            return await self.prober.check(monitor.key.path, spec)
+        what = "check of %s did not end within %gs (its timeout is %gs): a bug in the probe"
+        log.error(what, monitor.key.path, deadline, spec.timeout)
+        output = f"check did not end within {deadline:g}s: the probe hung (a bug; see the server log)"
+        return CheckResult("critical", output, deadline)
 
     def _count(self, lateness: float) -> None:
         self.stats.checks += 1

@@ -15,10 +15,9 @@ from uuid import uuid4
 
 import anyio
 
+from ..backoff import Backoff
 from ..errors import KkEtcdError, leaf_exceptions
-from ..etcd import EtcdClient
-from ..etcd.election import Election
-from ..etcd.session import LeaseSession
+from ..etcd import Election, EtcdClient, LeaseSession
 from .checkers import Prober
 from .hub import Hub, Transition
 from .keys import RegistryKeys
@@ -27,6 +26,7 @@ from .store import RegistryStore
 
 log = logging.getLogger(__name__)
 
+_INITIAL_BACKOFF = 0.5
 _MAX_BACKOFF = 5.0
 UNFREEZE_EVERY = 300.0  # seconds; see HubRunner._freeze_long_lived
 FREEZE_FROM = 500  # instances; below this a full collection is cheap (about 45 ms per 1,000 instances)
@@ -60,15 +60,16 @@ class HubRunner:
         async with Prober() as prober, anyio.create_task_group() as tg:
             tg.start_soon(self._freeze_long_lived)
             task_status.started()
-            backoff = 0.5
+            backoff = Backoff(_INITIAL_BACKOFF, _MAX_BACKOFF)
             while True:
                 try:
                     await self._term(prober)
-                    backoff = 0.5
+                    backoff.reset()
+                    delay = backoff.next_delay()
                 except Exception as error:
-                    self._report(error, backoff)
-                await anyio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
+                    delay = backoff.next_delay()
+                    self._report(error, delay)
+                await anyio.sleep(delay)
 
     async def _freeze_long_lived(self) -> None:
         """Keep CPython's full collections from stalling the loop in proportion to the instance count.
@@ -98,13 +99,13 @@ class HubRunner:
         finally:
             gc.unfreeze()  # whatever the process does next, its objects are collected as usual again
 
-    def _report(self, error: Exception, backoff: float) -> None:
+    def _report(self, error: Exception, delay: float) -> None:
         leaves = leaf_exceptions(error)
         if all(isinstance(leaf, KkEtcdError | LostLeadership) for leaf in leaves):
             reason = "; ".join(str(leaf) for leaf in leaves)
-            log.warning("hub %s: %s; campaigning again in %.1fs", self.hub_id, reason, backoff)
+            log.warning("hub %s: %s; campaigning again in %.1fs", self.hub_id, reason, delay)
         else:  # a bug must not take the MCP server down with it: log it, start over
-            log.error("hub %s failed; starting again in %.1fs", self.hub_id, backoff, exc_info=error)
+            log.error("hub %s failed; starting again in %.1fs", self.hub_id, delay, exc_info=error)
 
     async def _term(self, prober: Prober) -> None:
         """One campaign and, if won, one term of checking; returns when the lease is lost."""

@@ -23,9 +23,9 @@ import anyio
 import grpc
 from pydantic import ValidationError
 
+from ..backoff import Backoff
 from ..errors import InvalidArgumentError, KkEtcdError, NotFoundError
-from ..etcd import EtcdClient
-from ..etcd.session import LeaseSession
+from ..etcd import EtcdClient, LeaseSession
 from .checkers import Prober
 from .grpc_target import balanced_options, static_target
 from .keys import RegistryKeys
@@ -35,6 +35,7 @@ from .wire import endpoint_addr_from_json
 
 log = logging.getLogger(__name__)
 
+_INITIAL_BACKOFF = 0.5
 _MAX_BACKOFF = 5.0
 
 
@@ -159,7 +160,7 @@ class ServiceRegistry:
             spec = instance.check
             target, tls, ca_file = instance.addr, spec is not None and spec.tls, spec.ca_file if spec else None
         if tls:
-            roots = await anyio.Path(ca_file).read_bytes() if ca_file else None
+            roots = await _read_ca_file(ca_file) if ca_file else None
             channel = grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(roots), options=options)
         else:
             channel = grpc.aio.insecure_channel(target, options=options)
@@ -191,6 +192,16 @@ class ServiceRegistry:
         return target, addrs, use_tls, ca_file
 
 
+async def _read_ca_file(path: str) -> bytes:
+    try:
+        return await anyio.Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidArgumentError(
+            f"cannot read CA file {path}, which the instances' TLS checks name: {exc.strerror}; "
+            "give this process the same CA file, or register the instances with a CA file it can read"
+        ) from None
+
+
 class KeptRegistration:
     """A registration on a lease, kept alive like etcd's Session and written again if the lease is lost.
 
@@ -219,7 +230,9 @@ class KeptRegistration:
                 tg.cancel_scope.cancel()
 
     async def _keep(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        started, backoff = False, 0.5
+        started = False
+        # At most one check interval apart: once etcd is back, the hub sees the service again within an interval.
+        backoff = Backoff(_INITIAL_BACKOFF, min(_MAX_BACKOFF, self.registration.check.interval))
         while True:
             try:
                 async with LeaseSession(self._service.store.etcd, self._ttl) as session:
@@ -229,7 +242,7 @@ class KeptRegistration:
                     if not started:
                         started = True
                         task_status.started()
-                    backoff = 0.5
+                    backoff.reset()
                     await session.lost.wait()
                 self.losses += 1
                 self.lost.set()
@@ -237,8 +250,6 @@ class KeptRegistration:
             except KkEtcdError as error:
                 if not started:
                     raise
-                log.warning("cannot register %s yet: %s", self.key, error)
-                await anyio.sleep(backoff)
-                # At most one check interval apart: once etcd is back, the hub sees the service again
-                # within an interval.
-                backoff = min(backoff * 2, _MAX_BACKOFF, self.registration.check.interval)
+                delay = backoff.next_delay()
+                log.warning("cannot register %s yet (trying again in %.1fs): %s", self.key, delay, error)
+                await anyio.sleep(delay)

@@ -11,8 +11,7 @@ from typing import Literal
 import anyio
 
 from ..errors import InvalidArgumentError, KkEtcdError, NotFoundError
-from ..etcd import EtcdClient, KeyValue
-from ..etcd.election import current_leader
+from ..etcd import EtcdClient, KeyValue, current_leader
 from ..ranges import MAX_LEASE_TTL, check_range
 from .checkers import Prober
 from .keys import InstanceKey, RegistryKeys

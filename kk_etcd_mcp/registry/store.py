@@ -18,8 +18,6 @@ from .wire import (
     status_from_json,
 )
 
-_PAGE = 1000
-
 
 @dataclass(frozen=True, slots=True)
 class StoredRegistration:
@@ -77,29 +75,31 @@ class RegistryStore:
     async def _scan(self, prefix: str, revision: int = 0) -> tuple[list[KeyValue], int]:
         """Every key under ``prefix`` at one revision (the first page's, unless given)."""
         kvs: list[KeyValue] = []
-        start, end = prefix.encode(), prefix_end(prefix)
-        while True:
-            page = await self.etcd.range(start, end, limit=_PAGE, revision=revision)
-            revision = revision or page.revision
+        async for page in self.etcd.range_pages(prefix, prefix_end(prefix), revision=revision):
+            revision = page.revision
             kvs.extend(page.kvs)
-            if not page.more or not page.kvs:
-                return kvs, revision
-            start = page.kvs[-1].key + b"\0"
+        return kvs, revision
 
     async def pairs(
         self, service_type: ServiceType | None = None, name: str | None = None, *, revision: int = 0
     ) -> tuple[dict[InstanceKey, Pair], int]:
         """Both registration keys of every instance under the prefix, read at one revision."""
-        found: dict[InstanceKey, Pair] = {}
+        kvs: list[KeyValue] = []
         for section in (self.keys.registrations, self.keys.extensions):
-            kvs, revision = await self._scan(self.keys.service_prefix(section, service_type, name), revision)
-            for kv in kvs:
-                parsed = self.keys.parse_registration(kv.key.decode(errors="replace"))
-                if parsed is not None:
-                    which, key = parsed
-                    base, extension = found.get(key, (None, None))
-                    found[key] = (kv, extension) if which == "registration" else (base, kv)
-        return found, revision
+            section_kvs, revision = await self._scan(self.keys.service_prefix(section, service_type, name), revision)
+            kvs += section_kvs
+        return self.pairs_of(kvs), revision
+
+    def pairs_of(self, kvs: list[KeyValue]) -> dict[InstanceKey, Pair]:
+        """The registration keys among ``kvs``, by instance; other keys are left out."""
+        found: dict[InstanceKey, Pair] = {}
+        for kv in kvs:
+            parsed = self.keys.parse_registration(kv.key.decode(errors="replace"))
+            if parsed is not None:
+                which, key = parsed
+                base, extension = found.get(key, (None, None))
+                found[key] = (kv, extension) if which == "registration" else (base, kv)
+        return found
 
     async def registrations(
         self, service_type: ServiceType | None = None, name: str | None = None, *, revision: int = 0

@@ -11,9 +11,11 @@ import asyncio
 import time
 from typing import Any
 
+import anyio
 import grpc
 from grpc_health.v1 import health_pb2
 
+from ...grpc_await import await_grpc
 from ..model import CheckSpec, Status
 from .result import CheckResult, one_line
 
@@ -27,9 +29,9 @@ _WHY = {
 }
 
 
-def open_channel(spec: CheckSpec) -> Any:
-    """A grpc.aio channel to ``spec.addr``: TLS when ``spec.tls``, verified by ``spec.ca_file`` or
-    gRPC's bundled roots. OSError when the CA file cannot be read."""
+async def open_channel(spec: CheckSpec) -> Any:
+    """A grpc.aio channel to ``spec.addr``: TLS when ``spec.tls``, verified by ``spec.ca_file`` (read in a
+    worker thread, off the event loop) or gRPC's bundled roots. OSError when the CA file cannot be read."""
     # gRPC's reconnect backoff grows to 120 s: a restarted target would stay critical that long.
     # Capping it at the interval bounds recovery to about two intervals, at about one connect
     # attempt per interval for a target that stays down (what a check costs anyway).
@@ -43,10 +45,8 @@ def open_channel(spec: CheckSpec) -> Any:
     ]
     if not spec.tls:
         return grpc.aio.insecure_channel(spec.addr, options=options)
-    roots = None
-    if spec.ca_file is not None:
-        with open(spec.ca_file, "rb") as ca:  # small and read once per channel, not per check
-            roots = ca.read()
+    # Small, and read once per channel, not per check.
+    roots = await anyio.Path(spec.ca_file).read_bytes() if spec.ca_file is not None else None
     return grpc.aio.secure_channel(spec.addr, grpc.ssl_channel_credentials(root_certificates=roots), options)
 
 
@@ -65,8 +65,7 @@ async def probe_grpc(spec: CheckSpec, channel: Any) -> CheckResult:
     )
     try:
         call = check(health_pb2.HealthCheckRequest(service=spec.grpc_service), timeout=spec.timeout)
-        await _until_done(call)
-        response = await call
+        response = await await_grpc(call)  # the call's own deadline bounds it
     except grpc.RpcError as exc:
         return result("critical", f"{label}: {_describe(exc, spec.timeout)}")
     except grpc.aio.UsageError as exc:  # the channel was closed before the call
@@ -80,27 +79,6 @@ async def probe_grpc(spec: CheckSpec, channel: Any) -> CheckResult:
         return result("critical", f"{label}: cancelled (channel closed)")
     name = _status_name(response.status)
     return result("passing" if response.status == _SERVING else "critical", f"{label}: {name}")
-
-
-async def _until_done(call: Any) -> None:
-    """Wait for ``call`` on a future of our own, cancelling the call if we are cancelled.
-
-    Awaiting a grpc.aio call directly, a cancellation comes back as grpc's own CancelledError,
-    without the message anyio marks its cancellations with: an anyio cancel scope (a timeout
-    around the check, a hub stopping a loop) would not recognise it and the task would die.
-    """
-    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def wake(_: Any) -> None:
-        if not done.done():
-            done.set_result(None)
-
-    call.add_done_callback(wake)
-    try:
-        await done
-    except asyncio.CancelledError:
-        call.cancel()
-        raise
 
 
 def _status_name(value: int) -> str:

@@ -17,14 +17,16 @@ import time
 from http import HTTPStatus
 
 import aiohttp
+import anyio
 
 from ..model import CheckSpec, Status
 from .result import OUTPUT_LIMIT, CheckResult, cap_output, decode_head, error_reason, one_line, os_error_reason
 
 
-def tls_context(ca_file: str) -> ssl.SSLContext:
-    """A client context that trusts only ``ca_file`` (OSError or ssl.SSLError when it cannot be loaded)."""
-    return ssl.create_default_context(cafile=ca_file)
+async def tls_context(ca_file: str) -> ssl.SSLContext:
+    """A client context that trusts only ``ca_file``, loaded in a worker thread (off the event loop);
+    OSError or ssl.SSLError when it cannot be loaded."""
+    return await anyio.to_thread.run_sync(lambda: ssl.create_default_context(cafile=ca_file))
 
 
 async def probe_http(
@@ -42,7 +44,7 @@ async def probe_http(
     verify: ssl.SSLContext | bool = True  # True: aiohttp's default context, verified by the system CAs
     if spec.ca_file is not None:
         try:
-            verify = ssl_context or tls_context(spec.ca_file)
+            verify = ssl_context or await tls_context(spec.ca_file)
         except (OSError, ssl.SSLError) as exc:
             return result("critical", f"{label}: cannot load CA file {spec.ca_file}: {error_reason(exc)}")
     try:

@@ -59,7 +59,7 @@ class Prober:
         try:
             match spec.type:
                 case "http":
-                    return await probe_http(spec, self._http_session(), ssl_context=self._tls_context(spec))
+                    return await probe_http(spec, self._http_session(), ssl_context=await self._tls_context(spec))
                 case "grpc":
                     try:
                         channel = await self._channel(instance_id, spec)
@@ -119,13 +119,13 @@ class Prober:
             )
         return self._session
 
-    def _tls_context(self, spec: CheckSpec) -> ssl.SSLContext | None:
+    async def _tls_context(self, spec: CheckSpec) -> ssl.SSLContext | None:
         if spec.ca_file is None:
             return None
         context = self._tls.get(spec.ca_file)
         if context is None:
             try:
-                context = self._tls[spec.ca_file] = tls_context(spec.ca_file)
+                context = self._tls[spec.ca_file] = await tls_context(spec.ca_file)
             except (OSError, ssl.SSLError):
                 return None  # probe_http tries again and reports why
         return context
@@ -136,7 +136,16 @@ class Prober:
         entry = self._channels.get(instance_id)
         if entry is not None and entry[0] == key:
             return entry[1]
-        channel = open_channel(spec)
+        channel = await open_channel(spec)
+        # Reading a CA file lets other tasks run: a check of the same instance may have opened a channel
+        # meanwhile, or the prober may have been closed.
+        entry = self._channels.get(instance_id)
+        if self._closed:
+            await close_channel(channel)
+            raise RuntimeError("prober is closed")
+        if entry is not None and entry[0] == key:
+            await close_channel(channel)
+            return entry[1]
         self._channels[instance_id] = (key, channel)
         if entry is not None:
             await close_channel(entry[1])
