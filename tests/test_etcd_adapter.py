@@ -102,8 +102,9 @@ async def test_watch_resumes_after_broken_stream_without_gaps_or_duplicates(
         EtcdClient([proxy.url]) as watcher,
         anyio.create_task_group() as tg,
     ):
-        tg.start_soon(_collect, watcher, key_prefix, events)
-        await anyio.sleep(0.5)  # let the watch be created
+        # From a known revision, not "from now": under load the first Watch call may itself break.
+        start = await writer.put(f"{key_prefix}0-start", "")
+        tg.start_soon(_collect, watcher, key_prefix, events, start.revision + 1)
         await writer.put(f"{key_prefix}1", "a")
         await _until(lambda: len(events) == 1, "first event")
 
@@ -135,7 +136,6 @@ async def test_watch_raises_compacted_instead_of_hanging(own_etcd: EmbeddedEtcd)
     compacted_at: list[int] = []
 
     async def break_and_compact(proxy: TcpProxy, writer: EtcdClient) -> None:
-        await anyio.sleep(0.5)
         await writer.put("p/1", "a")
         await _until(lambda: len(events) == 1, "first event")
         proxy.cut()
@@ -151,9 +151,11 @@ async def test_watch_raises_compacted_instead_of_hanging(own_etcd: EmbeddedEtcd)
         EtcdClient([proxy.url]) as watcher,
         anyio.create_task_group() as tg,
     ):
+        # From a known revision, not "from now": under load the first Watch call may itself break.
+        start = await writer.put("p/0", "")
         tg.start_soon(break_and_compact, proxy, writer)
         with anyio.fail_after(HANG_GUARD), pytest.raises(CompactedError) as err:
-            await _collect(watcher, "p/", events)
+            await _collect(watcher, "p/", events, start.revision + 1)
     assert err.value.compact_revision == compacted_at[0]
     assert "compacted" in str(err.value)
 
