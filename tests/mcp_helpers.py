@@ -1,4 +1,10 @@
-"""Drive the real ``kk-etcd-mcp serve`` process through the mcp package's client."""
+"""MCP sessions for tests, through the mcp package's client: with the server in this process, or with the
+real ``kk-etcd-mcp serve`` process over stdio, streamable HTTP or SSE.
+
+``served`` is for tests of what the tools, resources and prompts do: the server ``serve`` builds, from
+the same settings, run in the test's own process and event loop (no transport, no process start).
+Tests of the transports, the CLI, signals, start-up and what a process logs use the process helpers.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +13,25 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import httpx2
 from mcp import Client
+from mcp.client.session import ElicitationFnT, MessageHandlerFnT
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult
 
 from kk_etcd_mcp.etcd.embedded import accepts_connections, free_port
+from kk_etcd_mcp.mcp_server.app import build_server
+from kk_etcd_mcp.mcp_server.identity import STDIO, ClientIdentity, acting_as
+from kk_etcd_mcp.mcp_server.live import LiveUpdates
+from kk_etcd_mcp.mcp_server.runner import registry_service
+from kk_etcd_mcp.settings import load_settings
 
 
 def server_env(endpoint: str, **settings: str) -> dict[str, str]:
@@ -33,6 +45,42 @@ def server_env(endpoint: str, **settings: str) -> dict[str, str]:
     for name, value in settings.items():
         env[f"KK_ETCD_{name.upper()}"] = value
     return env
+
+
+@asynccontextmanager
+async def served(
+    endpoint: str,
+    *,
+    identity: ClientIdentity = STDIO,
+    elicitation: ElicitationFnT | None = None,
+    mode: str = "auto",
+    message_handler: MessageHandlerFnT | None = None,
+    **settings: str,
+) -> AsyncIterator[Client]:
+    """A client session with the server ``kk-etcd-mcp serve`` would build, running in this process.
+
+    Settings are read as the process reads them (``server_env``, then ``load_settings``), and the server
+    is composed as ``serve`` composes it: the etcd client, the registry service with its hub (unless
+    ``hub="false"``), live updates, ``build_server``. Only the transport is left out: the client talks to
+    the server in memory (``mode``: "auto", the 2026 protocol; "legacy", the handshake era).
+
+    ``identity``: whose calls these are. A transport says who its client is (stdio: the user who started
+    the server, with every scope); here there is no transport, so the session runs as the identity given,
+    stdio's unless a test needs another scope. ``elicitation`` answers confirmations (None: the client
+    cannot be asked, and ``confirm_destructive`` decides). ``message_handler`` gets what the server sends
+    unasked (resource updates, log messages).
+    """
+    config = load_settings(env=server_env(endpoint, **settings))
+    with acting_as(identity):  # the server's tasks start inside: they inherit the identity
+        async with AsyncExitStack() as stack:
+            etcd = await stack.enter_async_context(config.etcd_client())
+            live = LiveUpdates(etcd)
+            registry = await stack.enter_async_context(registry_service(config, etcd, live.hub_transition))
+            server = build_server(config, etcd, registry, live)
+            await stack.enter_async_context(live.run())
+            yield await stack.enter_async_context(
+                Client(server, elicitation_callback=elicitation, message_handler=message_handler, mode=mode)
+            )
 
 
 @asynccontextmanager

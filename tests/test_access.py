@@ -1,9 +1,10 @@
-"""The access toolset end to end: the real ``kk-etcd-mcp serve`` over stdio, the mcp client, a real etcd.
+"""The access toolset end to end: the server in process (as ``serve`` builds it), the mcp client, a real etcd.
 
 Authentication is switched on and off here, so these tests use an etcd of their own (one per module,
 plus one with a short token TTL), never the session etcd. etcdctl sets up and checks etcd's users,
 roles and auth state independently of the code under test. The ``ctl`` fixture gives every test an
 etcd with auth off and no users, roles or keys, and puts it back that way afterwards.
+Tests of what the server logs run the real ``kk-etcd-mcp serve`` over stdio and read its stderr.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from etcd_under_test import is_34, make_etcd
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.stdio import stdio_client as stdio_transport
-from mcp_helpers import call, call_error, server_env, stdio_client
+from mcp_helpers import call, call_error, served, server_env
 
 from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, free_ports
 
@@ -183,19 +184,19 @@ def ctl(access_etcd: EmbeddedEtcd, etcdctl: EtcdCtl) -> Iterator[AuthCtl]:
 def server(
     endpoint: str, user: str | None = None, password: str | None = None, **settings: str
 ) -> AbstractAsyncContextManager[Client]:
-    """``kk-etcd-mcp serve`` with the kv and access toolsets, connected as ``user`` (or without credentials).
+    """The server with the kv and access toolsets, connected as ``user`` (or without credentials).
 
     Without the registry's health-check hub: it would write its own keys, with whatever rights ``user`` has.
     """
     creds = {"username": user, "password": password or ""} if user else {}
-    return stdio_client(endpoint, toolsets="kv,access", hub="false", **creds, **settings)
+    return served(endpoint, toolsets="kv,access", hub="false", **creds, **settings)
 
 
 @asynccontextmanager
 async def logged_server(
     endpoint: str, log: Path, user: str | None = None, password: str | None = None, **settings: str
 ) -> AsyncIterator[Client]:
-    """As ``server``, with the server's stderr (its whole log) captured in ``log``."""
+    """As ``server``, as a ``kk-etcd-mcp serve`` process whose stderr (its whole log) is captured in ``log``."""
     creds = {"username": user, "password": password or ""} if user else {}
     env = server_env(endpoint, toolsets="kv,access", hub="false", **creds, **settings)
     params = StdioServerParameters(command=sys.executable, args=["-m", "kk_etcd_mcp", "serve"], env=env)

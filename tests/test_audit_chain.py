@@ -1,8 +1,8 @@
 """The audit trail in etcd is a hash chain: edits, removals and forgeries made behind the server's back show.
 
-Real servers over stdio (the mcp client), a real etcd, and etcdctl playing an etcd user with write
-access who bypasses the server. ``audit_log`` must report what was done to the chain (which entry,
-edited / removed / forged) and still show every entry. The chain must survive trimming, two servers
+Real servers in process (as ``serve`` builds them; the mcp client), a real etcd, and etcdctl playing an
+etcd user with write access who bypasses the server. ``audit_log`` must report what was done to the
+chain (which entry, edited / removed / forged) and still show every entry. The chain must survive trimming, two servers
 appending to the same etcd at once, and restarts. The pure check is tested table-driven at the end.
 """
 
@@ -18,7 +18,7 @@ import anyio
 import pytest
 from conftest import EtcdCtl
 from mcp import Client
-from mcp_helpers import call, stdio_client
+from mcp_helpers import call, served
 
 from kk_etcd_mcp.audit.chain import GENESIS, ChainHead, ChainLayout, verify
 from kk_etcd_mcp.audit.model import AuditEntry, ChainedEntry
@@ -49,7 +49,7 @@ async def audit_log(client: Client, **arguments: Any) -> dict[str, Any]:
 
 
 def chained_server(etcd_endpoint: str, root: str, **settings: str) -> Any:
-    return stdio_client(etcd_endpoint, registry_prefix=root, audit_to_etcd="true", hub="false", **settings)
+    return served(etcd_endpoint, registry_prefix=root, audit_to_etcd="true", hub="false", **settings)
 
 
 async def test_audit_log_reports_edits_removals_and_forgeries_without_hiding_entries(

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from conftest import EtcdCtl
-from mcp_helpers import stdio_client
+from mcp_helpers import served
 
 from kk_etcd_mcp.audit import redact
 
@@ -96,7 +96,7 @@ async def test_no_audit_line_of_any_mutating_tool_holds_a_secret(
     if audit_values:  # the default is false
         settings["audit_values"] = "true"
     try:
-        async with stdio_client(etcd_endpoint, **settings) as client:
+        async with served(etcd_endpoint, **settings) as client:
             mutating = {t.name for t in (await client.list_tools()).tools if not t.annotations.read_only_hint}
             assert {tool for tool, _ in table} == mutating, "every mutating tool has a row"
             for tool, arguments in table:

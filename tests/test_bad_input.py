@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
-from mcp_helpers import call, call_error, error_text, server_env, stdio_client
+from mcp_helpers import call, call_error, error_text, served, server_env
 from mcp_types import TextResourceContents
 from registry_helpers import register, registry_keys, running_hub, wait_status
 
@@ -70,7 +70,7 @@ async def test_whatever_is_stored_reads_back(etcd_endpoint: str, key_prefix: str
     p = key_prefix
     for suffix, text, _, _ in STORED:
         etcdctl("put", f"{p}{suffix}", text)
-    async with stdio_client(etcd_endpoint, hub="false") as client:
+    async with served(etcd_endpoint, hub="false") as client:
         for suffix, text, fmt, why in STORED:
             entry = await call(client, "kv_get", key=f"{p}{suffix}")
             assert (entry["value"], entry["format"]) == (text, fmt), suffix
@@ -89,7 +89,7 @@ async def test_whatever_is_stored_reads_back(etcd_endpoint: str, key_prefix: str
 
 async def test_what_would_not_read_back_is_not_written(etcd_endpoint: str, key_prefix: str, etcdctl: EtcdCtl) -> None:
     p = key_prefix
-    async with stdio_client(etcd_endpoint, hub="false") as client:
+    async with served(etcd_endpoint, hub="false") as client:
         for suffix, text, _, why in STORED:
             if why is None:
                 continue
@@ -113,7 +113,7 @@ async def test_rollback_respects_max_value_bytes(etcd_endpoint: str, key_prefix:
     key = f"{key_prefix}big"
     etcdctl("put", key, "x" * 2000)
     etcdctl("put", key, "small")
-    async with stdio_client(etcd_endpoint, hub="false", max_value_bytes="1000") as client:
+    async with served(etcd_endpoint, hub="false", max_value_bytes="1000") as client:
         history = await call(client, "kv_history", key=key)
         oldest = history["versions"][-1]["mod_revision"]
         text = await call_error(client, "kv_rollback", key=key, to_revision=oldest)
@@ -130,7 +130,7 @@ async def test_json_scalars_are_stored_as_their_json_text(
     etcd_endpoint: str, key_prefix: str, etcdctl: EtcdCtl
 ) -> None:
     p = key_prefix
-    async with stdio_client(etcd_endpoint, hub="false") as client:
+    async with served(etcd_endpoint, hub="false") as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
         schema = tools["kv_put"].input_schema["properties"]["value"]
         assert {"type": "number"} in schema["anyOf"] and {"type": "boolean"} in schema["anyOf"]
@@ -177,7 +177,7 @@ async def test_out_of_range_numbers_and_wrong_types_get_one_sentence_each(
         ("audit_log", {"limit": 2**64}, "`limit` must be at most 1000"),
         ("kv_import", {"document": 5}, "`document` must be an object or a string (got a number)"),
     ]
-    async with stdio_client(etcd_endpoint, hub="false", registry_prefix=f"{p}reg/") as client:
+    async with served(etcd_endpoint, hub="false", registry_prefix=f"{p}reg/") as client:
         for tool, arguments, expected in cases:
             text = error_text(await client.call_tool(tool, arguments))
             assert expected in text, (tool, arguments, text)
@@ -199,9 +199,7 @@ async def test_every_mutating_call_writes_exactly_one_audit_line(
 ) -> None:
     audit = tmp_path / "audit.jsonl"
     calls: list[tuple[str, dict[str, Any]]] = []
-    async with stdio_client(
-        etcd_endpoint, hub="false", audit_file=str(audit), registry_prefix=f"{key_prefix}reg/"
-    ) as client:
+    async with served(etcd_endpoint, hub="false", audit_file=str(audit), registry_prefix=f"{key_prefix}reg/") as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
         mutating = sorted(n for n, t in tools.items() if t.annotations and not t.annotations.read_only_hint)
         assert len(mutating) >= 17
@@ -251,7 +249,7 @@ async def test_service_names_and_hosts_follow_the_rules(etcd_endpoint: str, key_
         {"addr": "[::1]:8080"},
         {"addr": "10.0.0.5:65535"},
     ]
-    async with stdio_client(etcd_endpoint, hub="false", registry_prefix=root) as client:
+    async with served(etcd_endpoint, hub="false", registry_prefix=root) as client:
         for change, expected in refused:
             arguments = {"name": "web", "addr": "127.0.0.1:80", "type": "tcp"} | change
             text = await call_error(client, "service_register", **arguments)
@@ -319,7 +317,7 @@ async def test_the_hub_status_of_an_invalid_name_stays_readable(etcd_endpoint: s
     root = f"{key_prefix}reg/"
     async with EtcdClient([etcd_endpoint]) as etcd:
         await etcd.put(f"{root}registration/Http/a\x00b/127.0.0.1:80", '{"ServiceType":"Http"}')
-    async with stdio_client(etcd_endpoint, hub="false", registry_prefix=root) as client:
+    async with served(etcd_endpoint, hub="false", registry_prefix=root) as client:
         listed = await call(client, "service_list")
         [instance] = listed["instances"]
         assert instance["status"] == "critical" and instance["output"].startswith("registration is invalid")

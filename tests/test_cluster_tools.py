@@ -1,4 +1,4 @@
-"""The cluster toolset end to end: the real ``kk-etcd-mcp serve`` over stdio, the mcp client, a real etcd.
+"""The cluster toolset end to end: the server in process (as ``serve`` builds it), the mcp client, a real etcd.
 
 etcdctl and etcdutl (of the etcd under test, called by path) check what the tools report and write:
 status against ``etcdctl endpoint status``, snapshots with ``etcdutl snapshot status`` and by
@@ -11,8 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import pytest
 from conftest import EtcdCtl
 from etcd_under_test import binary, is_34, make_etcd, version_text
 from mcp import Client
-from mcp_helpers import call, call_error, error_text, stdio_client
+from mcp_helpers import call, call_error, error_text, served
 from polling import eventually
 
 from kk_etcd_mcp.cluster import ClusterService, snapshot_file_name
@@ -39,10 +38,8 @@ CLUSTER_TOOLS = {
 }
 
 
-@asynccontextmanager
-async def cluster_client(endpoint: str, backup_dir: Path, *args: str, **settings: str) -> AsyncIterator[Client]:
-    async with stdio_client(endpoint, *args, backup_dir=str(backup_dir), hub="false", **settings) as client:
-        yield client
+def cluster_client(endpoint: str, backup_dir: Path, **settings: str) -> AbstractAsyncContextManager[Client]:
+    return served(endpoint, backup_dir=str(backup_dir), hub="false", **settings)
 
 
 def snapshot_tool(*args: str, tool: str | None = None) -> str:
@@ -147,7 +144,7 @@ async def test_tools_annotations_resource_and_read_only(etcd_endpoint: str, tmp_
         resources = {str(r.uri): r for r in (await client.list_resources()).resources}
         assert resources["kk://cluster"].mime_type == "application/json"
 
-    async with cluster_client(etcd_endpoint, backups, "--read-only") as client:
+    async with cluster_client(etcd_endpoint, backups, read_only="true") as client:
         names = {t.name for t in (await client.list_tools()).tools}
         assert "cluster_status" in names and "cluster_snapshot" not in names
         result = await client.call_tool("cluster_snapshot", {"name": "sneaky"})

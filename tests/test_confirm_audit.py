@@ -1,6 +1,6 @@
 """Confirmations of destructive calls, dry runs, and the audit trail, end to end.
 
-The real ``kk-etcd-mcp serve`` over stdio and the mcp client, whose elicitation callback plays the user
+The server in process (as ``serve`` builds it) and the mcp client, whose elicitation callback plays the user
 (accepting, declining, cancelling); a client without that callback cannot confirm, and then the
 server's ``confirm_destructive`` decides. etcdctl reads etcd's state before and after: a refusal
 changes nothing.
@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Literal
 
 import anyio.to_thread
 import pytest
 from mcp import Client
-from mcp.client.stdio import StdioServerParameters
-from mcp_helpers import call, call_error, server_env
+from mcp_helpers import call, call_error, served
 from mcp_types import ElicitRequestParams, ElicitResult
 
 from kk_etcd_mcp.audit import AuditEntry, AuditTrail, EtcdAuditSink, JsonLinesSink, redact
@@ -70,17 +68,12 @@ class User:
         return ElicitResult(action=self.action, content=content)
 
 
-@asynccontextmanager
-async def serve(
+def serve(
     endpoint: str, user: User | None = None, protocol: Literal["auto", "legacy"] = "auto", **settings: str
-) -> AsyncIterator[Client]:
+) -> AbstractAsyncContextManager[Client]:
     """A server session; ``user`` answers confirmations (None: the client cannot be asked)."""
     settings.setdefault("hub", "false")
-    params = StdioServerParameters(
-        command=sys.executable, args=["-m", "kk_etcd_mcp", "serve"], env=server_env(endpoint, **settings)
-    )
-    async with Client(params, elicitation_callback=user, mode=protocol) as client:
-        yield client
+    return served(endpoint, elicitation=user, mode=protocol, **settings)
 
 
 def keys_under(etcdctl: EtcdCtl, prefix: str) -> list[str]:

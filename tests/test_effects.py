@@ -3,24 +3,22 @@
 Whatever a tool is called, a call that removes data, access or availability asks the user first
 (with a preview naming what is lost) and offers dry_run: a lease over an existing key, a ttl over a
 registered instance, a narrower grant, a password change, enabling authentication. Calls that only add
-or overwrite run unasked. The real server over stdio with the mcp client; etcdctl is the judge.
+or overwrite run unasked. The server in process (as ``serve`` builds it) with the mcp client; etcdctl is the judge.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import Client
-from mcp.client.stdio import StdioServerParameters
 from mcp.server.mcpserver import MCPServer
-from mcp_helpers import call, call_error, server_env
+from mcp_helpers import call, call_error, served
 from test_confirm_audit import User, serve
 
 from kk_etcd_mcp.config_center import ConfigCenter, KeyPolicy, KvPutResult
@@ -147,15 +145,17 @@ async def test_a_lease_write_is_refused_when_the_key_changed_while_the_user_deci
 # Authentication and passwords, on an etcd of the test's own (auth is switched on) ----------------------
 
 
-@asynccontextmanager
-async def admin_server(etcd: EmbeddedEtcd, user: User | None, **settings: str) -> AsyncIterator[Client]:
+def admin_server(etcd: EmbeddedEtcd, user: User | None, **settings: str) -> AbstractAsyncContextManager[Client]:
     """A server that connects as `admin` (role root), not as root."""
-    env = server_env(
-        etcd.client_url, hub="false", toolsets="kv,access", username="admin", password=ADMIN_PW, **settings
+    return served(
+        etcd.client_url,
+        elicitation=user,
+        hub="false",
+        toolsets="kv,access",
+        username="admin",
+        password=ADMIN_PW,
+        **settings,
     )
-    params = StdioServerParameters(command=sys.executable, args=["-m", "kk_etcd_mcp", "serve"], env=env)
-    async with Client(params, elicitation_callback=user) as client:
-        yield client
 
 
 def logs_in(etcd: EmbeddedEtcd, user: str, password: str) -> bool:

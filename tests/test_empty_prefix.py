@@ -13,7 +13,7 @@ from contextlib import aclosing
 from subprocess import CompletedProcess
 
 import pytest
-from mcp_helpers import call, call_error, stdio_client
+from mcp_helpers import call, call_error, served
 from mcp_types import ResourceTemplateReference
 
 from kk_etcd_mcp.etcd import Delete, DeleteResult, EtcdClient, Get, RangePage, prefix_end
@@ -40,7 +40,7 @@ async def test_every_allowed_key_is_listed_exported_completed_and_deleted(
         etcdctl("put", key, value, endpoint=endpoint)
 
     # Allowed: every key (the default), less a denied prefix; the registry's keys are hidden from listings.
-    async with stdio_client(endpoint, hub="false", denied_prefixes="secret/") as client:
+    async with served(endpoint, hub="false", denied_prefixes="secret/") as client:
         listed = await call(client, "kv_list", prefix="")
         assert [(i["key"], i["value"]) for i in listed["items"]] == [("a", "1"), ("b/1", "2")]
         assert listed["next_cursor"] is None
@@ -65,7 +65,7 @@ async def test_every_allowed_key_is_listed_exported_completed_and_deleted(
     assert keys_in(etcdctl, endpoint) == sorted(KEYS)
 
     # Without a denied prefix, a prefix delete of "" removes every key but the registry's.
-    async with stdio_client(endpoint, hub="false") as client:
+    async with served(endpoint, hub="false") as client:
         planned = await call(client, "kv_delete", key="", prefix=True, dry_run=True)
         assert planned["deleted"] == 3 and planned["keys"] == ["a", "b/1", "secret/x"]
         assert keys_in(etcdctl, endpoint) == sorted(KEYS)

@@ -12,7 +12,7 @@ import time
 import anyio
 import anyio.lowlevel
 import pytest
-from mcp_helpers import error_text, stdio_client
+from mcp_helpers import error_text, served
 
 from kk_etcd_mcp.etcd import EtcdClient
 
@@ -39,7 +39,7 @@ async def test_big_yaml_reads_do_not_stall_a_small_call(etcd_endpoint: str, key_
         await etcd.put(small, "tiny")
     finished: list[str] = []
     errors: list[str] = []
-    async with stdio_client(etcd_endpoint, hub="false") as client:
+    async with served(etcd_endpoint, hub="false") as client:
 
         async def read(name: str, key: str) -> None:
             result = await client.call_tool("kv_get", {"key": key})

@@ -27,7 +27,7 @@ from etcd_under_test import make_etcd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp import Client
-from mcp_helpers import error_text, stdio_client
+from mcp_helpers import error_text, served
 
 from kk_etcd_mcp.etcd import EtcdClient
 from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, free_ports
@@ -176,7 +176,7 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fuzz
         ExitStack() as stack,
     ):
         portal.call(_seed, etcd.client_url)
-        server = stdio_client(
+        server = served(
             etcd.client_url,
             allowed_prefixes=ALLOWED,
             registry_prefix=REGISTRY,

@@ -18,7 +18,7 @@ import pytest
 from go_programs import build
 from health_servers import GrpcHealthServer, HttpHealthServer
 from mcp import Client
-from mcp_helpers import call, stdio_client
+from mcp_helpers import call, served
 from polling import eventually
 
 from kk_etcd_mcp.registry import InstanceKey, Registration
@@ -137,7 +137,7 @@ async def test_kk_etcd_go_decodes_everything_our_hub_and_tools_write(
         HttpHealthServer() as web,
         GrpcHealthServer() as rpc,
         HttpHealthServer() as other,
-        stdio_client(etcd_endpoint, registry_prefix=root, toolsets="registry") as client,
+        served(etcd_endpoint, registry_prefix=root, toolsets="registry") as client,
     ):
         # Everything kk_etcd_go lacks: metadata, weight, thresholds, TLS, a Tcp type, a Tcp check.
         await call(client, "service_register", name="web", addr=web.addr, metadata={"v": "1"}, weight=3,
@@ -196,7 +196,7 @@ async def test_registrations_in_the_old_layout_are_read_and_rewritten_by_the_hub
         etcdctl("put", f"{root}registration/Tcp/db/{db.addr}", json.dumps(old_db))
         assert "error" in json.dumps(judge("etcd", etcd_endpoint, root)), "kk_etcd_go cannot read the old layout"
 
-        async with stdio_client(etcd_endpoint, registry_prefix=root, toolsets="registry") as client:
+        async with served(etcd_endpoint, registry_prefix=root, toolsets="registry") as client:
             await _all_passing(client, 2)
 
             def rewritten() -> bool:

@@ -1,4 +1,4 @@
-"""The kv toolset end to end: the real ``kk-etcd-mcp serve`` over stdio, the mcp client, a real etcd.
+"""The kv toolset end to end: the server in process (as ``serve`` builds it), the mcp client, a real etcd.
 
 etcdctl (or, for raw bytes, the adapter) sets up state and confirms what was, or was not, written,
 independently of the code under test. Each test runs one server session and groups related checks.
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from mcp import Client
-from mcp_helpers import call, call_error, stdio_client
+from mcp_helpers import call, call_error, served
 
 from kk_etcd_mcp.etcd import EtcdClient
 
@@ -89,7 +89,7 @@ def lease_ids(etcdctl: EtcdCtl) -> set[int]:
 def server(etcd_endpoint: str, key_prefix: str) -> AbstractAsyncContextManager[Client]:
     """A server limited to this test's keys, with the registry prefix moved under them."""
     # No hub: its leader key and alive document would land under the registry prefix and move revisions.
-    return stdio_client(etcd_endpoint, allowed_prefixes=key_prefix, registry_prefix=key_prefix + "reg/", hub="false")
+    return served(etcd_endpoint, allowed_prefixes=key_prefix, registry_prefix=key_prefix + "reg/", hub="false")
 
 
 # tests -----------------------------------------------------------------------------------------------
@@ -378,7 +378,7 @@ async def test_kv_list_hides_default_registry_prefix(etcd_endpoint: str, key_pre
         put(etcdctl, registry + "svc/1", "instance")
         put(etcdctl, key_prefix + "app", "config")
         # default registry_prefix (kk_service/); only this test's keys are allowed
-        async with stdio_client(etcd_endpoint, allowed_prefixes=f"{key_prefix},{registry}") as client:
+        async with served(etcd_endpoint, allowed_prefixes=f"{key_prefix},{registry}") as client:
             hidden = await call(client, "kv_list", prefix="", keys_only=True)
             assert [i["key"] for i in hidden["items"]] == [key_prefix + "app"]
             shown = await call(client, "kv_list", prefix="", keys_only=True, include_internal=True)
@@ -654,7 +654,7 @@ async def test_kv_put_larger_than_etcd_accepts_is_refused(
 ) -> None:
     key = f"{key_prefix}big"
     # max_value_bytes above etcd's own limit, so that etcd's refusal is what is tested here
-    async with stdio_client(etcd_endpoint, max_value_bytes=str(4 << 20)) as client:
+    async with served(etcd_endpoint, max_value_bytes=str(4 << 20)) as client:
         text = await call_error(client, "kv_put", key=key, value="x" * (1600 * 1024))
     assert "larger than etcd accepts" in text and "Nothing was written" in text
     assert etcdctl("get", key, "--keys-only").stdout.strip() == ""

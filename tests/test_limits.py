@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import pytest
 from health_servers import RawTcpServer
-from mcp_helpers import call, call_error, error_text, stdio_client
+from mcp_helpers import call, call_error, error_text, served
 from polling import eventually
 
 pytestmark = pytest.mark.anyio
@@ -32,7 +32,7 @@ async def test_a_value_over_max_value_bytes_is_refused_and_nothing_is_written(
     p = key_prefix
     etcdctl("put", f"{p}cfg/a", "old")
     before = snapshot(etcdctl, p)
-    async with stdio_client(etcd_endpoint, hub="false", max_value_bytes="1000") as client:
+    async with served(etcd_endpoint, hub="false", max_value_bytes="1000") as client:
         text = await call_error(client, "kv_put", key=f"{p}big", value="x" * 1001)
         assert f"the value for {p}big is 1,001 bytes, over the limit of 1,000 bytes (setting max_value_bytes)" in text
         assert "Nothing was written" in text
@@ -56,7 +56,7 @@ async def test_a_call_over_max_concurrent_calls_is_refused_at_once(
     """A live HTTP check of a server that accepts and never answers holds the one slot until its timeout."""
     p = key_prefix
     settings = {"hub": "false", "max_concurrent_calls": "1", "registry_prefix": f"{p}reg/"}
-    async with RawTcpServer("silent") as silent, stdio_client(etcd_endpoint, **settings) as client:
+    async with RawTcpServer("silent") as silent, served(etcd_endpoint, **settings) as client:
         check = {"addr": silent.url, "timeout": "5s", "interval": "10s"}
         await call(client, "service_register", name="slow", addr=silent.addr, type="http", check=check)
         slow_result: list[str] = []

@@ -1,4 +1,4 @@
-"""Prompts and completions: the real ``kk-etcd-mcp serve`` over stdio, the mcp client, a real etcd.
+"""Prompts and completions: the server in process (as ``serve`` builds it), the mcp client, a real etcd.
 
 The prompt file loader and the wheel's package list are checked as plain units at the end.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
-from mcp_helpers import call, repo_root, stdio_client
+from mcp_helpers import call, repo_root, served
 from mcp_types import Completion, PromptReference, ResourceTemplateReference
 
 from kk_etcd_mcp.etcd import EtcdClient, Put
@@ -73,7 +73,7 @@ async def complete(
 
 @pytest.mark.anyio
 async def test_prompts_are_listed_with_their_arguments_and_render(etcd_endpoint: str) -> None:
-    async with stdio_client(etcd_endpoint, hub="false") as client:
+    async with served(etcd_endpoint, hub="false") as client:
         capabilities = client.server_capabilities
         assert capabilities.prompts is not None and capabilities.completions is not None
         listed = {p.name: p for p in (await client.list_prompts()).prompts}
@@ -143,7 +143,7 @@ async def test_key_completion_respects_the_key_policy(etcd_endpoint: str, key_pr
     )
     etcdctl("put", f"{p}kk_service/registration/Http/x/1.2.3.4:80", "{}")  # under the registry prefix: hidden
     settings = {"allowed_prefixes": p, "denied_prefixes": f"{p}secret/", "registry_prefix": f"{p}kk_service/"}
-    async with stdio_client(etcd_endpoint, hub="false", **settings) as client:
+    async with served(etcd_endpoint, hub="false", **settings) as client:
         found = await complete(client, REVIEW, "key", f"{p}app/")
         assert found.values == [f"{p}app/db/host", f"{p}app/db/port", f"{p}app/version"]
         assert found.total == 3 and found.has_more is False
@@ -183,7 +183,7 @@ async def test_service_type_user_and_role_completion(etcd_endpoint: str, etcdctl
     role, user = f"{tag}-role", f"{tag}-user"
     instances = [(f"{tag}-orders", "127.0.0.1:1", "http"), (f"{tag}-orders", "127.0.0.1:3", "tcp")]
     instances.append((f"{tag}-inventory", "127.0.0.1:2", "grpc"))
-    async with stdio_client(etcd_endpoint, hub="false") as client:
+    async with served(etcd_endpoint, hub="false") as client:
         try:
             for name, addr, kind in instances:
                 await call(client, "service_register", name=name, addr=addr, type=kind, ttl=60)
@@ -234,7 +234,7 @@ async def test_completion_without_permission_or_toolset_is_empty_not_an_error(
         etcdctl(*command, endpoint=endpoint)
     roles_before = etcdctl("--user=root:root-pw", "role", "list", endpoint=endpoint).stdout
     settings = {"username": "ro", "password": "ro-pw", "toolsets": "kv,access"}
-    async with stdio_client(endpoint, hub="false", **settings) as client:
+    async with served(endpoint, hub="false", **settings) as client:
         assert (await complete(client, REVIEW, "key", "app/")).values == ["app/db"]
         # etcd refuses ro the user and role lists and every key outside app/
         assert (await complete(client, ROLE_TEMPLATE, "role", "")).values == []

@@ -1,4 +1,4 @@
-"""The registry toolset end to end: the real ``kk-etcd-mcp serve`` over stdio, a real etcd, real health servers.
+"""The registry toolset end to end: the server in process (as ``serve`` builds it), a real etcd, real health servers.
 
 Every test has its own registry root (``<key_prefix>kk_service/``), so the hubs of different tests never
 share a leader key or instances. etcdctl writes what kk_etcd_go would write and confirms what was (or
@@ -20,7 +20,7 @@ import anyio
 import pytest
 from health_servers import GrpcHealthServer, HttpHealthServer
 from mcp import Client
-from mcp_helpers import call, call_error, http_client, http_server, stdio_client
+from mcp_helpers import call, call_error, http_client, http_server, served
 from polling import eventually
 
 from kk_etcd_mcp.etcd.embedded import free_port
@@ -53,7 +53,7 @@ def root(key_prefix: str) -> str:
 
 
 def server(etcd_endpoint: str, root: str, **settings: str) -> AbstractAsyncContextManager[Client]:
-    return stdio_client(etcd_endpoint, registry_prefix=root, **settings)
+    return served(etcd_endpoint, registry_prefix=root, **settings)
 
 
 # etcdctl helpers -------------------------------------------------------------------------------------

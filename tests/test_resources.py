@@ -1,4 +1,5 @@
-"""Resources and live updates end to end: the real ``kk-etcd-mcp serve``, real etcd, the mcp client.
+"""Resources and live updates end to end: the server in process (as ``serve`` builds it) or the real
+``kk-etcd-mcp serve`` over HTTP, real etcd, the mcp client.
 
 Two protocol eras are served: handshake-era clients (``mode="legacy"``, what most clients speak) use
 ``resources/subscribe`` and ``logging/setLevel``; 2026-07-28 clients (the mcp client's default) use
@@ -10,10 +11,9 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 import urllib.request
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import anyio
@@ -21,11 +21,10 @@ import httpx2
 import pytest
 from health_servers import HttpHealthServer
 from mcp import Client
-from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.shared.subscriptions import ResourceUpdated
-from mcp_helpers import call, http_server, server_env, stdio_client
+from mcp_helpers import call, http_server, served
 from mcp_types import (
     BlobResourceContents,
     LoggingMessageNotification,
@@ -69,14 +68,9 @@ class Inbox:
         await eventually(lambda: uri in self.updated[after:], f"resources/updated for {uri}")
 
 
-@asynccontextmanager
-async def legacy_stdio(endpoint: str, inbox: Inbox, **settings: str) -> AsyncIterator[Client]:
-    """A handshake-era client of ``kk-etcd-mcp serve`` over stdio."""
-    params = StdioServerParameters(
-        command=sys.executable, args=["-m", "kk_etcd_mcp", "serve"], env=server_env(endpoint, **settings)
-    )
-    async with Client(params, mode="legacy", message_handler=inbox.on_message) as client:
-        yield client
+def legacy_client(endpoint: str, inbox: Inbox, **settings: str) -> AbstractAsyncContextManager[Client]:
+    """A handshake-era client of the server."""
+    return served(endpoint, mode="legacy", message_handler=inbox.on_message, **settings)
 
 
 @asynccontextmanager
@@ -122,7 +116,7 @@ async def test_resources_listed_and_values_read_with_mime_type_by_format(
     async with EtcdClient([etcd_endpoint]) as etcd:
         await etcd.put(f"{p}app/binary", b"\xff\xfe\x00raw")
 
-    async with stdio_client(etcd_endpoint, hub="false", denied_prefixes=f"{p}secret/") as client:
+    async with served(etcd_endpoint, hub="false", denied_prefixes=f"{p}secret/") as client:
         templates = {t.uri_template: t for t in (await client.list_resource_templates()).resource_templates}
         assert {"etcd://kv/{+key}", "kk://services/{name}"} <= templates.keys()
         assert "kk://services" in {str(r.uri) for r in (await client.list_resources()).resources}
@@ -166,7 +160,7 @@ async def test_subscribe_notifies_each_change_until_unsubscribed(
     key = f"/{p}cfg/feature"
     literal, encoded = f"etcd://kv/{key}", f"etcd://kv/{key.replace('/', '%2F')}"  # two spellings, one key
     inbox = Inbox()
-    async with legacy_stdio(etcd_endpoint, inbox, hub="false", denied_prefixes=f"{p}secret/") as client:
+    async with legacy_client(etcd_endpoint, inbox, hub="false", denied_prefixes=f"{p}secret/") as client:
         resources = client.server_capabilities.resources
         assert resources is not None and resources.subscribe
         assert client.server_capabilities.logging is not None
@@ -236,7 +230,7 @@ async def test_service_resources_follow_registration_and_health_with_hub_logs(
     inbox = Inbox()
     async with (
         HttpHealthServer() as web,
-        legacy_stdio(etcd_endpoint, inbox, registry_prefix=root, hub="true", hub_lease_ttl="3") as client,
+        legacy_client(etcd_endpoint, inbox, registry_prefix=root, hub="true", hub_lease_ttl="3") as client,
     ):
         await client.set_logging_level("error")  # the passing transition (info) must not arrive
         await client.subscribe_resource(one)
@@ -290,7 +284,7 @@ async def test_listen_stream_delivers_updates_and_refuses_denied_keys(
     etcd_endpoint: str, key_prefix: str, etcdctl: EtcdCtl
 ) -> None:
     uri = f"etcd://kv/{key_prefix}listen/key"
-    async with stdio_client(etcd_endpoint, hub="false", denied_prefixes=f"{key_prefix}secret/") as client:
+    async with served(etcd_endpoint, hub="false", denied_prefixes=f"{key_prefix}secret/") as client:
         async with client.listen(resource_subscriptions=[uri, "kk://not-ours"]) as stream:
             etcdctl("put", f"{key_prefix}listen/key", "v1")
             with anyio.fail_after(GUARD):

@@ -18,7 +18,7 @@ import anyio
 import pytest
 import trustme
 from etcd_under_test import binary, is_34
-from mcp_helpers import call, stdio_client, stop_process
+from mcp_helpers import call, served, stdio_client, stop_process
 
 from kk_etcd_mcp.errors import KkEtcdError, UnavailableError
 from kk_etcd_mcp.etcd import EtcdClient
@@ -211,7 +211,7 @@ async def test_wrong_ca_is_refused(tls_etcd: TlsEtcd, key: str) -> None:
 async def test_mcp_server_over_mutual_tls(tls_etcd: TlsEtcd, key: str) -> None:
     pki = tls_etcd.pki
     with anyio.fail_after(HANG_GUARD):
-        async with stdio_client(
+        async with served(
             tls_etcd.endpoint, ca_file=str(pki.ca), cert_file=str(pki.client_cert), key_file=str(pki.client_key)
         ) as client:
             written = await call(client, "kv_put", key=key, value="via mcp over tls")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
-from mcp_helpers import stdio_client
+from mcp_helpers import served
 
 from kk_etcd_mcp.etcd.embedded import free_port
 
@@ -42,7 +42,7 @@ def test_the_check_itself_finds_an_untyped_property() -> None:
 
 async def test_every_tool_schema_is_strict_and_typed() -> None:
     # Listing tools touches no etcd: nothing needs to answer at the endpoint.
-    async with stdio_client(f"http://127.0.0.1:{free_port()}", hub="false") as client:
+    async with served(f"http://127.0.0.1:{free_port()}", hub="false") as client:
         tools = (await client.list_tools()).tools
     assert len(tools) > 30
     problems = []

@@ -1,8 +1,6 @@
-"""The guards of issue 2 §6 against real server processes and the real etcd fixture.
-
-Bearer token and DNS-rebinding checks on the HTTP transports, read_only and toolsets, tool
-annotations, allowed/denied key prefixes, secrets kept out of logs and results, and a clean stdout
-in stdio mode.
+"""The guards against the real etcd fixture: bearer token and DNS-rebinding checks on the HTTP transports,
+secrets kept out of logs and results, and a clean stdout in stdio mode, against real server processes;
+read_only and toolsets, tool annotations and allowed/denied key prefixes, against the server in process.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ import httpx2
 import mcp_types
 import pytest
 from conftest import EtcdCtl
-from mcp_helpers import call, call_error, error_text, http_client, http_server, server_env, sse_session, stdio_client
+from mcp_helpers import call, call_error, error_text, http_client, http_server, served, server_env, sse_session
 
 pytestmark = pytest.mark.anyio
 
@@ -139,7 +137,7 @@ async def test_dns_rebinding_host_and_origin(etcd_endpoint: str) -> None:
 
 
 async def test_read_only_offers_only_read_only_tools(etcd_endpoint: str, key_prefix: str, etcdctl: EtcdCtl) -> None:
-    async with stdio_client(etcd_endpoint, "--read-only") as client:
+    async with served(etcd_endpoint, read_only="true") as client:
         tools = (await client.list_tools()).tools
         assert {t.name for t in tools} & KV_TOOLS == READ_ONLY_TOOLS
         for tool in tools:  # of every toolset
@@ -152,7 +150,7 @@ async def test_read_only_offers_only_read_only_tools(etcd_endpoint: str, key_pre
 
 
 async def test_toolsets_without_kv_offer_no_kv_tools(etcd_endpoint: str, key_prefix: str) -> None:
-    async with stdio_client(etcd_endpoint, toolsets="registry,cluster") as client:
+    async with served(etcd_endpoint, toolsets="registry,cluster") as client:
         names = {t.name for t in (await client.list_tools()).tools}
         assert not names & KV_TOOLS
         result = await client.call_tool("kv_get", {"key": f"{key_prefix}x"})
@@ -160,7 +158,7 @@ async def test_toolsets_without_kv_offer_no_kv_tools(etcd_endpoint: str, key_pre
 
 
 async def test_every_tool_has_title_and_annotations(etcd_endpoint: str) -> None:
-    async with stdio_client(etcd_endpoint) as client:
+    async with served(etcd_endpoint) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
     assert set(tools) >= KV_TOOLS
     for name, tool in tools.items():
@@ -203,7 +201,7 @@ async def test_allowed_and_denied_prefixes(etcd_endpoint: str, key_prefix: str, 
     before = _snapshot(etcdctl, key_prefix)
     old_revision = before[f"{other}x"][1] - 1
 
-    async with stdio_client(etcd_endpoint, allowed_prefixes=app, denied_prefixes=secret) as client:
+    async with served(etcd_endpoint, allowed_prefixes=app, denied_prefixes=secret) as client:
         for key in (f"{other}x", f"{secret}pw", f"{key_prefix}new"):
             refused = {
                 "kv_get": await call_error(client, "kv_get", key=key),

@@ -16,7 +16,7 @@ import anyio
 import pytest
 from health_servers import HttpHealthServer
 from mcp import Client
-from mcp_helpers import call, error_text, stdio_client
+from mcp_helpers import call, error_text, served
 from polling import eventually
 from recovery import Stopwatch
 
@@ -47,7 +47,7 @@ async def _calls_until(client: Client, stop: anyio.Event, outcomes: list[tuple[f
 
 
 async def test_etcd_killed_and_restarted_while_calls_are_in_flight(own_etcd: EmbeddedEtcd, recovery: Any) -> None:
-    async with stdio_client(own_etcd.client_url, request_timeout=str(REQUEST_TIMEOUT), hub="false") as client:
+    async with served(own_etcd.client_url, request_timeout=str(REQUEST_TIMEOUT), hub="false") as client:
         for i in range(20):
             await call(client, "kv_put", key=f"app/before/{i}", value=f"v{i}")
 
@@ -93,7 +93,7 @@ async def test_sdk_registration_comes_back_after_its_lease_expired_in_an_outage(
     root = "kk_service/"
     async with (
         HttpHealthServer() as target,
-        stdio_client(own_etcd.client_url, request_timeout=str(REQUEST_TIMEOUT), hub_lease_ttl="3") as client,
+        served(own_etcd.client_url, request_timeout=str(REQUEST_TIMEOUT), hub_lease_ttl="3") as client,
         ServiceRegistry([own_etcd.client_url], prefix=root, request_timeout=REQUEST_TIMEOUT) as registry,
         registry.register("web", target.addr, "http", check={"timeout": 1, "interval": interval}, ttl=ttl) as kept,
     ):

@@ -14,7 +14,7 @@ import anyio
 import pytest
 from health_servers import HttpHealthServer
 from mcp import Client
-from mcp_helpers import call, error_text, stdio_client
+from mcp_helpers import call, error_text, served
 from polling import eventually
 from recovery import Stopwatch
 
@@ -64,7 +64,7 @@ async def test_frozen_etcd_calls_time_out_checks_go_on_and_statuses_converge(
     async with (
         HttpHealthServer() as steady,
         HttpHealthServer() as failing,
-        stdio_client(own_etcd.client_url, request_timeout=str(REQUEST_TIMEOUT)) as client,
+        served(own_etcd.client_url, request_timeout=str(REQUEST_TIMEOUT)) as client,
     ):
         before = await both_passing(client, steady, failing)
 
@@ -106,7 +106,7 @@ async def test_frozen_past_the_hub_lease_the_hub_leads_again_and_converges(
     async with (
         HttpHealthServer() as steady,
         HttpHealthServer() as failing,
-        stdio_client(own_etcd.client_url, request_timeout=str(REQUEST_TIMEOUT), hub_lease_ttl="3") as client,
+        served(own_etcd.client_url, request_timeout=str(REQUEST_TIMEOUT), hub_lease_ttl="3") as client,
     ):
         before = await both_passing(client, steady, failing)
         own_etcd.pause()
