@@ -26,11 +26,11 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult
 
+from kk_etcd_mcp.app.runner import registry_service
 from kk_etcd_mcp.etcd.embedded import accepts_connections, free_port
 from kk_etcd_mcp.mcp_server.app import build_server
 from kk_etcd_mcp.mcp_server.identity import STDIO, ClientIdentity, acting_as
 from kk_etcd_mcp.mcp_server.live import LiveUpdates
-from kk_etcd_mcp.mcp_server.runner import registry_service
 from kk_etcd_mcp.settings import load_settings
 
 
