@@ -98,7 +98,7 @@ export function mountKey(root: HTMLElement, ctx: ViewContext, key: string, isNew
     const binary = current.encoding === "base64";
     fill(
       valueSection,
-      h("h2", { id: "value-heading" }, "Value"),
+      h("h2", { id: "value-heading" }, "Current value"),
       current.note ? h("p", { class: "hint" }, current.note) : null,
       binary
         ? h("p", null, `A binary value of ${atob(current.value).length} bytes; it is not shown or edited here.`)
@@ -232,7 +232,7 @@ export function mountKey(root: HTMLElement, ctx: ViewContext, key: string, isNew
         "form",
         { class: "form", on: { submit: (e) => (e.preventDefault(), void save(expected)) } },
         h("div", { class: "field field--inline" }, h("label", { for: formatSelect.id }, "Format"), formatSelect),
-        h("div", { class: "field" }, h("label", { for: textarea.id }, "Value"), problemLine, textarea),
+        h("div", { class: "field" }, h("label", { for: textarea.id }, "Value to save"), problemLine, textarea),
         h(
           "div",
           { class: "button-group" },
