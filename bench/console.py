@@ -38,7 +38,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH_DIR), str(BENCH_DIR.parent / "tests")]
 
 from console_browser import chromium, chromium_path, missing_reason  # noqa: E402
-from hub_scale import instance_host, register, start_targets  # noqa: E402
+from hub_scale import Targets, instance_host, register, start_targets  # noqa: E402
 from mcp_helpers import http_server  # noqa: E402
 
 from kk_etcd_mcp.etcd import EtcdClient, prefix_end  # noqa: E402
@@ -50,7 +50,7 @@ SERVICES = 50  # the instances are spread over this many service names
 VICTIM = "victim"
 ROWS = "n => document.querySelectorAll('.services-table tbody tr').length === n"
 # The victim's status badge says `status` (functions, not expressions: the page's CSP forbids eval).
-BADGE = "([id, status]) => document.querySelector(`tr[data-instance=\"${id}\"] .status`)?.dataset.status === status"
+BADGE = '([id, status]) => document.querySelector(`tr[data-instance="${id}"] .status`)?.dataset.status === status'
 
 
 def note(text: str) -> None:
@@ -62,10 +62,16 @@ def registrations(n: int, port: int, victim_port: int) -> tuple[list[Registratio
     regs = []
     for i in range(n - 1):
         addr = f"{instance_host(i)}:{port}"
-        regs.append(Registration(type="http", name=f"svc{i % SERVICES:02d}", addr=addr, check=resolve_check("http", addr, steady)))
+        regs.append(
+            Registration(
+                type="http", name=f"svc{i % SERVICES:02d}", addr=addr, check=resolve_check("http", addr, steady)
+            )
+        )
     victim_addr = f"127.0.1.1:{victim_port}"
     fast = CheckOptions(interval=1, timeout=1, failures_before_critical=1)
-    regs.append(Registration(type="http", name=VICTIM, addr=victim_addr, check=resolve_check("http", victim_addr, fast)))
+    regs.append(
+        Registration(type="http", name=VICTIM, addr=victim_addr, check=resolve_check("http", victim_addr, fast))
+    )
     return regs, victim_addr
 
 
@@ -123,7 +129,9 @@ async def run(args: argparse.Namespace) -> int:
             await etcd_server.astop()
 
 
-async def measure(args: argparse.Namespace, etcd: EtcdClient, keys: RegistryKeys, targets, port: int, victim_addr: str) -> int:  # type: ignore[no-untyped-def]
+async def measure(
+    args: argparse.Namespace, etcd: EtcdClient, keys: RegistryKeys, targets: Targets, port: int, victim_addr: str
+) -> int:
     url = f"http://127.0.0.1:{port}/ui/"
     victim_status = f"{keys.statuses}Http/{VICTIM}/{victim_addr}"
     victim = f"http/{VICTIM}/{victim_addr}"

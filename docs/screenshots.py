@@ -44,13 +44,26 @@ async def prepare(url: str, targets: list[HttpHealthServer]) -> None:
         await call(client, "kv_put", key="app/orders/db", value=json.dumps(db), format="json")
         db["pool"] = {"min": 4, "max": 20}
         await call(client, "kv_put", key="app/orders/db", value=json.dumps(db, indent=2), format="json")
-        await call(client, "kv_put", key="app/orders/features", value="checkout_v2: true\nrecommendations: false\n", format="yaml")
+        await call(
+            client,
+            "kv_put",
+            key="app/orders/features",
+            value="checkout_v2: true\nrecommendations: false\n",
+            format="yaml",
+        )
         await call(client, "kv_put", key="app/billing/currency", value="EUR")
         await call(client, "kv_put", key="app/billing/limits", value='{"daily": 10000}', format="json")
         await call(client, "role_add", name="orders-reader")
         await call(client, "role_grant_permission", role="orders-reader", key="app/orders/", prefix=True)
         await call(client, "role_add", name="billing-writer")
-        await call(client, "role_grant_permission", role="billing-writer", key="app/billing/", prefix=True, permission="readwrite")
+        await call(
+            client,
+            "role_grant_permission",
+            role="billing-writer",
+            key="app/billing/",
+            prefix=True,
+            permission="readwrite",
+        )
         await call(client, "user_add", name="orders-svc", roles=["orders-reader"])
         await call(client, "user_add", name="billing-svc", roles=["billing-writer"])
 
@@ -60,7 +73,10 @@ async def main() -> None:
         tmp = Path(tmp_name)
         etcd = EmbeddedEtcd(tmp / "etcd", *free_ports(2), log_file=tmp / "etcd.log")
         await etcd.astart()
-        tokens = [{"name": "ops", "scope": "admin", "token": ADMIN}, {"name": "dashboard", "scope": "read", "token": READER}]
+        tokens = [
+            {"name": "ops", "scope": "admin", "token": ADMIN},
+            {"name": "dashboard", "scope": "read", "token": READER},
+        ]
         try:
             async with HttpHealthServer() as a, HttpHealthServer() as b, HttpHealthServer() as c:
                 with (
