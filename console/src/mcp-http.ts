@@ -58,6 +58,7 @@ export interface HttpOptions {
 export class HttpMcpTransport implements ConsoleTransport {
   private readonly followers = new Map<string, Set<() => void>>();
   private closed = false;
+  private lost: (reason: string) => void = () => undefined;
 
   private constructor(
     private readonly client: Client,
@@ -87,6 +88,13 @@ export class HttpMcpTransport implements ConsoleTransport {
     client.onclose = () => {
       if (!transport.closed) options.onLost("the connection to the server ended");
     };
+    client.onerror = (error) => {
+      // The live stream gave up reconnecting, or the server no longer knows this session.
+      if (transport.closed) return;
+      if (error.message.startsWith("Maximum reconnection attempts")) options.onLost("the server stopped answering");
+      else if (sessionGone(error)) options.onLost(SESSION_GONE);
+    };
+    transport.lost = options.onLost;
     try {
       await client.connect(http);
     } catch (error) {
@@ -107,10 +115,9 @@ export class HttpMcpTransport implements ConsoleTransport {
   }
 
   async callTool<T>(name: string, args: Record<string, unknown>, onProgress?: (p: Progress) => void): Promise<T> {
-    const result = (await this.client.callTool({ name, arguments: args }, undefined, {
-      timeout: CALL_TIMEOUT_MS,
-      onprogress: onProgress,
-    })) as CallToolResult;
+    const result = (await this.watch(
+      this.client.callTool({ name, arguments: args }, undefined, { timeout: CALL_TIMEOUT_MS, onprogress: onProgress }),
+    )) as CallToolResult;
     if (result.isError) {
       const text = result.content
         .map((part) => (part.type === "text" ? part.text : ""))
@@ -122,7 +129,7 @@ export class HttpMcpTransport implements ConsoleTransport {
   }
 
   async readResource(uri: string): Promise<string> {
-    const read = await this.client.readResource({ uri });
+    const read = await this.watch(this.client.readResource({ uri }));
     const first = read.contents[0];
     return first && "text" in first ? first.text : "";
   }
@@ -144,6 +151,19 @@ export class HttpMcpTransport implements ConsoleTransport {
     };
   }
 
+  /** A request's failure because the session is gone also says that the console is disconnected. */
+  private async watch<R>(request: Promise<R>): Promise<R> {
+    try {
+      return await request;
+    } catch (error) {
+      if (!this.closed && sessionGone(error)) {
+        this.lost(SESSION_GONE);
+        throw new Error(`not connected: ${SESSION_GONE}; reconnect and try again`);
+      }
+      throw error;
+    }
+  }
+
   /** End the session on the server (sign out, reconnect). */
   async close(): Promise<void> {
     this.closed = true;
@@ -162,6 +182,12 @@ export class HttpMcpTransport implements ConsoleTransport {
     if (protocol) headers["mcp-protocol-version"] = protocol;
     fetch(this.url, { method: "DELETE", headers, keepalive: true }).catch(() => undefined);
   }
+}
+
+const SESSION_GONE = "the server no longer knows this session (it restarted, or the session was idle too long)";
+
+function sessionGone(error: unknown): boolean {
+  return error instanceof StreamableHTTPError && error.code === 404;
 }
 
 /** The content of an accepted form: each field's default (a boolean without one: true). */

@@ -183,8 +183,13 @@ export function mountKey(root: HTMLElement, ctx: ViewContext, key: string, isNew
         closeEditor();
         await load();
       } catch (error) {
-        const theirs = await current();
-        if (theirs.mod_revision !== expectedRevision) showConflict(expectedRevision, theirs, mine);
+        let theirs: { value: string; mod_revision: number } | null = null;
+        try {
+          theirs = await current();
+        } catch {
+          // the key could not be read again: report the save's own error
+        }
+        if (theirs && theirs.mod_revision !== expectedRevision) showConflict(expectedRevision, theirs, mine);
         else messages.show(notice("error", `Not saved: ${errorText(error)}`));
       }
     };

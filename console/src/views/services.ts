@@ -161,6 +161,7 @@ export const servicesView: View = {
             result.output ? h("pre", { class: "output" }, result.output) : null,
           ),
         );
+        messages.element.scrollIntoView({ block: "nearest" }); // the result shows above the table
       } catch (error) {
         messages.show(notice("error", errorText(error)));
       }
