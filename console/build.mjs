@@ -1,5 +1,6 @@
 // Builds the web console into ../kk_etcd_mcp/ui/ (or the directory given as the first argument):
-// console.js (every module and library bundled by esbuild), and index.html, console.css, icon.svg (copied).
+// console.js (every module and library bundled by esbuild), console.css (minified by esbuild), and
+// index.html and icon.svg (copied).
 // The output depends only on the sources and the locked packages, so a fresh build reproduces the
 // committed files byte for byte (tests/test_console_build.py checks it).
 import { build } from "esbuild";
@@ -40,7 +41,13 @@ const result = await build({
   metafile: true,
   logLevel: "warning",
 });
-await copyFile(join(here, "static", "console.css"), join(out, "console.css"));
+await build({
+  entryPoints: [join(here, "static", "console.css")],
+  minify: true,
+  charset: "utf8",
+  outfile: join(out, "console.css"),
+  logLevel: "warning",
+});
 await copyFile(join(here, "static", "index.html"), join(out, "index.html"));
 await copyFile(join(here, "static", "icon.svg"), join(out, "icon.svg"));
 await writeFile(join(out, "licenses.txt"), await licenses(Object.keys(result.metafile.inputs)));

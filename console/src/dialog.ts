@@ -27,7 +27,11 @@ function ask(question: string, confirmLabel: string): Promise<boolean> {
       returnFocus?.focus();
       resolve(value);
     };
-    const cancel = h("button", { type: "button", class: "button button--secondary", on: { click: () => finish(false) } }, "Cancel");
+    const cancel = h(
+      "button",
+      { type: "button", class: "button button--secondary", on: { click: () => finish(false) } },
+      "Cancel",
+    );
     const confirm = h(
       "button",
       { type: "button", class: "button button--warning", on: { click: () => finish(true) } },

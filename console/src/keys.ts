@@ -45,10 +45,17 @@ export async function listLevel(
       const slash = rest.indexOf("/");
       if (slash >= 0) {
         const folder = prefix + rest.slice(0, slash + 1);
-        if (entries.at(-1)?.path !== folder) entries.push({ kind: "folder", name: rest.slice(0, slash + 1), path: folder });
+        if (entries.at(-1)?.path !== folder)
+          entries.push({ kind: "folder", name: rest.slice(0, slash + 1), path: folder });
         lastFolder = folder;
       } else {
-        entries.push({ kind: "key", name: rest, path: item.key, mod_revision: item.mod_revision, version: item.version });
+        entries.push({
+          kind: "key",
+          name: rest,
+          path: item.key,
+          mod_revision: item.mod_revision,
+          version: item.version,
+        });
         lastFolder = null;
       }
     }

@@ -125,7 +125,11 @@ function startShell(transport: HttpMcpTransport, who: Identity, tools: ToolInfo[
       );
   fill(
     app,
-    h("a", { href: "#main", class: "skip-link", on: { click: (e) => (e.preventDefault(), main.focus()) } }, "Skip to main content"),
+    h(
+      "a",
+      { href: "#main", class: "skip-link", on: { click: (e) => (e.preventDefault(), main.focus()) } },
+      "Skip to main content",
+    ),
     h(
       "header",
       { class: "header" },
@@ -140,7 +144,9 @@ function startShell(transport: HttpMcpTransport, who: Identity, tools: ToolInfo[
           h("strong", { class: "who-name" }, who.name),
           " · scope ",
           h("strong", { class: "who-scope" }, who.scope),
-          signedIn ? button("Sign out", () => void signOut(), "secondary", { class: "button button--secondary button--small" }) : null,
+          signedIn
+            ? button("Sign out", () => void signOut(), "secondary", { class: "button button--secondary button--small" })
+            : null,
         ),
       ),
       h(

@@ -57,17 +57,18 @@ export function errorText(error: unknown): string {
 
 export type Health = "passing" | "warning" | "critical";
 
-/** A status in words and colour (and a shape, for those who do not see the colour). */
-export function statusBadge(status: string): HTMLSpanElement {
-  const badge = h("span", { class: `status status--${status}` });
-  setStatus(badge, status);
+/** A status in words and colour (and a shape, for those who do not see the colour). `tone` picks the
+ * colour (passing, warning, critical, neutral) when the words are not a health status themselves. */
+export function statusBadge(status: string, tone: string = status): HTMLSpanElement {
+  const badge = h("span", { class: `status status--${tone}` });
+  setStatus(badge, status, tone);
   return badge;
 }
 
-export function setStatus(badge: HTMLElement, status: string): void {
+export function setStatus(badge: HTMLElement, status: string, tone: string = status): void {
   if (badge.dataset.status === status) return;
   badge.dataset.status = status;
-  badge.className = `status status--${status}`;
+  badge.className = `status status--${tone}`;
   fill(badge, h("span", { class: "status__icon", "aria-hidden": "true" }), status);
 }
 
@@ -117,7 +118,11 @@ interface Change {
  * words are the question. When the change removes something the server asks itself (elicitation), so
  * the console does not ask twice. Resolves to the result, or null when the person cancelled.
  */
-export async function confirmedCall<T>(ctx: ViewContext, tool: string, args: Record<string, unknown>): Promise<T | null> {
+export async function confirmedCall<T>(
+  ctx: ViewContext,
+  tool: string,
+  args: Record<string, unknown>,
+): Promise<T | null> {
   const plan = await ctx.transport.callTool<Change>(tool, { ...args, dry_run: true });
   if (plan.removes.length === 0) {
     const question = `Confirm ${tool}: ${plan.change}. Nothing changes unless you confirm.`;

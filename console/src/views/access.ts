@@ -5,7 +5,7 @@
  * deletes take access away, so the server asks for confirmation and the dialog shows its question.
  */
 import { button, field, fill, h, uid } from "../dom";
-import { type View, errorText, notice, noticeArea, runChange, summaryList } from "../view";
+import { type View, errorText, notice, noticeArea, runChange, statusBadge, summaryList } from "../view";
 
 interface AuthStatus {
   enabled: boolean;
@@ -56,7 +56,9 @@ export const accessView: View = {
         const [auth, userList, roleList] = await Promise.all([
           ctx.can("auth_status") ? ctx.transport.callTool<AuthStatus>("auth_status", {}) : Promise.resolve(null),
           ctx.transport.callTool<{ users: User[] }>("user_list", {}),
-          ctx.can("role_list") ? ctx.transport.callTool<{ roles: Role[] }>("role_list", {}) : Promise.resolve({ roles: [] }),
+          ctx.can("role_list")
+            ? ctx.transport.callTool<{ roles: Role[] }>("role_list", {})
+            : Promise.resolve({ roles: [] }),
         ]);
         roleNames = roleList.roles.map((r) => r.name);
         if (!roleNames.includes("root")) roleNames.unshift("root");
@@ -92,7 +94,13 @@ export const accessView: View = {
           h(
             "thead",
             null,
-            h("tr", null, h("th", { scope: "col" }, "User"), h("th", { scope: "col" }, "Roles"), grant || remove ? h("th", { scope: "col" }, "Actions") : null),
+            h(
+              "tr",
+              null,
+              h("th", { scope: "col" }, "User"),
+              h("th", { scope: "col" }, "Roles"),
+              grant || remove ? h("th", { scope: "col" }, "Actions") : null,
+            ),
           ),
           h(
             "tbody",
@@ -115,10 +123,15 @@ export const accessView: View = {
                             { class: "tag" },
                             role,
                             revoke
-                              ? button("Revoke", () => void change("user_revoke_role", { name: user.name, role }), "secondary", {
-                                  class: "button button--secondary button--small",
-                                  "aria-label": `Revoke role ${role} from ${user.name}`,
-                                })
+                              ? button(
+                                  "Revoke",
+                                  () => void change("user_revoke_role", { name: user.name, role }),
+                                  "secondary",
+                                  {
+                                    class: "button button--secondary button--small",
+                                    "aria-label": `Revoke role ${role} from ${user.name}`,
+                                  },
+                                )
                               : null,
                           ),
                         ),
@@ -163,7 +176,15 @@ export const accessView: View = {
         },
         h("label", { for: select.id, class: "visually-hidden" }, `Role to grant to ${user.name}`),
         select,
-        h("button", { type: "submit", class: "button button--secondary button--small", "aria-label": `Grant the chosen role to ${user.name}` }, "Grant"),
+        h(
+          "button",
+          {
+            type: "submit",
+            class: "button button--secondary button--small",
+            "aria-label": `Grant the chosen role to ${user.name}`,
+          },
+          "Grant",
+        ),
       );
     };
 
@@ -180,7 +201,13 @@ export const accessView: View = {
           h(
             "thead",
             null,
-            h("tr", null, h("th", { scope: "col" }, "Role"), h("th", { scope: "col" }, "Key permissions"), remove ? h("th", { scope: "col" }, "Actions") : null),
+            h(
+              "tr",
+              null,
+              h("th", { scope: "col" }, "Role"),
+              h("th", { scope: "col" }, "Key permissions"),
+              remove ? h("th", { scope: "col" }, "Actions") : null,
+            ),
           ),
           h(
             "tbody",
@@ -224,7 +251,11 @@ export const accessView: View = {
                           ),
                         ),
                       )
-                    : h("span", { class: "hint" }, role.name === "root" ? "every key (etcd's admin role)" : "no permissions"),
+                    : h(
+                        "span",
+                        { class: "hint" },
+                        role.name === "root" ? "every key (etcd's admin role)" : "no permissions",
+                      ),
                 ),
                 remove
                   ? h(
@@ -253,7 +284,11 @@ export const accessView: View = {
         (r) => `Done: ${r.change}.`,
       );
       if (!result) return;
-      if (result.password) fill(secret, passwordOnce(result.name, result.password, () => fill(secret)));
+      if (result.password)
+        fill(
+          secret,
+          passwordOnce(result.name, result.password, () => fill(secret)),
+        );
       await reload();
     };
 
@@ -269,7 +304,9 @@ export const accessView: View = {
       users,
       h("h2", null, "Roles"),
       ctx.can("role_add") ? addRoleForm((name) => void change("role_add", { name })) : null,
-      ctx.can("role_grant_permission") ? grantPermissionForm((args) => void change("role_grant_permission", args)) : null,
+      ctx.can("role_grant_permission")
+        ? grantPermissionForm((args) => void change("role_grant_permission", args))
+        : null,
       roles,
     );
     void reload();
@@ -278,12 +315,9 @@ export const accessView: View = {
 };
 
 function authSummary(auth: AuthStatus): HTMLElement {
-  const state = h(
-    "span",
-    { class: `status status--${auth.enabled ? "passing" : "warning"}` },
-    h("span", { class: "status__icon", "aria-hidden": "true" }),
-    auth.enabled ? "enabled" : "disabled: every client may do everything",
-  );
+  const state = auth.enabled
+    ? statusBadge("enabled", "passing")
+    : statusBadge("disabled: every client may do everything", "warning");
   return h(
     "section",
     { "aria-labelledby": "auth-heading" },
@@ -308,7 +342,13 @@ export function describeRange(p: Permission): string {
 
 /** The generated password, once: a read-only field and a copy button; gone when dismissed. */
 function passwordOnce(user: string, password: string, dismiss: () => void): HTMLElement {
-  const input = h("input", { id: uid("password"), class: "input mono", readonly: true, value: password, autocomplete: "off" });
+  const input = h("input", {
+    id: uid("password"),
+    class: "input mono",
+    readonly: true,
+    value: password,
+    autocomplete: "off",
+  });
   const copied = h("span", { class: "hint", role: "status" });
   const copy = async () => {
     try {
@@ -325,7 +365,13 @@ function passwordOnce(user: string, password: string, dismiss: () => void): HTML
     h("p", { class: "notice__label" }, `Password for ${user}: shown once`),
     h("p", null, "Store it now (a password manager, a secret store). It is not shown again and not kept here."),
     h("div", { class: "field" }, h("label", { for: input.id }, `Generated password for ${user}`), input),
-    h("div", { class: "button-group" }, button("Copy password", () => void copy(), "primary"), button("I have stored it", dismiss, "secondary"), copied),
+    h(
+      "div",
+      { class: "button-group" },
+      button("Copy password", () => void copy(), "primary"),
+      button("I have stored it", dismiss, "secondary"),
+      copied,
+    ),
   );
 }
 
@@ -343,7 +389,10 @@ function addUserForm(add: (name: string, roles: string[]) => Promise<void>): HTM
         on: {
           submit: (e) => {
             e.preventDefault();
-            const list = roles.value.split(",").map((r) => r.trim()).filter(Boolean);
+            const list = roles.value
+              .split(",")
+              .map((r) => r.trim())
+              .filter(Boolean);
             void add(name.value.trim(), list);
           },
         },

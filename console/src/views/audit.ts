@@ -3,7 +3,7 @@
  * check of its hash chain: intact, or which entries were edited, removed or forged behind its back.
  */
 import { button, fill, h, uid } from "../dom";
-import { type View, errorText, notice, noticeArea, timeElement } from "../view";
+import { type View, errorText, notice, noticeArea, statusBadge, timeElement } from "../view";
 
 interface Entry {
   time: string;
@@ -61,11 +61,20 @@ export const auditView: View = {
     fill(
       root,
       h("h1", null, "Audit"),
-      h("p", { class: "view-summary" }, "Every call that changes something, newest first: who made it, what it touched, how it ended."),
+      h(
+        "p",
+        { class: "view-summary" },
+        "Every call that changes something, newest first: who made it, what it touched, how it ended.",
+      ),
       messages.element,
       h(
         "form",
-        { class: "inline-form", role: "search", "aria-label": "Filter the audit trail", on: { submit: (e) => (e.preventDefault(), void reload()) } },
+        {
+          class: "inline-form",
+          role: "search",
+          "aria-label": "Filter the audit trail",
+          on: { submit: (e) => (e.preventDefault(), void reload()) },
+        },
         h("div", { class: "field field--inline" }, h("label", { for: tool.id }, "Only calls of tool"), tool),
         h("button", { type: "submit", class: "button button--secondary" }, "Show"),
         button("Refresh", () => void reload(), "secondary"),
@@ -89,7 +98,7 @@ function chainSummary(chain: Chain | null): HTMLElement | null {
     return h(
       "p",
       { class: "chain" },
-      h("span", { class: "status status--passing" }, h("span", { class: "status__icon", "aria-hidden": "true" }), "chain intact"),
+      statusBadge("chain intact", "passing"),
       ` ${chain.entries} entries checked${range}: each links to the one before.`,
     );
   }
@@ -99,7 +108,7 @@ function chainSummary(chain: Chain | null): HTMLElement | null {
     h(
       "p",
       null,
-      h("span", { class: "status status--critical" }, h("span", { class: "status__icon", "aria-hidden": "true" }), "chain broken"),
+      statusBadge("chain broken", "critical"),
       ` ${chain.breaks_count} problem${chain.breaks_count === 1 ? "" : "s"} in ${chain.entries} entries${range}:`,
     ),
     h(
@@ -122,7 +131,13 @@ function entriesTable(entries: Entry[]): HTMLElement {
       h(
         "thead",
         null,
-        h("tr", null, ["Time", "Tool", "Client", "Outcome", "Affected", "Revision", "Entry"].map((t) => h("th", { scope: "col" }, t))),
+        h(
+          "tr",
+          null,
+          ["Time", "Tool", "Client", "Outcome", "Affected", "Revision", "Entry"].map((t) =>
+            h("th", { scope: "col" }, t),
+          ),
+        ),
       ),
       h(
         "tbody",
@@ -137,13 +152,14 @@ function entriesTable(entries: Entry[]): HTMLElement {
             h(
               "td",
               null,
-              h("span", { class: `status status--${OUTCOME_STATUS[e.outcome]}` }, h("span", { class: "status__icon", "aria-hidden": "true" }), e.outcome),
+              statusBadge(e.outcome, OUTCOME_STATUS[e.outcome]),
               e.error ? h("p", { class: "hint" }, e.error) : null,
             ),
             h(
               "td",
               { class: "mono" },
-              e.affected.join(", ") + (e.affected_count > e.affected.length ? ` and ${e.affected_count - e.affected.length} more` : ""),
+              e.affected.join(", ") +
+                (e.affected_count > e.affected.length ? ` and ${e.affected_count - e.affected.length} more` : ""),
             ),
             h("td", { class: "numeric" }, e.revision === null ? "" : String(e.revision)),
             h("td", { class: "numeric" }, e.seq === null ? "" : String(e.seq)),

@@ -3,7 +3,17 @@
  * and a snapshot of the whole database into the server's backup directory (cluster_snapshot, with progress).
  */
 import { button, field, fill, h, uid } from "../dom";
-import { type View, type ViewContext, bytes, errorText, notice, noticeArea, runChange, summaryList } from "../view";
+import {
+  type View,
+  type ViewContext,
+  bytes,
+  errorText,
+  notice,
+  noticeArea,
+  runChange,
+  statusBadge,
+  summaryList,
+} from "../view";
 
 interface MemberStatus {
   version: string;
@@ -67,7 +77,11 @@ export const clusterView: View = {
       root,
       h("h1", null, "Cluster"),
       messages.element,
-      h("div", { class: "button-group" }, button("Refresh", () => void reload(), "secondary")),
+      h(
+        "div",
+        { class: "button-group" },
+        button("Refresh", () => void reload(), "secondary"),
+      ),
       body,
       ctx.can("cluster_snapshot") ? snapshotForm(ctx) : null,
     );
@@ -84,17 +98,20 @@ function renderStatus(status: ClusterStatus): HTMLElement {
       ? h(
           "ul",
           { class: "alarm-list" },
-          status.alarms.map((a) =>
-            h("li", null, h("span", { class: "status status--critical" }, h("span", { class: "status__icon", "aria-hidden": "true" }), a.alarm), ` on member ${a.member_id}`),
-          ),
+          status.alarms.map((a) => h("li", null, statusBadge(a.alarm, "critical"), ` on member ${a.member_id}`)),
         )
-      : h("span", { class: "status status--passing" }, h("span", { class: "status__icon", "aria-hidden": "true" }), "no alarms");
+      : statusBadge("no alarms", "passing");
   return h(
     "div",
     null,
     summaryList([
       ["Cluster id", status.cluster_id],
-      ["Leader", leader ? `${leader.name || "(unnamed)"} (${leader.id})` : status.leader_id ?? "none: the cluster has no quorum"],
+      [
+        "Leader",
+        leader
+          ? `${leader.name || "(unnamed)"} (${leader.id})`
+          : (status.leader_id ?? "none: the cluster has no quorum"),
+      ],
       ["etcd version", status.version],
       ["Database size", `${bytes(status.db_size)} (${bytes(status.db_size_in_use)} in use)`],
       ["Store revision", String(status.revision)],
@@ -147,7 +164,13 @@ function renderStatus(status: ClusterStatus): HTMLElement {
 function snapshotForm(ctx: ViewContext): HTMLElement {
   const messages = noticeArea();
   const name = h("input", { id: uid("snapshot"), class: "input", autocomplete: "off", spellcheck: "false" });
-  const progress = h("progress", { class: "progress", max: 1, value: 0, hidden: true, "aria-label": "Snapshot progress" });
+  const progress = h("progress", {
+    class: "progress",
+    max: 1,
+    value: 0,
+    hidden: true,
+    "aria-label": "Snapshot progress",
+  });
   const submit = async (event: Event) => {
     event.preventDefault();
     progress.hidden = false;
@@ -179,7 +202,11 @@ function snapshotForm(ctx: ViewContext): HTMLElement {
     "section",
     { class: "section", "aria-labelledby": "snapshot-heading" },
     h("h2", { id: "snapshot-heading" }, "Snapshot"),
-    h("p", null, "Saves etcd's whole database (every key with its history, users and roles) as a file in the server's backup directory."),
+    h(
+      "p",
+      null,
+      "Saves etcd's whole database (every key with its history, users and roles) as a file in the server's backup directory.",
+    ),
     messages.element,
     h(
       "form",

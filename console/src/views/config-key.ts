@@ -8,15 +8,7 @@ import { button, fill, h, hidden, uid } from "../dom";
 import { type ValueFormat, describeProblem, pretty, validate } from "../format";
 import { folderOf } from "../keys";
 import { ToolError } from "../transport";
-import {
-  type ViewContext,
-  confirmedCall,
-  errorText,
-  notice,
-  noticeArea,
-  runChange,
-  summaryList,
-} from "../view";
+import { type ViewContext, confirmedCall, errorText, notice, noticeArea, runChange, summaryList } from "../view";
 import { breadcrumbs, configHash } from "./config";
 
 interface KvEntry {
@@ -102,14 +94,20 @@ export function mountKey(root: HTMLElement, ctx: ViewContext, key: string, isNew
       current.note ? h("p", { class: "hint" }, current.note) : null,
       binary
         ? h("p", null, `A binary value of ${atob(current.value).length} bytes; it is not shown or edited here.`)
-        : h("pre", { class: "value", tabindex: "0", "aria-label": `Value of ${key}` }, pretty(current.value, current.format)),
+        : h(
+            "pre",
+            { class: "value", tabindex: "0", "aria-label": `Value of ${key}` },
+            pretty(current.value, current.format),
+          ),
       h(
         "div",
         { class: "button-group" },
         !binary && ctx.can("kv_put")
           ? button("Edit", () => openEditor(current.value, current.format, current.mod_revision))
           : null,
-        ctx.can("kv_delete") ? button("Delete", () => void remove(current), "warning", { "aria-label": `Delete ${key}` }) : null,
+        ctx.can("kv_delete")
+          ? button("Delete", () => void remove(current), "warning", { "aria-label": `Delete ${key}` })
+          : null,
       ),
     );
   };
@@ -221,10 +219,14 @@ export function mountKey(root: HTMLElement, ctx: ViewContext, key: string, isNew
             "div",
             { class: "button-group" },
             button("Overwrite with mine", () => void save(theirs.mod_revision), "warning"),
-            button("Discard mine and reload", () => {
-              closeEditor();
-              void load();
-            }, "secondary"),
+            button(
+              "Discard mine and reload",
+              () => {
+                closeEditor();
+                void load();
+              },
+              "secondary",
+            ),
           ),
         ),
       );

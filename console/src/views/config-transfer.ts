@@ -31,7 +31,13 @@ export function transferPanel(ctx: ViewContext, prefix: string): HTMLElement {
 }
 
 function exportForm(ctx: ViewContext, prefix: string, messages: ReturnType<typeof noticeArea>): HTMLElement {
-  const input = h("input", { id: uid("export"), class: "input", value: prefix, autocomplete: "off", spellcheck: "false" });
+  const input = h("input", {
+    id: uid("export"),
+    class: "input",
+    value: prefix,
+    autocomplete: "off",
+    spellcheck: "false",
+  });
   const submit = async (event: Event) => {
     event.preventDefault();
     messages.show(null);
@@ -41,7 +47,9 @@ function exportForm(ctx: ViewContext, prefix: string, messages: ReturnType<typeo
       });
       const name = `kk-etcd-export-${input.value.replace(/[^A-Za-z0-9._-]+/g, "_") || "all"}-r${document.revision}.json`;
       download(name, `${JSON.stringify(document, null, 2)}\n`);
-      messages.show(notice("success", `Exported ${document.items.length} keys at revision ${document.revision} to ${name}.`));
+      messages.show(
+        notice("success", `Exported ${document.items.length} keys at revision ${document.revision} to ${name}.`),
+      );
     } catch (error) {
       messages.show(notice("error", errorText(error)));
     }
@@ -100,7 +108,11 @@ function importForm(ctx: ViewContext, messages: ReturnType<typeof noticeArea>): 
             "div",
             null,
             h("h5", null, `${title}: ${keys.length}`),
-            h("ul", { class: "key-list" }, keys.slice(0, LISTED).map((k) => h("li", { class: "mono" }, k))),
+            h(
+              "ul",
+              { class: "key-list" },
+              keys.slice(0, LISTED).map((k) => h("li", { class: "mono" }, k)),
+            ),
             keys.length > LISTED ? h("p", { class: "hint" }, `and ${keys.length - LISTED} more`) : null,
           )
         : null;

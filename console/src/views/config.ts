@@ -33,7 +33,13 @@ export function breadcrumbs(path: string, current: string | null): HTMLElement {
   const folders = ancestors(path);
   const crumbs: HTMLElement[] = [h("li", null, h("a", { href: configHash({ prefix: "" }) }, "All keys"))];
   for (const folder of folders) {
-    crumbs.push(h("li", null, h("a", { href: configHash({ prefix: folder }) }, folder.slice(folder.lastIndexOf("/", folder.length - 2) + 1))));
+    crumbs.push(
+      h(
+        "li",
+        null,
+        h("a", { href: configHash({ prefix: folder }) }, folder.slice(folder.lastIndexOf("/", folder.length - 2) + 1)),
+      ),
+    );
   }
   if (current !== null) crumbs.push(h("li", { "aria-current": "page" }, current));
   return h("nav", { class: "breadcrumbs", "aria-label": "Where you are" }, h("ol", null, crumbs));
@@ -60,7 +66,10 @@ function mountFolder(root: HTMLElement, ctx: ViewContext, prefix: string): void 
           : `${count} ${count === 1 ? "entry" : "entries"} under ${shown}${page.next ? " so far" : ""}.`;
       if (page.next) {
         const next = page.next;
-        fill(more, button("Show more", () => void load(next), "secondary"));
+        fill(
+          more,
+          button("Show more", () => void load(next), "secondary"),
+        );
       }
     } catch (error) {
       messages.show(notice("error", `Could not list ${shown}: ${errorText(error)}`));
@@ -83,11 +92,22 @@ function mountFolder(root: HTMLElement, ctx: ViewContext, prefix: string): void 
         "table",
         { class: "table keys-table" },
         h("caption", null, `Keys and folders in ${shown}`),
-        h("colgroup", null, h("col", { class: "col-key" }), h("col", { class: "col-kind" }), h("col", { class: "col-rev" }), h("col", { class: "col-rev" })),
+        h(
+          "colgroup",
+          null,
+          h("col", { class: "col-key" }),
+          h("col", { class: "col-kind" }),
+          h("col", { class: "col-rev" }),
+          h("col", { class: "col-rev" }),
+        ),
         h(
           "thead",
           null,
-          h("tr", null, ["Name", "Kind", "Modified at revision", "Version"].map((t) => h("th", { scope: "col" }, t))),
+          h(
+            "tr",
+            null,
+            ["Name", "Kind", "Modified at revision", "Version"].map((t) => h("th", { scope: "col" }, t)),
+          ),
         ),
         tbody,
       ),
@@ -113,7 +133,13 @@ function entryRow(entry: KeyEntry): HTMLTableRowElement {
 
 /** Jump straight to a key, or to a folder (a path ending in '/'): the way through 100,000 keys. */
 function goToForm(ctx: ViewContext, prefix: string): HTMLElement {
-  const input = h("input", { id: uid("goto"), class: "input", autocomplete: "off", value: prefix, spellcheck: "false" });
+  const input = h("input", {
+    id: uid("goto"),
+    class: "input",
+    autocomplete: "off",
+    value: prefix,
+    spellcheck: "false",
+  });
   const submit = (event: Event) => {
     event.preventDefault();
     const path = input.value.trim();
@@ -152,7 +178,11 @@ function newKeyForm(ctx: ViewContext, prefix: string): HTMLElement {
         "div",
         { class: "field field--inline field--grow" },
         h("label", { for: input.id }, "Name of the new key"),
-        h("p", { class: "hint", id: `${input.id}-hint` }, prefix ? `Inside ${prefix}` : "The whole key, e.g. app/db/url"),
+        h(
+          "p",
+          { class: "hint", id: `${input.id}-hint` },
+          prefix ? `Inside ${prefix}` : "The whole key, e.g. app/db/url",
+        ),
         input,
       ),
       h("button", { type: "submit", class: "button button--primary" }, "Create"),

@@ -135,7 +135,11 @@ export const servicesView: View = {
         ctx,
         messages,
         () =>
-          ctx.transport.callTool("service_deregister", { name: instance.name, addr: instance.addr, type: instance.type }),
+          ctx.transport.callTool("service_deregister", {
+            name: instance.name,
+            addr: instance.addr,
+            type: instance.type,
+          }),
         () => `Deregistered ${instance.name} at ${instance.addr}.`,
       );
     };
@@ -300,9 +304,19 @@ export const servicesView: View = {
       register,
       h(
         "form",
-        { class: "filters", role: "search", "aria-label": "Filter instances", on: { submit: (e) => e.preventDefault() } },
+        {
+          class: "filters",
+          role: "search",
+          "aria-label": "Filter instances",
+          on: { submit: (e) => e.preventDefault() },
+        },
         h("div", { class: "field field--inline" }, h("label", { for: nameFilter.id }, "Filter by name"), nameFilter),
-        h("div", { class: "field field--inline" }, h("label", { for: statusFilter.id }, "Filter by status"), statusFilter),
+        h(
+          "div",
+          { class: "field field--inline" },
+          h("label", { for: statusFilter.id }, "Filter by status"),
+          statusFilter,
+        ),
       ),
       h("div", { class: "table-scroll" }, table),
       empty,

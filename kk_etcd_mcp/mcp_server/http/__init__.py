@@ -179,7 +179,10 @@ def make_http_server(server: MCPServer, settings: Settings) -> HttpServer:
         auth,
     )
     if settings.ui:
-        log.info("web console at http://%s:%d%s/ (ui = false turns it off)", settings.host, settings.port, UI_PATH)
+        beside = f", with streamable HTTP at {STREAMABLE_HTTP_PATH} for it" if settings.transport == "sse" else ""
+        log.info(
+            "web console at http://%s:%d%s/%s (ui = false turns it off)", settings.host, settings.port, UI_PATH, beside
+        )
     config.load()
     config.lifespan_class = KeepSessionsLifespan
     return HttpServer(config)
