@@ -199,6 +199,11 @@ class Settings(BaseModel):
         default_factory=list, description="Extra Host header values to accept (e.g. a proxy's name:port)."
     )
     allowed_origins: list[str] = Field(default_factory=list, description="Extra Origin header values to accept.")
+    ui: bool = Field(
+        default=True,
+        description="Serve the web console at /ui/ on the HTTP transports (with sse, also streamable HTTP at /mcp, "
+        "which the console speaks).",
+    )
 
     # What the tools may do
     read_only: bool = Field(default=False, description="Offer only read-only tools.")

@@ -314,4 +314,4 @@ def test_the_wheel_lists_every_package() -> None:
     }
     assert set(config["packages"]) == on_disk | {"kk_etcd_mcp.prompts"}
     assert config["package-dir"] == {"kk_etcd_mcp.prompts": "prompts"}
-    assert config["package-data"] == {"kk_etcd_mcp.prompts": ["*.md"]}
+    assert config["package-data"]["kk_etcd_mcp.prompts"] == ["*.md"]  # the console's: tests/test_console_build.py

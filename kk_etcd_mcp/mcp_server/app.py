@@ -21,6 +21,7 @@ from .prompts import default_prompts_dir, load_prompts, register_prompts
 from .resources import (
     KvSubscriptions,
     ServiceSubscriptions,
+    register_client_resource,
     register_cluster_resource,
     register_kv_resources,
     register_service_resources,
@@ -114,6 +115,7 @@ def build_server(
         register_cluster_tools(tools.with_mutating_scope("admin"), cluster)
         register_cluster_resource(server, cluster)
     register_audit_tools(tools, audit)
+    register_client_resource(server, settings.read_only)
     install_scope_guard(server, tools.required_scope)  # whose request it is; tools/list per token scope
     prompts = load_prompts(default_prompts_dir())
     register_prompts(server, prompts)

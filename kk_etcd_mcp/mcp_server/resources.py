@@ -1,4 +1,5 @@
-"""Resources: etcd values (``etcd://kv/{+key}``) and the registry's services (``kk://services[/{name}]``).
+"""Resources: etcd values (``etcd://kv/{+key}``), the registry's services (``kk://services[/{name}]``), the
+cluster (``kk://cluster``) and the calling client itself (``kk://client``: its name and scope).
 
 ``{+key}`` is RFC 6570 reserved expansion, so a key's ``/`` stays literal: ``etcd://kv/app/db`` is the
 key ``app/db`` and ``etcd://kv//app/db`` the key ``/app/db``. Other reserved characters of a key (``?``,
@@ -42,6 +43,7 @@ from ..errors import ForbiddenKeyError, InvalidArgumentError, KkEtcdError, NotFo
 from ..etcd import WatchEvent, prefix_end
 from ..registry import Instance, RegistryKeys, RegistryService
 from ..registry.model import ALIVE_STATUSES, check_name
+from .identity import Scope, current_identity
 from .lowlevel import lowlevel_server
 from .subscriptions import Target, WatchSpec
 
@@ -249,3 +251,33 @@ def register_cluster_resource(server: MCPServer, cluster: ClusterService) -> Non
         except KkEtcdError as error:
             raise resource_error(error, CLUSTER_URI) from error
         return status.model_dump_json(indent=2)
+
+
+# The client itself --------------------------------------------------------------------------------------
+
+CLIENT_URI = "kk://client"
+
+
+class ClientDocument(BaseModel):
+    name: str = Field(
+        description="The client's name: its bearer token's name, 'stdio', or 'http' (HTTP without tokens)."
+    )
+    scope: Scope | None = Field(
+        description="read: read-only tools; write: also kv and registry changes; admin: everything (users, roles, "
+        "auth, cluster, audit_log); null: no scope, every tool is refused. tools/list shows exactly the tools this "
+        "client may call."
+    )
+    read_only: bool = Field(description="True when the server offers only read-only tools, whatever the scope.")
+
+
+def register_client_resource(server: MCPServer, read_only: bool) -> None:
+    @server.resource(
+        CLIENT_URI,
+        name="client",
+        title="This client",
+        description="Who this server takes the caller for: its name (as the audit trail records it) and its scope.",
+        mime_type="application/json",
+    )
+    async def client_resource() -> str:
+        identity = current_identity()
+        return ClientDocument(name=identity.name, scope=identity.scope, read_only=read_only).model_dump_json(indent=2)

@@ -11,6 +11,9 @@ Each HTTP request passes, outermost first:
 4. ``SessionLimits``: the sessions a client may hold and open (429);
 5. mcp's app, with its DNS-rebinding checks (421/403).
 
+In front of them all, ``WithConsole`` answers ``/ui/`` with the web console's static files (``console.py``;
+setting ``ui``), which need no token: the page is an MCP client of ``/mcp`` and passes every step above.
+
 Every refusal is a JSON ``{"error", "message"}`` and happens before the MCP message is read, so
 nothing is done; refusals are logged at a bounded rate (``RefusalLog``). uvicorn runs without its
 own signal handlers: our runner stops it.
@@ -26,6 +29,7 @@ from collections.abc import Iterator
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
 from starlette.types import ASGIApp
 from uvicorn.lifespan.on import LifespanOn
 
@@ -34,6 +38,7 @@ from ...holders import port_holder
 from ...logs import library_level
 from ...settings import Settings, is_loopback
 from .auth import ClientAuth
+from .console import UI_PATH, WithConsole
 from .limits import BodyLimit, RateLimit
 from .protocol import head_timeout_protocol
 from .refusals import RefusalLog
@@ -66,14 +71,12 @@ def http_app(server: MCPServer, settings: Settings, refusals: RefusalLog | None 
     limit = settings.http_max_body_bytes
     refusals = refusals or RefusalLog(log, settings.http_refusal_log_interval)
     tokens = settings.bearer_tokens()
+    sse = settings.transport == "sse"
+    streamable = not sse or settings.ui  # the web console speaks streamable HTTP, beside /sse too
     app: ASGIApp
-    if settings.transport == "sse":
-        app = server.sse_app(
-            sse_path=SSE_PATH, transport_security=security, host=settings.host, max_request_body_size=limit
-        )
-        open_sessions = None
-    else:
-        app = server.streamable_http_app(
+    open_sessions = None
+    if streamable:
+        streamable_app = server.streamable_http_app(
             streamable_http_path=STREAMABLE_HTTP_PATH,
             transport_security=security,
             host=settings.host,
@@ -81,10 +84,19 @@ def http_app(server: MCPServer, settings: Settings, refusals: RefusalLog | None 
             session_idle_timeout=settings.http_session_idle_timeout,
         )
         open_sessions = open_session_ids(server.session_manager)
+        app = streamable_app
+    if sse:
+        sse_app = server.sse_app(
+            sse_path=SSE_PATH, transport_security=security, host=settings.host, max_request_body_size=limit
+        )
+        app = sse_app
+        if streamable:  # both endpoints in one app, with the lifespan of streamable HTTP's session manager
+            manager = server.session_manager
+            app = Starlette(routes=[*sse_app.routes, *streamable_app.routes], lifespan=lambda _app: manager.run())
     app = SessionLimits(
         app,
-        streamable_path=None if settings.transport == "sse" else STREAMABLE_HTTP_PATH,
-        sse_path=SSE_PATH if settings.transport == "sse" else None,
+        streamable_path=STREAMABLE_HTTP_PATH if streamable else None,
+        sse_path=SSE_PATH if sse else None,
         max_per_client=settings.http_max_sessions_per_client,
         new_per_minute=settings.http_sessions_per_minute,
         by_token=bool(tokens),
@@ -96,7 +108,9 @@ def http_app(server: MCPServer, settings: Settings, refusals: RefusalLog | None 
         app = RateLimit(
             app, settings.http_rate_limit, settings.http_rate_burst, by_token=bool(tokens), refusals=refusals
         )
-    return ClientAuth(app, tokens, auth_failures_per_minute=settings.http_auth_failures_per_minute, refusals=refusals)
+    app = ClientAuth(app, tokens, auth_failures_per_minute=settings.http_auth_failures_per_minute, refusals=refusals)
+    # The console's files need no token (a browser opening a page sends none); its MCP requests do.
+    return WithConsole(app, security, token_required=bool(tokens)) if settings.ui else app
 
 
 class KeepSessionsLifespan(LifespanOn):
@@ -164,6 +178,11 @@ def make_http_server(server: MCPServer, settings: Settings) -> HttpServer:
         path,
         auth,
     )
+    if settings.ui:
+        beside = f", with streamable HTTP at {STREAMABLE_HTTP_PATH} for it" if settings.transport == "sse" else ""
+        log.info(
+            "web console at http://%s:%d%s/%s (ui = false turns it off)", settings.host, settings.port, UI_PATH, beside
+        )
     config.load()
     config.lifespan_class = KeepSessionsLifespan
     return HttpServer(config)

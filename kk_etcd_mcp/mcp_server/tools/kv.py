@@ -83,7 +83,15 @@ def register_kv_tools(tools: ToolRegistrar, center: ConfigCenter) -> None:
     async def kv_list(
         prefix: Annotated[str, Field(description="Key prefix, e.g. 'app/'. '' lists every allowed key.")],
         limit: Annotated[int, Field(ge=1, le=MAX_LIST_LIMIT, description="Page size, 1-1000.")] = 100,
-        cursor: Annotated[str | None, Field(description="next_cursor of the previous page.")] = None,
+        cursor: Annotated[
+            str | None,
+            Field(
+                description=(
+                    "next_cursor of the previous page. A cursor is the base64url of the key the page starts at, so "
+                    "a listing may also start at any key under the prefix (e.g. past a whole sub-prefix)."
+                )
+            ),
+        ] = None,
         keys_only: Annotated[bool, Field(description="Leave values out.")] = False,
         include_internal: Annotated[
             bool,
