@@ -3,17 +3,21 @@
 Each HTTP request passes, outermost first:
 
 0. uvicorn's h11 protocol with a deadline for the request's head (``protocol.py``: 408);
-1. ``ClientAuth``: finds the client's identity from its bearer token (403 without a valid one; 429
-   for an address that sent too many wrong ones), or names it ``http`` (every scope) when no
-   tokens are configured (loopback only);
-2. ``RateLimit``: a token bucket per client for MCP POSTs (429 with Retry-After);
-3. ``BodyLimit``: at most ``http_max_body_bytes`` of body (413), arriving within ``http_body_timeout`` (408);
-4. ``SessionLimits``: the sessions a client may hold and open (429);
-5. mcp's app, with its DNS-rebinding checks (421/403).
+1. with OAuth, ``ProtectedResourceMetadataRoutes``: the RFC 9728 metadata, served without a token;
+2. ``ClientAuth``: finds the client's identity from its bearer token, a static one or an OAuth
+   access token (refused without a valid one: 403, or with OAuth 401 and the challenge; 429 for an
+   address that sent too many wrong ones), or names it ``http`` (every scope) when neither is
+   configured (loopback only);
+3. ``RateLimit``: a token bucket per client for MCP POSTs (429 with Retry-After);
+4. ``BodyLimit``: at most ``http_max_body_bytes`` of body (413), arriving within ``http_body_timeout`` (408);
+5. with OAuth over streamable HTTP, ``ScopeChallenge``: 403 ``insufficient_scope`` for a tool call
+   above the token's scope;
+6. ``SessionLimits``: the sessions a client may hold and open (429);
+7. mcp's app, with its DNS-rebinding checks (421/403).
 
-Every refusal is a JSON ``{"error", "message"}`` and happens before the MCP message is read, so
-nothing is done; refusals are logged at a bounded rate (``RefusalLog``). uvicorn runs without its
-own signal handlers: our runner stops it.
+Every refusal is a JSON ``{"error", "message"}`` (a tool call's 403 a JSON-RPC error) and happens
+before the MCP message is handled, so nothing is done; refusals are logged at a bounded rate
+(``RefusalLog``). uvicorn runs without its own signal handlers: our runner stops it.
 """
 
 import contextlib
@@ -22,6 +26,7 @@ import logging
 import os
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 from mcp.server.mcpserver import MCPServer
@@ -33,10 +38,14 @@ from ...errors import StartupError
 from ...holders import port_holder
 from ...logs import library_level
 from ...settings import Settings, is_loopback
+from ..identity import ClientIdentity
+from ..toolset import refuse_beyond_scope
 from .auth import ClientAuth
 from .limits import BodyLimit, RateLimit
+from .oauth import OAuthResource, ProtectedResourceMetadataRoutes
 from .protocol import head_timeout_protocol
 from .refusals import RefusalLog
+from .scope_challenge import ScopeChallenge
 from .sessions import SessionLimits, open_session_ids
 
 log = logging.getLogger(__name__)
@@ -66,6 +75,9 @@ def http_app(server: MCPServer, settings: Settings, refusals: RefusalLog | None 
     limit = settings.http_max_body_bytes
     refusals = refusals or RefusalLog(log, settings.http_refusal_log_interval)
     tokens = settings.bearer_tokens()
+    path = SSE_PATH if settings.transport == "sse" else STREAMABLE_HTTP_PATH
+    oauth = OAuthResource(settings, path) if settings.oauth else None
+    by_token = bool(tokens) or oauth is not None  # per-client limits count clients by name, else by address
     app: ASGIApp
     if settings.transport == "sse":
         app = server.sse_app(
@@ -87,16 +99,23 @@ def http_app(server: MCPServer, settings: Settings, refusals: RefusalLog | None 
         sse_path=SSE_PATH if settings.transport == "sse" else None,
         max_per_client=settings.http_max_sessions_per_client,
         new_per_minute=settings.http_sessions_per_minute,
-        by_token=bool(tokens),
+        by_token=by_token,
         open_sessions=open_sessions,
         refusals=refusals,
     )
+    if oauth is not None and settings.transport == "streamable-http":
+
+        async def beyond_scope(identity: ClientIdentity, tool: str, arguments: dict[str, Any]) -> Any:
+            return await refuse_beyond_scope(server, identity, tool, arguments)
+
+        app = ScopeChallenge(app, STREAMABLE_HTTP_PATH, oauth, beyond_scope, refusals)
     app = BodyLimit(app, limit, settings.http_body_timeout, refusals)
     if settings.http_rate_limit > 0:
-        app = RateLimit(
-            app, settings.http_rate_limit, settings.http_rate_burst, by_token=bool(tokens), refusals=refusals
-        )
-    return ClientAuth(app, tokens, auth_failures_per_minute=settings.http_auth_failures_per_minute, refusals=refusals)
+        app = RateLimit(app, settings.http_rate_limit, settings.http_rate_burst, by_token=by_token, refusals=refusals)
+    app = ClientAuth(
+        app, tokens, oauth=oauth, auth_failures_per_minute=settings.http_auth_failures_per_minute, refusals=refusals
+    )
+    return ProtectedResourceMetadataRoutes(app, oauth, path) if oauth is not None else app
 
 
 class KeepSessionsLifespan(LifespanOn):
@@ -153,9 +172,11 @@ def make_http_server(server: MCPServer, settings: Settings) -> HttpServer:
     )
     path = SSE_PATH if settings.transport == "sse" else STREAMABLE_HTTP_PATH
     tokens = settings.bearer_tokens()
-    auth = (
-        "bearer tokens: " + ", ".join(f"{t.name} ({t.scope})" for t in tokens) if tokens else "no token (loopback only)"
-    )
+    accepted = [f"bearer tokens: {', '.join(f'{t.name} ({t.scope})' for t in tokens)}"] if tokens else []
+    if settings.oauth:
+        oauth = OAuthResource(settings, path)
+        accepted.append(f"OAuth access tokens from {oauth.issuer} for {oauth.audience}")
+    auth = "; ".join(accepted) or "no token (loopback only)"
     log.info(
         "serving MCP over %s at http://%s:%d%s (%s)",
         settings.transport,
