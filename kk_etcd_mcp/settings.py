@@ -204,8 +204,8 @@ class Settings(BaseModel):
     public_url: str | None = Field(
         default=None,
         description="The URL clients reach this server at (behind a proxy, the proxy's), e.g. "
-        "https://etcd-mcp.example.com; default http://<host>:<port>. With OAuth, it plus /mcp (or /sse) is the "
-        "resource tokens are issued for.",
+        "https://etcd-mcp.example.com; default http://<host>:<port>. Its Host and Origin are accepted; with OAuth, "
+        "it plus /mcp (or /sse) is the resource tokens are issued for.",
     )
 
     # OAuth 2.1 resource server (MCP authorization): tokens from the organisation's identity provider

@@ -35,12 +35,12 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from mcp_helpers import HttpServer, call, call_error, http_client, http_server, sse_session
 from node_tools import NodeModule, oidc_provider, typescript_client
 from oidc_provider import INTROSPECTOR, SECRET, OidcProvider, new_key
+from test_tokens_limits import raw_post
 
 from kk_etcd_mcp.settings import SettingsError, load_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
-MCP_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 STATIC_TOKEN = "static-token-for-ops-0123456789"
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
 
@@ -104,22 +104,6 @@ def served(etcd_endpoint: str, oidc: OidcProvider, tmp_path_factory: pytest.Temp
     settings = {"http_auth_failures_per_minute": "0", "http_rate_limit": "0", "oauth_jwks_refetch_interval": "0"}
     with start(etcd_endpoint, oidc, tmp_path_factory.mktemp("oauth"), **settings) as server:
         yield server
-
-
-def raw_post(url: str, token: str | None, body: Any = None, **headers: str) -> httpx2.Response:
-    auth = {"Authorization": f"Bearer {token}"} if token else {}
-    message = body or {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": mcp_types.LATEST_PROTOCOL_VERSION,
-            "capabilities": {},
-            "clientInfo": {"name": "raw-test", "version": "0"},
-        },
-    }
-    with httpx2.Client(trust_env=False, timeout=60) as http:
-        return http.post(url, content=json.dumps(message).encode(), headers=MCP_HEADERS | auth | headers)
 
 
 def challenge(response: httpx2.Response) -> dict[str, str]:
@@ -387,7 +371,7 @@ async def test_the_provider_down_neither_stops_known_keys_nor_hangs_requests(
             for token in (stranger, opaque):  # a key to fetch, a token to introspect: bounded by oauth_timeout
                 response = raw_post(url, token)
                 assert response.status_code == 503, response.text
-                assert "did not answer within 1 s" in response.json()["message"]
+                assert "within 1 s" in response.json()["message"]
                 assert response.headers["Retry-After"]
                 assert "WWW-Authenticate" not in response.headers
         oidc.stop()  # down: connections refused
@@ -449,6 +433,28 @@ async def test_oauth_failures_count_towards_the_per_address_limit(
     assert log.count("invalid access token") == 1, log  # one line per kind within the interval
     assert log.count("too many bad tokens") == 1, log
     assert not any(token in log for token in expired)
+
+
+async def test_made_up_key_ids_do_not_make_the_server_hammer_the_provider(
+    etcd_endpoint: str, oidc: OidcProvider, tmp_path: Path
+) -> None:
+    """And ``public_url`` is the resource (and an accepted Host), as behind a proxy."""
+    public = "http://etcd-mcp.example.test:8443"
+    settings = {"public_url": public, "oauth_jwks_refetch_interval": "3600", "http_auth_failures_per_minute": "0"}
+    with start(etcd_endpoint, oidc, tmp_path, **settings) as served:
+        resource = f"{public}/mcp"
+        proxied = {"Host": "etcd-mcp.example.test:8443"}
+        assert raw_post(served.url, oidc.token("reader", resource), **proxied).status_code == 200
+        assert raw_post(served.url, oidc.token("reader", served.url), **proxied).status_code == 401  # not for us
+        assert raw_post(served.url, oidc.token("reader", resource), Host="evil.example").status_code in (403, 421)
+        for n in range(10):
+            made_up = oidc.sign(oidc.claims(resource), kid=f"made-up-{n}")
+            response = raw_post(served.url, made_up, **proxied)
+            assert response.status_code == 401 and "does not publish" in response.json()["message"]
+        with httpx2.Client(trust_env=False, timeout=30) as http:
+            document = http.get(served.url.replace("/mcp", f"{WELL_KNOWN}/mcp")).json()
+        assert document["resource"] == resource
+    assert served.log.read_text().count("signing keys of") == 1  # one fetch, however many unknown key IDs
 
 
 # Outside clients that discover everything from the 401 --------------------------------------------------

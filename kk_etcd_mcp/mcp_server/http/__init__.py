@@ -27,6 +27,7 @@ import os
 import socket
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from mcp.server.mcpserver import MCPServer
@@ -57,12 +58,16 @@ _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 def transport_security(settings: Settings) -> TransportSecuritySettings:
-    """DNS-rebinding protection: only loopback names, the bound host and configured extras pass."""
+    """DNS-rebinding protection: only loopback names, the bound host, ``public_url``'s and configured extras pass."""
     names = list(_LOOPBACK_HOSTS)
     if not is_loopback(settings.host) and settings.host not in ("0.0.0.0", "::"):
         names.append(settings.host)
     hosts = [f"{name}:*" for name in names] + [*names, *settings.allowed_hosts]
     origins = [f"{scheme}://{name}:*" for name in names for scheme in ("http", "https")]
+    if settings.public_url is not None:  # the operator's own name for this server
+        public = urlsplit(settings.public_url)
+        hosts.append(public.netloc)
+        origins.append(f"{public.scheme}://{public.netloc}")
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=hosts,
@@ -70,13 +75,24 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
     )
 
 
-def http_app(server: MCPServer, settings: Settings, refusals: RefusalLog | None = None) -> ASGIApp:
+def transport_path(settings: Settings) -> str:
+    return SSE_PATH if settings.transport == "sse" else STREAMABLE_HTTP_PATH
+
+
+def oauth_resource(settings: Settings) -> OAuthResource | None:
+    return OAuthResource(settings, transport_path(settings)) if settings.oauth else None
+
+
+def http_app(
+    server: MCPServer, settings: Settings, refusals: RefusalLog | None = None, oauth: OAuthResource | None = None
+) -> ASGIApp:
+    """``oauth``: the OAuth resource server the settings describe (made here when not given)."""
     security = transport_security(settings)
     limit = settings.http_max_body_bytes
     refusals = refusals or RefusalLog(log, settings.http_refusal_log_interval)
     tokens = settings.bearer_tokens()
-    path = SSE_PATH if settings.transport == "sse" else STREAMABLE_HTTP_PATH
-    oauth = OAuthResource(settings, path) if settings.oauth else None
+    path = transport_path(settings)
+    oauth = oauth or oauth_resource(settings)
     by_token = bool(tokens) or oauth is not None  # per-client limits count clients by name, else by address
     app: ASGIApp
     if settings.transport == "sse":
@@ -158,8 +174,9 @@ class HttpServer(uvicorn.Server):
 
 def make_http_server(server: MCPServer, settings: Settings) -> HttpServer:
     refusals = RefusalLog(log, settings.http_refusal_log_interval)
+    oauth = oauth_resource(settings)
     config = uvicorn.Config(
-        http_app(server, settings, refusals),
+        http_app(server, settings, refusals, oauth),
         http=head_timeout_protocol(settings.http_header_timeout, refusals),
         host=settings.host,
         port=settings.port,
@@ -170,11 +187,10 @@ def make_http_server(server: MCPServer, settings: Settings) -> HttpServer:
         # Open event streams never end by themselves: past this, a stop cancels them instead of waiting.
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
-    path = SSE_PATH if settings.transport == "sse" else STREAMABLE_HTTP_PATH
+    path = transport_path(settings)
     tokens = settings.bearer_tokens()
     accepted = [f"bearer tokens: {', '.join(f'{t.name} ({t.scope})' for t in tokens)}"] if tokens else []
-    if settings.oauth:
-        oauth = OAuthResource(settings, path)
+    if oauth is not None:
         accepted.append(f"OAuth access tokens from {oauth.issuer} for {oauth.audience}")
     auth = "; ".join(accepted) or "no token (loopback only)"
     log.info(

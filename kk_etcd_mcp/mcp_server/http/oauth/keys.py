@@ -128,11 +128,15 @@ class SigningKeys:
     async def _fetch(self) -> None:
         self._attempted_at = time.monotonic()
         try:
-            url = await self._locate()
-            document = await get_json(url, self.timeout)
+            with anyio.fail_after(self.timeout):  # metadata and keys together, however many URLs are tried
+                url = await self._locate()
+                document = await get_json(url, self.timeout)
             keys = signing_keys(document)
             if not keys:
                 raise AuthServerUnavailable(f"{url} holds no usable public signing key (RSA, EC or OKP)")
+        except TimeoutError:
+            self._failure = f"the signing keys of {self.issuer} could not be fetched within {self.timeout:g} s"
+            raise AuthServerUnavailable(self._failure) from None
         except AuthServerUnavailable as exc:
             self._failure = f"the signing keys of {self.issuer} could not be fetched: {exc}"
             raise AuthServerUnavailable(self._failure) from None

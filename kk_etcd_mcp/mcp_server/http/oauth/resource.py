@@ -104,7 +104,11 @@ class OAuthResource:
         raise TokenRejected(f"the access token names no client: it has no {self.client_claim} or client_id claim")
 
     def challenge(self, error: str | None = None, description: str | None = None, scope: str | None = None) -> str:
-        """The ``WWW-Authenticate`` value (RFC 6750 §3, RFC 9728 §5.1): where the metadata is, and what went wrong."""
+        """The ``WWW-Authenticate`` value (RFC 6750 §3, RFC 9728 §5.1): where the metadata is, and what went wrong.
+
+        The 401 names no scope: clients then ask for every scope in the metadata and the provider grants
+        what the client may have. Naming only ``read`` there would leave a client that could write with a
+        read token, shown only read-only tools, so it would never call a tool that asks it to step up."""
         parts = []
         if error is not None:
             parts.append(f'error="{error}"')
