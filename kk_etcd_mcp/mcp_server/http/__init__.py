@@ -22,11 +22,11 @@ before the MCP message is handled, so nothing is done; refusals are logged at a 
 
 import contextlib
 import errno
+import functools
 import logging
 import os
 import socket
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -39,7 +39,6 @@ from ...errors import StartupError
 from ...holders import port_holder
 from ...logs import library_level
 from ...settings import Settings, is_loopback
-from ..identity import ClientIdentity
 from ..toolset import refuse_beyond_scope
 from .auth import ClientAuth
 from .limits import BodyLimit, RateLimit
@@ -120,11 +119,7 @@ def http_app(
         refusals=refusals,
     )
     if oauth is not None and settings.transport == "streamable-http":
-
-        async def beyond_scope(identity: ClientIdentity, tool: str, arguments: dict[str, Any]) -> Any:
-            return await refuse_beyond_scope(server, identity, tool, arguments)
-
-        app = ScopeChallenge(app, STREAMABLE_HTTP_PATH, oauth, beyond_scope, refusals)
+        app = ScopeChallenge(app, STREAMABLE_HTTP_PATH, oauth, functools.partial(refuse_beyond_scope, server), refusals)
     app = BodyLimit(app, limit, settings.http_body_timeout, refusals)
     if settings.http_rate_limit > 0:
         app = RateLimit(app, settings.http_rate_limit, settings.http_rate_burst, by_token=by_token, refusals=refusals)

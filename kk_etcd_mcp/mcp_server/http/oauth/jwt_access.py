@@ -29,6 +29,7 @@ from jwt.exceptions import (
     InvalidSignatureError,
     InvalidTokenError,
     MissingRequiredClaimError,
+    PyJWTError,
 )
 
 from .errors import TokenRejected, shown
@@ -102,7 +103,7 @@ async def verify_jwt(token: str, keys: SigningKeys, *, issuer: str, audience: st
         raise TokenRejected(f"the access token was issued by {shown(seen)}, not {issuer}") from None
     except MissingRequiredClaimError as exc:
         raise TokenRejected(f"the access token has no {exc.claim} claim") from None
-    except InvalidTokenError as exc:
+    except PyJWTError as exc:  # any other check PyJWT makes (its messages quote no token)
         raise TokenRejected(f"the access token is not valid: {exc}") from None
     if "cnf" in claims:
         raise TokenRejected(
