@@ -37,6 +37,7 @@ from node_tools import NodeModule, oidc_provider, typescript_client
 from oidc_provider import INTROSPECTOR, SECRET, OidcProvider, new_key
 from test_tokens_limits import raw_post
 
+from kk_etcd_mcp.cli import build_parser
 from kk_etcd_mcp.settings import SettingsError, load_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -591,3 +592,22 @@ def test_oauth_alone_allows_a_non_loopback_bind() -> None:
     )
     assert settings.oauth and settings.base_url() == "https://etcd-mcp.example.com"
     assert settings.oauth_issuer == "https://idp.example.com/realms/ops"  # kept exactly: compared with iss
+
+
+def test_the_introspection_secret_has_no_flag_and_is_never_shown(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--oauth-introspection-client-secret", "x"])
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("from-a-file \nsecond line\n")
+    env = {
+        "KK_ETCD_OAUTH_ISSUER": "https://idp.example.com",
+        "KK_ETCD_OAUTH_INTROSPECTION_URL": "https://idp.example.com/introspect",
+        "KK_ETCD_OAUTH_INTROSPECTION_CLIENT_ID": "kk-etcd-mcp",
+        "KK_ETCD_OAUTH_INTROSPECTION_CLIENT_SECRET_FILE": str(secret_file),
+    }
+    settings = load_settings(env=env)
+    assert settings.oauth_introspection_secret() == "from-a-file"
+    assert "from-a-file" not in repr(settings) and "from-a-file" not in str(settings.model_dump())
+    with pytest.raises(SettingsError, match="not both") as refused:
+        load_settings(env=env | {"KK_ETCD_OAUTH_INTROSPECTION_CLIENT_SECRET": "s3cret-value"})
+    assert "s3cret-value" not in str(refused.value)
