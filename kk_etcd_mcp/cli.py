@@ -155,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from_args(args)
         settings.etcd_password()  # an unreadable password_file is a bad setting too: exit 2 before starting
+        settings.oauth_introspection_secret()  # and so is an unreadable secret file
     except SettingsError as exc:
         print(f"kk-etcd-mcp: error: {exc}", file=sys.stderr)
         return 2

@@ -3,7 +3,8 @@
 Settings are flat: the TOML key ``allowed_prefixes`` is the environment variable
 ``KK_ETCD_ALLOWED_PREFIXES`` and the flag ``--allowed-prefixes``. Lists are comma-separated (or a
 JSON array) in the environment and on the command line. Secrets (``password``, ``http_token``,
-``http_tokens``) have no flag, since a command line is visible to every user of the machine.
+``http_tokens``, ``oauth_introspection_client_secret``) have no flag, since a command line is visible
+to every user of the machine.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
 
 ENV_PREFIX = "KK_ETCD_"
 CONFIG_ENV = "KK_ETCD_CONFIG"
-SECRET_FIELDS = frozenset({"password", "http_token", "http_tokens"})
+SECRET_FIELDS = frozenset({"password", "http_token", "http_tokens", "oauth_introspection_client_secret"})
 
 Transport = Literal["stdio", "sse", "streamable-http"]
 Toolset = Literal["kv", "registry", "access", "cluster"]
@@ -204,6 +206,60 @@ class Settings(BaseModel):
         description="Serve the web console at /ui/ on the HTTP transports (with sse, also streamable HTTP at /mcp, "
         "which the console speaks).",
     )
+    public_url: str | None = Field(
+        default=None,
+        description="The URL clients reach this server at (behind a proxy, the proxy's), e.g. "
+        "https://etcd-mcp.example.com; default http://<host>:<port>. Its Host and Origin are accepted; with OAuth, "
+        "it plus /mcp (or /sse) is the resource tokens are issued for.",
+    )
+
+    # OAuth 2.1 resource server (MCP authorization): tokens from the organisation's identity provider
+    oauth_issuer: str | None = Field(
+        default=None,
+        description="Issuer URL of the authorization server whose access tokens HTTP accepts (beside http_tokens); "
+        "unset: no OAuth.",
+    )
+    oauth_audience: str | None = Field(
+        default=None,
+        description="The audience (aud) tokens must be issued for; default the resource URL (public_url + /mcp or "
+        "/sse), the RFC 8707 resource indicator clients ask for.",
+    )
+    oauth_jwks_url: str | None = Field(
+        default=None, description="Where the issuer's signing keys (JWKS) are; default its metadata's jwks_uri."
+    )
+    oauth_introspection_url: str | None = Field(
+        default=None,
+        description="Token introspection endpoint (RFC 7662) for opaque (non-JWT) access tokens; unset: only JWTs.",
+    )
+    oauth_introspection_client_id: str | None = Field(
+        default=None, description="Client ID this server authenticates with at oauth_introspection_url."
+    )
+    oauth_introspection_client_secret: SecretStr | None = Field(
+        default=None, description="Its client secret. Environment/config file only (or the _file setting)."
+    )
+    oauth_introspection_client_secret_file: Path | None = Field(
+        default=None, description="File holding that client secret (first line)."
+    )
+    oauth_scope_read: str = Field(default="etcd:read", description="Token scope that grants our scope read.")
+    oauth_scope_write: str = Field(default="etcd:write", description="Token scope that grants write (and read).")
+    oauth_scope_admin: str = Field(default="etcd:admin", description="Token scope that grants admin (everything).")
+    oauth_client_claim: str = Field(
+        default="sub",
+        description="Token claim naming the client in logs and the audit trail (without it: the token's client_id).",
+    )
+    oauth_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="Seconds a call to the authorization server (metadata, keys, introspection) may take.",
+    )
+    oauth_jwks_refetch_interval: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="Fewest seconds between two fetches of the signing keys prompted by a token signed with an "
+        "unknown key (key rotation).",
+    )
 
     # What the tools may do
     read_only: bool = Field(default=False, description="Offer only read-only tools.")
@@ -316,7 +372,30 @@ class Settings(BaseModel):
             _check_token_text(value.get_secret_value())
         return value
 
-    @field_validator("ca_file", "cert_file", "key_file", "password_file")
+    @field_validator("public_url", "oauth_issuer", "oauth_jwks_url", "oauth_introspection_url")
+    @classmethod
+    def _url_valid(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        if parts.query or parts.fragment:
+            raise ValueError(f"{value!r} must have no query or fragment")
+        if parts.scheme == "http" and info.field_name != "public_url" and not is_loopback(parts.hostname):
+            raise ValueError(f"{value!r} must be https:// (plain http:// only on loopback)")
+        # The issuer is compared with the tokens' iss claim exactly, so it is kept exactly as given.
+        return value if info.field_name == "oauth_issuer" else value.rstrip("/")
+
+    @field_validator("oauth_scope_read", "oauth_scope_write", "oauth_scope_admin", "oauth_client_claim")
+    @classmethod
+    def _oauth_name_valid(cls, value: str) -> str:
+        # RFC 6749 §3.3's scope characters: printable ASCII but space, '"' and '\'.
+        if not value or any(not "!" <= c <= "~" or c in '"\\' for c in value):
+            raise ValueError(f"{value!r} must be one non-empty word of printable ASCII, without spaces or quotes")
+        return value
+
+    @field_validator("ca_file", "cert_file", "key_file", "password_file", "oauth_introspection_client_secret_file")
     @classmethod
     def _file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
@@ -336,11 +415,12 @@ class Settings(BaseModel):
             raise ValueError("set either password or password_file, not both")
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together")
-        if self.transport != "stdio" and not is_loopback(self.host) and not self.bearer_tokens():
+        if self.transport != "stdio" and not is_loopback(self.host) and not self.bearer_tokens() and not self.oauth:
             raise ValueError(
-                f"refusing to serve on non-loopback host {self.host} without http_token or http_tokens: "
-                "set KK_ETCD_HTTP_TOKEN (or named tokens in http_tokens), or bind 127.0.0.1"
+                f"refusing to serve on non-loopback host {self.host} without http_token or http_tokens (or "
+                "oauth_issuer): set KK_ETCD_HTTP_TOKEN (or named tokens in http_tokens, or OAuth), or bind 127.0.0.1"
             )
+        self._check_oauth()
         names = [token.name for token in self.bearer_tokens()]
         if len(set(names)) != len(names):
             twice = sorted({name for name in names if names.count(name) > 1})
@@ -350,6 +430,48 @@ class Settings(BaseModel):
         if len(set(secrets)) != len(secrets):
             raise ValueError("http_tokens: two tokens have the same secret; give each client its own")
         return self
+
+    def _check_oauth(self) -> None:
+        scopes = [self.oauth_scope_read, self.oauth_scope_write, self.oauth_scope_admin]
+        if len(set(scopes)) != 3:
+            raise ValueError("oauth_scope_read, oauth_scope_write and oauth_scope_admin must be three different scopes")
+        if self.oauth_introspection_client_secret is not None and self.oauth_introspection_client_secret_file:
+            raise ValueError(
+                "set either oauth_introspection_client_secret or oauth_introspection_client_secret_file, not both"
+            )
+        has_secret = self.oauth_introspection_client_secret is not None or self.oauth_introspection_client_secret_file
+        if self.oauth_introspection_url and not (self.oauth_introspection_client_id and has_secret):
+            raise ValueError(
+                "oauth_introspection_url needs the client this server introspects as: set "
+                "oauth_introspection_client_id and KK_ETCD_OAUTH_INTROSPECTION_CLIENT_SECRET (or "
+                "oauth_introspection_client_secret_file)"
+            )
+        if self.oauth and self.public_url is None and self.host in ("0.0.0.0", "::", "[::]"):
+            raise ValueError(
+                f"with oauth_issuer and host {self.host}, set public_url to the URL clients reach this server at "
+                "(e.g. https://etcd-mcp.example.com): tokens are issued for it"
+            )
+
+    @property
+    def oauth(self) -> bool:
+        """Whether HTTP accepts OAuth access tokens (``oauth_issuer`` is set)."""
+        return self.oauth_issuer is not None
+
+    def base_url(self) -> str:
+        """``public_url``, or the URL of the bound host and port."""
+        if self.public_url is not None:
+            return self.public_url
+        host = f"[{self.host.strip('[]')}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def oauth_introspection_secret(self) -> str | None:
+        """The introspection client secret, read from its file when that is how it was given."""
+        if self.oauth_introspection_client_secret is not None:
+            return self.oauth_introspection_client_secret.get_secret_value()
+        if self.oauth_introspection_client_secret_file is not None:
+            path = self.oauth_introspection_client_secret_file
+            return _first_line(path, "oauth_introspection_client_secret_file").strip()
+        return None
 
     def bearer_tokens(self) -> list[HttpToken]:
         """Every token HTTP accepts: ``http_tokens``, and ``http_token`` as the admin token "default"."""
@@ -363,13 +485,7 @@ class Settings(BaseModel):
         if self.password is not None:
             return self.password.get_secret_value()
         if self.password_file is not None:
-            try:
-                lines = self.password_file.read_text().splitlines()
-            except OSError as exc:
-                raise SettingsError(
-                    f"setting password_file: cannot read {self.password_file}: {exc.strerror}"
-                ) from None
-            return lines[0] if lines else ""
+            return _first_line(self.password_file, "password_file")
         return None
 
     def etcd_client(self) -> EtcdClient:
@@ -385,6 +501,14 @@ class Settings(BaseModel):
             key_file=self.key_file,
             request_timeout=self.request_timeout,
         )
+
+
+def _first_line(path: Path, setting: str) -> str:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise SettingsError(f"setting {setting}: cannot read {path}: {exc.strerror}") from None
+    return lines[0] if lines else ""
 
 
 def is_loopback(host: str) -> bool:

@@ -89,6 +89,15 @@ class CallGuard:
             "Nothing was done; ask for a token with that scope."
         )
 
+    async def refuse_scope(self, policy: ToolPolicy, identity: ClientIdentity, arguments: dict[str, Any]) -> str:
+        """The refusal of a call above the client's scope, recorded as ``run`` records it; for a call refused
+        before it reaches the tool (HTTP's ``insufficient_scope``)."""
+        text = str(self.scope_refusal(policy.name, policy.scope, identity))
+        if policy.mutating and self.audit is not None:
+            entry = self._entry(policy, identity, arguments, "refused", text, None, time.monotonic(), self.audit.values)
+            await self.audit.record(entry)
+        return text
+
     async def run(self, policy: ToolPolicy, arguments: dict[str, Any], invoke: Callable[[], Awaitable[R]]) -> R:
         """Run ``invoke`` (the whole tool call: validation, resolvers, body) within scope, slots and audit."""
         identity = current_identity()

@@ -3,9 +3,11 @@
 Scopes nest: ``read`` may call read-only tools, ``write`` also the tools that change keys and
 registrations, ``admin`` everything (users, roles, auth, cluster). Each transport names the client:
 stdio has one, the user who started the server, with every scope (``stdio.py`` acts as ``STDIO``
-around the whole session). Over HTTP the bearer token that was sent names the client (``http`` with
-every scope when HTTP runs on loopback without tokens). A request no transport identified has no
-scope at all (``UNIDENTIFIED``): a transport that forgot to name its client fails closed.
+around the whole session). Over HTTP the bearer token that was sent names the client: a static token
+by its name, an OAuth access token by its subject (``http/oauth/``), with the scope its token scopes
+map to (``http`` with every scope when HTTP runs on loopback without tokens). A request no transport
+identified has no scope at all (``UNIDENTIFIED``): a transport that forgot to name its client fails
+closed.
 
 How it reaches a tool over HTTP: the middleware (``http/auth.py``) stores the identity in the ASGI scope as
 ``scope["user"]``. The MCP session runs in tasks of its own, apart from the HTTP request handler, so
@@ -33,7 +35,7 @@ SCOPE_ORDER: tuple[Scope, ...] = ("read", "write", "admin")
 
 @dataclass(frozen=True)
 class ClientIdentity:
-    name: str  # the bearer token's name, "stdio", or "http" when HTTP runs without tokens
+    name: str  # the bearer token's name, an OAuth token's subject, "stdio", or "http" when HTTP runs without tokens
     scope: Scope | None  # None: no scope, every tool is refused
 
     def allows(self, needed: Scope) -> bool:
@@ -66,15 +68,19 @@ def acting_as(identity: ClientIdentity) -> Iterator[None]:
 class IdentifiedUser(AuthenticatedUser):
     """``scope["user"]`` of an HTTP request: the identity, shaped as mcp's authenticated user.
 
-    mcp's transports bind a session to the user that opened it (``client_id``): a request carrying
-    another token is answered as if the session did not exist, so a ``read`` token cannot post into
-    an ``admin`` client's session. The access token holds the name, never the secret.
+    mcp's transports bind a session to the user that opened it (client ID, issuer, subject): a
+    request carrying another token is answered as if the session did not exist, so a ``read`` token
+    cannot post into an ``admin`` client's session. A static token's principal is its name; an OAuth
+    client's (``principal``) its client ID, issuer and subject, so the session outlives a token
+    refresh. The access token held here carries the name, never the secret.
     """
 
-    def __init__(self, identity: ClientIdentity) -> None:
+    def __init__(self, identity: ClientIdentity, principal: AccessToken | None = None) -> None:
         scopes: list[str] = [identity.scope] if identity.scope is not None else []
-        super().__init__(AccessToken(token=identity.name, client_id=identity.name, scopes=scopes))
+        own = AccessToken(token=identity.name, client_id=identity.name, scopes=scopes)
+        super().__init__(principal or own)
         self.client = identity
+        self.oauth = principal is not None
 
 
 def identity_of_request(request: Any) -> ClientIdentity:

@@ -36,6 +36,11 @@ def connection_of(ctx: ServerRequestContext[Any, Any]) -> Connection:
     return connection
 
 
+def tool_of(server: MCPServer, name: str) -> Tool | None:
+    """The tool registered under ``name`` (ours are ``toolset.GuardedTool``), for a check made before the call."""
+    return server._tool_manager.get_tool(name)
+
+
 def install_tool(server: MCPServer, tool: Tool) -> None:
     """Add a ``Tool`` built by us: MCPServer.add_tool only takes a function and builds a plain Tool, while
     ours (``toolset.GuardedTool``) runs validation and resolvers inside the call guard."""

@@ -33,8 +33,8 @@ from ..settings import ConfirmMode
 from .calls import Affected, CallGuard, ToolPolicy, default_affected
 from .confirm import Confirmer
 from .errors import InvalidArguments, describe_invalid_arguments, translate_errors
-from .identity import Scope
-from .lowlevel import install_tool
+from .identity import ClientIdentity, Scope
+from .lowlevel import install_tool, tool_of
 
 # The dry_run argument every mutating tool takes (a tool may describe it in its own words).
 DryRun = Annotated[bool, Field(description="Only say what would change (`change`, `removes`); change nothing.")]
@@ -158,3 +158,14 @@ class ToolRegistrar:
         install_tool(self.server, GuardedTool.model_construct(**fields, guard=self.guard, policy=policy))
         self.names.append(name)
         self.required_scope[name] = needed
+
+
+async def refuse_beyond_scope(
+    server: MCPServer, identity: ClientIdentity, tool: str, arguments: dict[str, Any]
+) -> tuple[Scope, str] | None:
+    """The scope a call of ``tool`` needs and the refusal's text, recorded in the audit trail as the call's own
+    refusal would be, when ``identity`` may not call it; None when it may (or no such tool: the call says so)."""
+    found = tool_of(server, tool)
+    if not isinstance(found, GuardedTool) or identity.allows(found.policy.scope):
+        return None
+    return found.policy.scope, await found.guard.refuse_scope(found.policy, identity, arguments)

@@ -3,28 +3,34 @@
 Each HTTP request passes, outermost first:
 
 0. uvicorn's h11 protocol with a deadline for the request's head (``protocol.py``: 408);
-1. ``ClientAuth``: finds the client's identity from its bearer token (403 without a valid one; 429
-   for an address that sent too many wrong ones), or names it ``http`` (every scope) when no
-   tokens are configured (loopback only);
-2. ``RateLimit``: a token bucket per client for MCP POSTs (429 with Retry-After);
-3. ``BodyLimit``: at most ``http_max_body_bytes`` of body (413), arriving within ``http_body_timeout`` (408);
-4. ``SessionLimits``: the sessions a client may hold and open (429);
-5. mcp's app, with its DNS-rebinding checks (421/403).
+1. with OAuth, ``ProtectedResourceMetadataRoutes``: the RFC 9728 metadata, served without a token;
+2. ``ClientAuth``: finds the client's identity from its bearer token, a static one or an OAuth
+   access token (refused without a valid one: 403, or with OAuth 401 and the challenge; 429 for an
+   address that sent too many wrong ones), or names it ``http`` (every scope) when neither is
+   configured (loopback only);
+3. ``RateLimit``: a token bucket per client for MCP POSTs (429 with Retry-After);
+4. ``BodyLimit``: at most ``http_max_body_bytes`` of body (413), arriving within ``http_body_timeout`` (408);
+5. with OAuth over streamable HTTP, ``ScopeChallenge``: 403 ``insufficient_scope`` for a tool call
+   above the token's scope;
+6. ``SessionLimits``: the sessions a client may hold and open (429);
+7. mcp's app, with its DNS-rebinding checks (421/403).
 
 In front of them all, ``WithConsole`` answers ``/ui/`` with the web console's static files (``console.py``;
 setting ``ui``), which need no token: the page is an MCP client of ``/mcp`` and passes every step above.
 
-Every refusal is a JSON ``{"error", "message"}`` and happens before the MCP message is read, so
-nothing is done; refusals are logged at a bounded rate (``RefusalLog``). uvicorn runs without its
-own signal handlers: our runner stops it.
+Every refusal is a JSON ``{"error", "message"}`` (a tool call's 403 a JSON-RPC error) and happens
+before the MCP message is handled, so nothing is done; refusals are logged at a bounded rate
+(``RefusalLog``). uvicorn runs without its own signal handlers: our runner stops it.
 """
 
 import contextlib
 import errno
+import functools
 import logging
 import os
 import socket
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import uvicorn
 from mcp.server.mcpserver import MCPServer
@@ -37,11 +43,14 @@ from ...errors import StartupError
 from ...holders import port_holder
 from ...logs import library_level
 from ...settings import Settings, is_loopback
+from ..toolset import refuse_beyond_scope
 from .auth import ClientAuth
 from .console import UI_PATH, WithConsole
 from .limits import BodyLimit, RateLimit
+from .oauth import OAuthResource, ProtectedResourceMetadataRoutes
 from .protocol import head_timeout_protocol
 from .refusals import RefusalLog
+from .scope_challenge import ScopeChallenge
 from .sessions import SessionLimits, open_session_ids
 
 log = logging.getLogger(__name__)
@@ -53,12 +62,16 @@ _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 def transport_security(settings: Settings) -> TransportSecuritySettings:
-    """DNS-rebinding protection: only loopback names, the bound host and configured extras pass."""
+    """DNS-rebinding protection: only loopback names, the bound host, ``public_url``'s and configured extras pass."""
     names = list(_LOOPBACK_HOSTS)
     if not is_loopback(settings.host) and settings.host not in ("0.0.0.0", "::"):
         names.append(settings.host)
     hosts = [f"{name}:*" for name in names] + [*names, *settings.allowed_hosts]
     origins = [f"{scheme}://{name}:*" for name in names for scheme in ("http", "https")]
+    if settings.public_url is not None:  # the operator's own name for this server
+        public = urlsplit(settings.public_url)
+        hosts.append(public.netloc)
+        origins.append(f"{public.scheme}://{public.netloc}")
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=hosts,
@@ -66,13 +79,27 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
     )
 
 
-def http_app(server: MCPServer, settings: Settings, refusals: RefusalLog | None = None) -> ASGIApp:
+def transport_path(settings: Settings) -> str:
+    return SSE_PATH if settings.transport == "sse" else STREAMABLE_HTTP_PATH
+
+
+def oauth_resource(settings: Settings) -> OAuthResource | None:
+    return OAuthResource(settings, transport_path(settings)) if settings.oauth else None
+
+
+def http_app(
+    server: MCPServer, settings: Settings, refusals: RefusalLog | None = None, oauth: OAuthResource | None = None
+) -> ASGIApp:
+    """``oauth``: the OAuth resource server the settings describe (made here when not given)."""
     security = transport_security(settings)
     limit = settings.http_max_body_bytes
     refusals = refusals or RefusalLog(log, settings.http_refusal_log_interval)
     tokens = settings.bearer_tokens()
     sse = settings.transport == "sse"
     streamable = not sse or settings.ui  # the web console speaks streamable HTTP, beside /sse too
+    path = transport_path(settings)
+    oauth = oauth or oauth_resource(settings)
+    by_token = bool(tokens) or oauth is not None  # per-client limits count clients by name, else by address
     app: ASGIApp
     open_sessions = None
     if streamable:
@@ -99,18 +126,22 @@ def http_app(server: MCPServer, settings: Settings, refusals: RefusalLog | None 
         sse_path=SSE_PATH if sse else None,
         max_per_client=settings.http_max_sessions_per_client,
         new_per_minute=settings.http_sessions_per_minute,
-        by_token=bool(tokens),
+        by_token=by_token,
         open_sessions=open_sessions,
         refusals=refusals,
     )
+    if oauth is not None and streamable:
+        app = ScopeChallenge(app, STREAMABLE_HTTP_PATH, oauth, functools.partial(refuse_beyond_scope, server), refusals)
     app = BodyLimit(app, limit, settings.http_body_timeout, refusals)
     if settings.http_rate_limit > 0:
-        app = RateLimit(
-            app, settings.http_rate_limit, settings.http_rate_burst, by_token=bool(tokens), refusals=refusals
-        )
-    app = ClientAuth(app, tokens, auth_failures_per_minute=settings.http_auth_failures_per_minute, refusals=refusals)
+        app = RateLimit(app, settings.http_rate_limit, settings.http_rate_burst, by_token=by_token, refusals=refusals)
+    app = ClientAuth(
+        app, tokens, oauth=oauth, auth_failures_per_minute=settings.http_auth_failures_per_minute, refusals=refusals
+    )
+    if oauth is not None:
+        app = ProtectedResourceMetadataRoutes(app, oauth, path)
     # The console's files need no token (a browser opening a page sends none); its MCP requests do.
-    return WithConsole(app, security, token_required=bool(tokens)) if settings.ui else app
+    return WithConsole(app, security, token_required=by_token) if settings.ui else app
 
 
 class KeepSessionsLifespan(LifespanOn):
@@ -153,8 +184,9 @@ class HttpServer(uvicorn.Server):
 
 def make_http_server(server: MCPServer, settings: Settings) -> HttpServer:
     refusals = RefusalLog(log, settings.http_refusal_log_interval)
+    oauth = oauth_resource(settings)
     config = uvicorn.Config(
-        http_app(server, settings, refusals),
+        http_app(server, settings, refusals, oauth),
         http=head_timeout_protocol(settings.http_header_timeout, refusals),
         host=settings.host,
         port=settings.port,
@@ -165,11 +197,12 @@ def make_http_server(server: MCPServer, settings: Settings) -> HttpServer:
         # Open event streams never end by themselves: past this, a stop cancels them instead of waiting.
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
-    path = SSE_PATH if settings.transport == "sse" else STREAMABLE_HTTP_PATH
+    path = transport_path(settings)
     tokens = settings.bearer_tokens()
-    auth = (
-        "bearer tokens: " + ", ".join(f"{t.name} ({t.scope})" for t in tokens) if tokens else "no token (loopback only)"
-    )
+    accepted = [f"bearer tokens: {', '.join(f'{t.name} ({t.scope})' for t in tokens)}"] if tokens else []
+    if oauth is not None:
+        accepted.append(f"OAuth access tokens from {oauth.issuer} for {oauth.audience}")
+    auth = "; ".join(accepted) or "no token (loopback only)"
     log.info(
         "serving MCP over %s at http://%s:%d%s (%s)",
         settings.transport,

@@ -19,6 +19,19 @@ def client_key(scope: Scope, by_token: bool) -> str:
     return f"token {identity_of(scope).name}" if by_token else f"address {client_address(scope)}"
 
 
+async def read_body(receive: Receive) -> tuple[bytes, Receive]:
+    """The body of a request inside ``BodyLimit`` (which hands it on whole, in one message), and a
+    receive that gives that message again to the app after the caller."""
+    message = await receive()
+    body = message.get("body", b"") if message["type"] == "http.request" else b""
+    pending = [message]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return body, replay
+
+
 class RateLimit:
     """A token bucket per client for MCP POSTs: per token name, or per IP address without tokens.
 

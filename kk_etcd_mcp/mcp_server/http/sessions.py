@@ -31,7 +31,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .buckets import per_minute
-from .limits import client_key
+from .limits import client_key, read_body
 from .refusals import RefusalLog, refuse
 
 log = logging.getLogger(__name__)
@@ -108,13 +108,7 @@ class SessionLimits:
         if version is None or version in HANDSHAKE_PROTOCOL_VERSIONS:
             return "handshake", receive  # mcp routes these to its session manager
         # The stateless era: only a listen request stays open. BodyLimit has read the whole body by now.
-        message = await receive()
-        body = message.get("body", b"") if message["type"] == "http.request" else b""
-        pending = [message]
-
-        async def replay() -> Message:
-            return pending.pop() if pending else await receive()
-
+        body, replay = await read_body(receive)
         return ("stream" if _is_listen(body) else None), replay
 
     def _held(self, client: str) -> int:
