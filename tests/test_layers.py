@@ -7,8 +7,7 @@
     etcd/                             the bottom: imports none of the packages above
 
 Beside them, modules every layer may use (settings, errors, logs, holders, change, ranges, backoff,
-grpc_await) import no layer
-above etcd/ (settings builds the etcd client).
+grpc_await) import no layer above etcd/ (settings builds the etcd client).
 
 The package root's ``__init__`` is the SDK's curated API: it may import the core packages, not the MCP
 surface or the application. Importing the root itself (``kk_etcd_mcp``, its ``__version__``) crosses no
