@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,7 @@ from mcp_helpers import error_text, served
 
 from kk_etcd_mcp.etcd import EtcdClient
 from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, free_ports
+from kk_etcd_mcp.mcp_server.identity import STDIO, acting_as
 
 ALLOWED = "fuzz/"
 REGISTRY = "fuzz-registry/"
@@ -159,7 +160,14 @@ class FuzzTarget:
 
     def call(self, tool: str, args: dict[str, Any]) -> Any:
         # A hang guard: a live check (service_check, service_pick) waits at most 60 s.
-        return self.portal.start_task_soon(self.client.call_tool, tool, args).result(timeout=150)
+        return self.portal.start_task_soon(_as_stdio, self.client.call_tool, tool, args).result(timeout=150)
+
+
+async def _as_stdio(call: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """``call`` as the stdio user. mcp's in-memory streams carry the caller's context to the server with
+    each message, and a portal task does not start in the context ``served`` set up."""
+    with acting_as(STDIO):
+        return await call(*args)
 
 
 async def _snapshot(endpoint: str) -> dict[bytes, bytes]:
@@ -185,7 +193,7 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fuzz
             audit_file=str(base / "audit.jsonl"),
         )
         client = stack.enter_context(portal.wrap_async_context_manager(server))
-        listed = portal.call(client.list_tools).tools
+        listed = portal.call(_as_stdio, client.list_tools).tools
         tools = {t.name: t.input_schema for t in listed}
         mutating = {t.name for t in listed if t.annotations is not None and not t.annotations.read_only_hint}
         yield FuzzTarget(portal, client, tools, mutating, base / "audit.jsonl"), etcd
@@ -238,7 +246,7 @@ def test_every_tool_survives_random_and_malformed_arguments(fuzz_target: tuple[F
     listed = target.call("service_list", {})
     assert not listed.is_error, error_text(listed)
 
-    assert target.portal.call(target.client.list_tools).tools, "the server stopped answering"
+    assert target.portal.call(_as_stdio, target.client.list_tools).tools, "the server stopped answering"
     after = target.portal.call(_snapshot, etcd.client_url)
     changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
     outside = sorted(k for k in changed if not k.startswith((ALLOWED.encode(), REGISTRY.encode())))
