@@ -369,3 +369,10 @@ async def test_bad_arguments_are_refused_before_anything_runs(etcd_endpoint: str
         with pytest.raises(InvalidArgumentError, match="timeout must be"):
             async with config.watch("a", timeout=-1):
                 pass
+
+
+async def test_an_error_in_the_body_comes_out_as_it_is(etcd_endpoint: str, key_prefix: str) -> None:
+    async with ConfigClient([etcd_endpoint]) as config:
+        with pytest.raises(ZeroDivisionError):
+            async with config.watch(f"{key_prefix}a"):
+                1 / 0  # noqa: B018

@@ -334,12 +334,17 @@ async def following(live: L, etcd: EtcdClient, wait: float | None) -> AsyncItera
         with anyio.move_on_after(wait):
             await ready.wait()
         started = ready.is_set() or await _start_from_cache(live, what, ready)
+        raised: Exception | None = None
         if started:
             try:
                 yield live
+            except Exception as exc:  # the body's: re-raised below as it is, not in an exception group
+                raised = exc
             finally:
                 live._end()
         tg.cancel_scope.cancel()
+    if raised is not None:
+        raise raised
     if not started:  # raised here, outside the task group, so it is not wrapped in an exception group
         copy = f" and no usable cached copy in {live.cache_file} (the log says why)" if live.cache_file else ""
         raise UnavailableError(
