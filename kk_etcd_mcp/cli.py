@@ -121,32 +121,30 @@ def _add_config_commands(command: Callable[[str, str, str], argparse.ArgumentPar
     )
     actions = config.add_subparsers(dest="config_action", metavar="{get,put,watch}", required=True)
     printed = ["json", "yaml", "text"]
-    get = actions.add_parser("get", help="print a value", description="Print a value: as stored, or as --format.")
-    get.add_argument("key")
-    get.add_argument("--format", choices=printed, help="print the value's data as json or yaml (default: as stored)")
-    put = actions.add_parser(
-        "put",
-        help="write a value from a file",
-        description="Write the contents of FILE (- for stdin) to KEY, validated as its format, as kv_put does.",
-    )
-    put.add_argument("key")
-    put.add_argument("file", help="the value; - reads stdin")
-    put.add_argument("--format", choices=printed, help="default: from FILE's extension (.json, .yaml/.yml), else text")
-    put.add_argument("--expected-revision", type=int, help="write only if the key's mod_revision is this (0: absent)")
-    watch = actions.add_parser(
-        "watch",
-        help="print a value and every new one",
-        description="Print the value, then each new valid value until Ctrl-C (--format json: one JSON per line).",
-    )
-    watch.add_argument("key")
-    watch.add_argument("--format", choices=printed, help="print the value's data as json or yaml (default: as stored)")
-    for action in (get, put, watch):
+    # (name, help, description, what --format says)
+    specs = [
+        ("get", "print a value", "Print a value: as stored, or as --format.", None),
+        ("put", "write a value from a file",
+         "Write the contents of FILE (- for stdin) to KEY, validated as its format, as kv_put does.",
+         "default: from FILE's extension (.json, .yaml/.yml), else text"),
+        ("watch", "print a value and every new one",
+         "Print the value, then each new valid value until Ctrl-C (--format json: one JSON per line).", None),
+    ]  # fmt: skip
+    for name, help_text, description, format_help in specs:
+        action = actions.add_parser(name, help=help_text, description=description, allow_abbrev=False)
+        action.add_argument("key")
+        if name == "put":
+            action.add_argument("file", help="the value; - reads stdin")
+            action.add_argument(
+                "--expected-revision", type=int, help="write only if the key's mod_revision is this (0: absent)"
+            )
+        shown = "print the value's data as json or yaml (default: as stored)"
+        action.add_argument("--format", choices=printed, help=format_help or shown)
         # SUPPRESS: without the flag here, a `config --config FILE get ...` keeps the FILE given before.
         action.add_argument(
             "--config", type=Path, default=argparse.SUPPRESS, help="TOML config file (or KK_ETCD_CONFIG)"
         )
-        _add_setting_flags(action, _CONNECTION_SETTINGS)
-    _add_setting_flags(put, ["max_value_bytes"])
+        _add_setting_flags(action, [*_CONNECTION_SETTINGS, *(["max_value_bytes"] if name == "put" else [])])
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
