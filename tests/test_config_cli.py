@@ -110,3 +110,14 @@ async def test_watch_prints_each_new_value_and_stops_on_sigint(
                 if process.returncode is None:
                     process.kill()
     assert "Traceback" not in (tmp_path / "stderr").read_text()
+
+
+def test_config_actions_take_no_abbreviated_secret_flags() -> None:
+    """``--pass x`` must not be read as ``--password-file x`` (the secret would then show in an error)."""
+    from kk_etcd_mcp.cli import build_parser
+
+    parser = build_parser()
+    for action in (["get", "k"], ["put", "k", "f"], ["watch", "k"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["config", *action, "--pass", "x"])
+        assert parser.parse_args(["config", *action, "--password-file", "p"]).password_file == "p"
