@@ -7,15 +7,17 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-from .config_center import ConfigCenter, KeyPolicy
-from .errors import KkEtcdError
+from .config_center import ConfigCenter, ConfigClient, KeyPolicy
+from .errors import InvalidConfigError, KkEtcdError
 from .etcd import EtcdClient
 from .registry import ServiceRegistry
 from .settings import Settings, load_settings
 
 __all__ = [
     "ConfigCenter",
+    "ConfigClient",
     "EtcdClient",
+    "InvalidConfigError",
     "KeyPolicy",
     "KkEtcdError",
     "ServiceRegistry",

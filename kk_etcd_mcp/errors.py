@@ -15,6 +15,7 @@ them into tool errors in one place (``kk_etcd_mcp.mcp_server.errors``).
     ├── InvalidArgumentError       bad input from the caller; nothing was written
     │   └── InvalidValueError      invalid yaml at line 2, column 5: ...
     ├── ForbiddenKeyError          key secret/x is outside the allowed prefixes (app/)
+    ├── InvalidConfigError         config app/db at revision 42 is not valid: field port: ...
     ├── LocalIOError               cannot write to backup_dir /var/backups: No space left on device. ...
     └── StartupError               cannot listen on 127.0.0.1:2445: the port is in use by pid 42 (...)
 """
@@ -75,6 +76,14 @@ class InvalidValueError(InvalidArgumentError):
 
 class ForbiddenKeyError(KkEtcdError):
     """A key or prefix lies outside what the server is configured to touch."""
+
+
+class InvalidConfigError(KkEtcdError):
+    """A stored configuration value does not parse as its format or does not fit the application's model."""
+
+    def __init__(self, key: str, revision: int, reason: str) -> None:
+        self.key, self.revision, self.reason = key, revision, reason
+        super().__init__(f"config {key} at revision {revision} is not valid: {reason}.")
 
 
 class LocalIOError(KkEtcdError):

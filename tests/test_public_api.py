@@ -16,7 +16,9 @@ ETCD_MODULES_IMPORTED_ON_DEMAND = {"shared", "keeper"}
 
 PUBLIC = {
     "ConfigCenter",
+    "ConfigClient",
     "EtcdClient",
+    "InvalidConfigError",
     "KeyPolicy",
     "KkEtcdError",
     "ServiceRegistry",
@@ -48,9 +50,9 @@ SUBPACKAGES = {
         "default_backup_dir", "snapshot_file_name",
     },
     "config_center": {
-        "ConfigCenter", "ExportDocument", "ExportItem", "ImportPlan", "ImportResult", "KeyPolicy",
+        "ConfigCenter", "ConfigClient", "ExportDocument", "ExportItem", "ImportPlan", "ImportResult", "KeyPolicy",
         "KvDeleteResult", "KvEntry", "KvHistoryResult", "KvListItem", "KvListResult", "KvPutResult",
-        "KvRollbackResult", "KvVersion", "ReservedPrefix", "ValueFormat",
+        "KvRollbackResult", "KvVersion", "LiveConfig", "LiveConfigMap", "ReservedPrefix", "ValueFormat", "Versioned",
     },
     "etcd": {
         "Alarm", "AuthState", "Compare", "Delete", "DeleteResult", "Election", "EmbeddedEtcd",

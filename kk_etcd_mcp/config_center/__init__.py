@@ -1,7 +1,10 @@
-"""The configuration center: typed values, compare-and-swap writes, history, rollback, export/import."""
+"""The configuration center: typed values, compare-and-swap writes, history, rollback, export/import, and
+the SDK's ConfigClient (typed get/put, live values)."""
 
+from .client import ConfigClient, Versioned
 from .formats import ValueFormat
 from .keys import KeyPolicy, ReservedPrefix
+from .live import LiveConfig, LiveConfigMap
 from .models import (
     ExportDocument,
     ExportItem,
@@ -20,6 +23,7 @@ from .service import ConfigCenter
 
 __all__ = [
     "ConfigCenter",
+    "ConfigClient",
     "ExportDocument",
     "ExportItem",
     "ImportPlan",
@@ -33,6 +37,9 @@ __all__ = [
     "KvPutResult",
     "KvRollbackResult",
     "KvVersion",
+    "LiveConfig",
+    "LiveConfigMap",
     "ReservedPrefix",
     "ValueFormat",
+    "Versioned",
 ]
