@@ -39,6 +39,11 @@ def _make_etcdctl(default_endpoint: str) -> EtcdCtl:
     return etcdctl
 
 
+def keys_under(etcdctl: EtcdCtl, prefix: str) -> list[str]:
+    """The keys under ``prefix``, as etcdctl lists them (independently of our code)."""
+    return [line for line in etcdctl("get", prefix, "--prefix", "--keys-only").stdout.splitlines() if line]
+
+
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
@@ -87,6 +92,12 @@ def own_etcd(tmp_path: Path) -> Iterator[EmbeddedEtcd]:
 def key_prefix() -> str:
     """A prefix no other test uses, so tests share one etcd without seeing each other's keys."""
     return f"t/{uuid4().hex[:12]}/"
+
+
+@pytest.fixture
+def root(key_prefix: str) -> str:
+    """This test's registry root: a hub started with it campaigns at <root>hub/leader and sees only its instances."""
+    return f"{key_prefix}kk_service/"
 
 
 @pytest.fixture(scope="session")

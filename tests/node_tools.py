@@ -1,5 +1,6 @@
 """Outside judges from npm for the tests, on a Node.js 22 from npm: the MCP Inspector's CLI (which brings
-the official TypeScript SDK's client) and oidc-provider, a certified OpenID provider.
+the official TypeScript SDK's client), oidc-provider, a certified OpenID provider, and the official MCP
+conformance suite.
 
 Installed once into ``.node-tools/`` at the repository root (or ``KK_TEST_NODE_DIR``); ``.ci/run`` runs
 this module to install them before the tests, and a test that needs them installs them on first use
@@ -21,6 +22,7 @@ from pathlib import Path
 
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"  # needs Node.js >= 22.19
 OIDC_PROVIDER = "oidc-provider@9.13.3"
+CONFORMANCE = "@modelcontextprotocol/conformance@0.1.16"
 NODE_MAJOR = 22
 _ROOT = Path(__file__).resolve().parent.parent
 NODE_DIR = Path(os.environ.get("KK_TEST_NODE_DIR", _ROOT / ".node-tools"))
@@ -53,6 +55,7 @@ _MODULES = NODE_DIR / "node_modules"
 _NODE = _MODULES / ".bin" / "node"
 _INSPECTOR_CLI = _MODULES / "@modelcontextprotocol" / "inspector" / "clients/launcher/build/index.js"
 _OIDC_PROVIDER_ENTRY = _MODULES / "oidc-provider" / "lib" / "index.js"
+_CONFORMANCE_CLI = _MODULES / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
 _TS_CLIENT_ENTRY = _MODULES / "@modelcontextprotocol" / "client" / "dist" / "index.mjs"  # the Inspector's dependency
 
 
@@ -71,7 +74,7 @@ def _install(installed: Path, what: str) -> str | None:
         # Every package at once: npm install --no-save removes what the same command does not name.
         command = [npm, "install", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund", "--no-save"]
         done = subprocess.run(
-            [*command, _node_package(), INSPECTOR, OIDC_PROVIDER],
+            [*command, _node_package(), INSPECTOR, OIDC_PROVIDER, CONFORMANCE],
             capture_output=True,
             text=True,
             timeout=600,
@@ -100,10 +103,16 @@ def oidc_provider() -> NodeModule | str:
     return missing or NodeModule(_NODE, _OIDC_PROVIDER_ENTRY)
 
 
+def conformance() -> NodeModule | str:
+    """The official MCP conformance suite's CLI, installing it first if needed; or why it cannot be had."""
+    missing = _install(_CONFORMANCE_CLI, "the MCP conformance suite")
+    return missing or NodeModule(_NODE, _CONFORMANCE_CLI)
+
+
 if __name__ == "__main__":
     # Never fails CI by itself: a failed install fails the tests that need it instead, with npm's words.
     try:
-        results = [inspector(), oidc_provider()]
+        results = [inspector(), oidc_provider(), conformance()]
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         print(f"node_tools: {exc}", file=sys.stderr)
         sys.exit(0)

@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 
+HANG_GUARD = 30.0  # fails a test that would hang; no test asserts on elapsed time
 WITHIN = 15.0
 POLL = 0.1
 

@@ -13,13 +13,14 @@ import base64
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from conftest import EtcdCtl
 from etcd34_proxy import etcd34_proxy
 from etcd_under_test import is_34, make_etcd
 from mcp import Client
@@ -31,7 +32,6 @@ from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, free_ports
 
 pytestmark = pytest.mark.anyio
 
-EtcdCtl = Callable[..., subprocess.CompletedProcess[str]]  # the conftest fixture
 
 ROOT_PW = "root-pw-3f9a"  # root's password where etcdctl creates root; generated ones are used elsewhere
 

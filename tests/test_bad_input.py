@@ -12,11 +12,11 @@ import hashlib
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import EtcdCtl
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp_helpers import call, call_error, error_text, served, server_env
@@ -29,7 +29,6 @@ from kk_etcd_mcp.registry.store import RegistryStore
 
 pytestmark = pytest.mark.anyio
 
-EtcdCtl = Callable[..., subprocess.CompletedProcess[str]]
 LONG_INT = "1" * 5000  # over Python's 4,300-digit limit for int <-> str
 INT64_MAX = 2**63 - 1
 

@@ -22,7 +22,7 @@ from health_servers import (
     established_connections,
     server_ssl_context,
 )
-from polling import eventually
+from polling import HANG_GUARD, eventually
 
 from kk_etcd_mcp.etcd.embedded import free_port
 from kk_etcd_mcp.registry.checkers import CheckResult, Prober, probe_grpc, probe_http, probe_tcp
@@ -32,7 +32,6 @@ from kk_etcd_mcp.registry.model import CheckSpec
 
 pytestmark = pytest.mark.anyio
 
-HANG_GUARD = 30
 GIB = 1024**3
 
 

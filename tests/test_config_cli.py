@@ -7,18 +7,16 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import pytest
 import yaml
+from conftest import EtcdCtl
 from mcp_helpers import server_env
+from polling import HANG_GUARD
 
 pytestmark = pytest.mark.anyio
-
-EtcdCtl = Callable[..., subprocess.CompletedProcess[str]]  # the conftest fixture
-HANG_GUARD = 30
 
 
 def config_command(endpoint: str, *args: str) -> list[str]:

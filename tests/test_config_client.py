@@ -7,17 +7,16 @@ from __future__ import annotations
 import json
 import logging
 import random
-import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 import yaml
+from conftest import EtcdCtl
 from etcd_under_test import make_etcd
 from mcp_helpers import call, stdio_client
-from polling import eventually
+from polling import HANG_GUARD, eventually
 from pydantic import BaseModel
 from tcp_proxy import tcp_proxy
 
@@ -35,9 +34,6 @@ from kk_etcd_mcp.etcd import EmbeddedEtcd, EtcdClient
 from kk_etcd_mcp.etcd.embedded import free_port
 
 pytestmark = pytest.mark.anyio
-
-EtcdCtl = Callable[..., subprocess.CompletedProcess[str]]  # the conftest fixture
-HANG_GUARD = 30  # a test fails if a value never comes; no test asserts on elapsed time
 
 
 class Db(BaseModel):

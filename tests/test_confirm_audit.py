@@ -9,7 +9,6 @@ changes nothing.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any, Literal
 
 import anyio.to_thread
 import pytest
+from conftest import EtcdCtl, keys_under
 from mcp import Client
 from mcp_helpers import call, call_error, served
 from mcp_types import ElicitRequestParams, ElicitResult
@@ -30,7 +30,6 @@ from kk_etcd_mcp.mcp_server.identity import ClientIdentity, acting_as
 
 pytestmark = pytest.mark.anyio
 
-EtcdCtl = Callable[..., subprocess.CompletedProcess[str]]
 Action = Literal["accept", "decline", "cancel"]
 PASSWORD = "Tr0ub4dor-and-3-horses"  # must never reach the audit trail
 # Tools some of whose calls remove data, access or availability (each call's plan decides whether it asks).
@@ -74,10 +73,6 @@ def serve(
     """A server session; ``user`` answers confirmations (None: the client cannot be asked)."""
     settings.setdefault("hub", "false")
     return served(endpoint, elicitation=user, mode=protocol, **settings)
-
-
-def keys_under(etcdctl: EtcdCtl, prefix: str) -> list[str]:
-    return [line for line in etcdctl("get", prefix, "--prefix", "--keys-only").stdout.splitlines() if line]
 
 
 def state(etcdctl: EtcdCtl, prefix: str) -> str:

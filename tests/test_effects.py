@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import EtcdCtl
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from mcp_helpers import call, call_error, served
@@ -31,7 +31,6 @@ from kk_etcd_mcp.registry.checkers import Prober
 
 pytestmark = pytest.mark.anyio
 
-EtcdCtl = Callable[..., subprocess.CompletedProcess[str]]
 NOT_ASKED = "needs the user's confirmation, and this client cannot ask for it"
 ROOT_PW, ADMIN_PW, APP_PW = "root-Pw-5512", "admin-Pw-8821", "app-Pw-1177"
 

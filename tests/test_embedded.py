@@ -6,13 +6,13 @@ import json
 import os
 import socket
 import stat
-import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import EtcdCtl
 
 from kk_etcd_mcp.errors import KkEtcdError
 from kk_etcd_mcp.etcd.embedded import (
@@ -26,7 +26,6 @@ from kk_etcd_mcp.etcd.embedded import (
 pytestmark = pytest.mark.slow
 
 MakeEtcd = Callable[..., EmbeddedEtcd]
-EtcdCtl = Callable[..., subprocess.CompletedProcess[str]]  # the conftest fixture
 
 
 def _health(url: str, timeout: float = 2.0) -> str:

@@ -8,11 +8,10 @@ prefix) must start there.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import aclosing
-from subprocess import CompletedProcess
 
 import pytest
+from conftest import EtcdCtl
 from mcp_helpers import call, call_error, served
 from mcp_types import ResourceTemplateReference
 
@@ -21,7 +20,6 @@ from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd
 
 pytestmark = pytest.mark.anyio
 
-EtcdCtl = Callable[..., CompletedProcess[str]]  # the conftest fixture
 KV_TEMPLATE = ResourceTemplateReference(uri="etcd://kv/{+key}")
 
 KEYS = {"a": "1", "b/1": "2", "secret/x": "3", "kk_service/registration/Http/web/10.0.0.1:80": "{}"}

@@ -8,6 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 from etcd_under_test import make_etcd
+from polling import HANG_GUARD
 from tcp_proxy import TcpProxy, tcp_proxy
 
 from kk_etcd_mcp.errors import (
@@ -22,7 +23,6 @@ from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, free_port
 pytestmark = pytest.mark.anyio
 
 # Hang guards only: a test fails if a call never returns. No test asserts on elapsed time.
-HANG_GUARD = 30
 
 
 async def test_kv_and_txn_round_trip(etcd_endpoint: str, key_prefix: str) -> None:

@@ -8,8 +8,7 @@ instances the hub finds healthy, and must follow their health as it changes.
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import anyio
 import pytest
 from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
+from conftest import EtcdCtl
 from go_programs import build, build_dir
 from polling import eventually
 from registry_helpers import register, registry_keys, running_hub
@@ -26,7 +26,6 @@ from kk_etcd_mcp.etcd import EtcdClient
 
 pytestmark = pytest.mark.anyio
 
-EtcdCtl = Callable[..., subprocess.CompletedProcess[str]]  # the conftest fixture
 RECENT = 12  # answers the Go client gave last: round robin over the healthy ones shows each of them
 
 

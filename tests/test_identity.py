@@ -5,10 +5,9 @@ request's; a server run any other way (here: mcp's in-process client, which no t
 gets no scope, instead of falling back to the stdio admin.
 """
 
-import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
+from conftest import EtcdCtl
 from mcp import Client
 from mcp_types import TextContent
 
@@ -16,8 +15,6 @@ from kk_etcd_mcp.etcd import EtcdClient
 from kk_etcd_mcp.mcp_server.app import build_server
 from kk_etcd_mcp.mcp_server.identity import STDIO, acting_as
 from kk_etcd_mcp.settings import Settings
-
-EtcdCtl = Callable[..., subprocess.CompletedProcess[str]]  # the conftest fixture
 
 
 def _text(content: list[object]) -> str:

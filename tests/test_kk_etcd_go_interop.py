@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import EtcdCtl
 from go_programs import build
 from health_servers import GrpcHealthServer, HttpHealthServer
 from mcp import Client
@@ -31,7 +32,6 @@ from kk_etcd_mcp.registry.wire import (
     registration_to_json,
 )
 
-EtcdCtl = Callable[..., subprocess.CompletedProcess[str]]  # the conftest fixture
 GOLDEN = Path(__file__).parent / "interop" / "kk_etcd_go"
 
 GO_RPC = Registration(

@@ -9,14 +9,13 @@ from __future__ import annotations
 import base64
 import json
 import re
-import subprocess
 import uuid
-from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
 import yaml
+from conftest import EtcdCtl, keys_under
 from mcp import Client
 from mcp_helpers import call, call_error, served
 
@@ -24,7 +23,6 @@ from kk_etcd_mcp.etcd import EtcdClient
 
 pytestmark = pytest.mark.anyio
 
-EtcdCtl = Callable[..., subprocess.CompletedProcess[str]]  # the conftest fixture
 
 KV_TOOLS = {
     # name: (read_only, destructive, idempotent)
@@ -69,11 +67,6 @@ def put(etcdctl: EtcdCtl, key: str, value: str) -> int:
     kv = stored(etcdctl, key)
     assert kv is not None
     return int(kv["mod_revision"])
-
-
-def keys_under(etcdctl: EtcdCtl, prefix: str) -> list[str]:
-    out = etcdctl("get", prefix, "--prefix", "--keys-only").stdout
-    return [line for line in out.splitlines() if line]
 
 
 def store_revision(etcdctl: EtcdCtl) -> int:

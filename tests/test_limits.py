@@ -7,19 +7,16 @@ written (an import: nothing at all).
 from __future__ import annotations
 
 import json
-import subprocess
-from collections.abc import Callable
 from typing import Any
 
 import anyio
 import pytest
+from conftest import EtcdCtl
 from health_servers import RawTcpServer
 from mcp_helpers import call, call_error, error_text, served
 from polling import eventually
 
 pytestmark = pytest.mark.anyio
-
-EtcdCtl = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def snapshot(etcdctl: EtcdCtl, prefix: str) -> Any:

@@ -5,13 +5,12 @@ The prompt file loader and the wheel's package list are checked as plain units a
 
 from __future__ import annotations
 
-import subprocess
 import tomllib
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import EtcdCtl
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_helpers import call, repo_root, served
@@ -28,8 +27,6 @@ from kk_etcd_mcp.mcp_server.prompts import (
     load_prompt_file,
     load_prompts,
 )
-
-EtcdCtl = Callable[..., subprocess.CompletedProcess[str]]  # the conftest fixture
 
 PROMPT_ARGUMENTS = {
     # prompt: {argument: required}

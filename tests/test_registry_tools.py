@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import anyio
 import pytest
+from conftest import EtcdCtl, keys_under
 from health_servers import GrpcHealthServer, HttpHealthServer
 from mcp import Client
 from mcp_helpers import call, call_error, http_client, http_server, served
@@ -29,7 +28,6 @@ from kk_etcd_mcp.registry.wire import status_to_json
 
 pytestmark = pytest.mark.anyio
 
-EtcdCtl = Callable[..., subprocess.CompletedProcess[str]]  # the conftest fixture
 T = TypeVar("T")
 
 FAST = {"interval": 1, "timeout": 1}  # check every second: statuses settle within a few seconds
@@ -44,12 +42,6 @@ REGISTRY_TOOLS = {
     "service_deregister": (False, True),
 }
 READ_ONLY_TOOLS = {name for name, (read_only, _) in REGISTRY_TOOLS.items() if read_only}
-
-
-@pytest.fixture
-def root(key_prefix: str) -> str:
-    """This test's registry root: its hub campaigns at <root>hub/leader and sees only its instances."""
-    return f"{key_prefix}kk_service/"
 
 
 def server(etcd_endpoint: str, root: str, **settings: str) -> AbstractAsyncContextManager[Client]:
@@ -74,10 +66,6 @@ def dump(etcdctl: EtcdCtl, prefix: str) -> list[tuple[str, str, int]]:
         (base64.b64decode(kv["key"]).decode(), base64.b64decode(kv.get("value", "")).decode(), kv["mod_revision"])
         for kv in kvs
     ]
-
-
-def keys_under(etcdctl: EtcdCtl, prefix: str) -> list[str]:
-    return [line for line in etcdctl("get", prefix, "--prefix", "--keys-only").stdout.splitlines() if line]
 
 
 def put_passing_status(etcdctl: EtcdCtl, root: str, name: str, addr: str) -> None:

@@ -20,7 +20,7 @@ from uuid import uuid4
 import httpx2
 import mcp_types
 import pytest
-from conftest import EtcdCtl
+from conftest import EtcdCtl, keys_under
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
@@ -74,10 +74,6 @@ def served(etcd_endpoint: str, etcdctl: EtcdCtl, tmp_path_factory: pytest.TempPa
     ) as server:
         yield Hub(server, tokens, base, root)
     etcdctl("del", base, "--prefix")
-
-
-def keys_under(etcdctl: EtcdCtl, prefix: str) -> list[str]:
-    return [line for line in etcdctl("get", prefix, "--prefix", "--keys-only").stdout.splitlines() if line]
 
 
 def kvs_under(etcdctl: EtcdCtl, prefix: str) -> dict[str, tuple[str, int, int]]:

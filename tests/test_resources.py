@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import anyio
 import httpx2
 import pytest
+from conftest import EtcdCtl
 from health_servers import HttpHealthServer
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -42,7 +42,6 @@ from kk_etcd_mcp.mcp_server.subscriptions import ResourceWatches, Subscriber, Ta
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")]
 assert MCPDeprecationWarning  # the filter above names it
 
-EtcdCtl = Callable[..., subprocess.CompletedProcess[str]]
 HUB = "kk-etcd-mcp.hub"
 GUARD = 20  # seconds: a hang guard for a wait that polling cannot express, never a timing assertion
 

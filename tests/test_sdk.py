@@ -9,12 +9,11 @@ from __future__ import annotations
 import base64
 import json
 import re
-import subprocess
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import anyio
 import pytest
+from conftest import EtcdCtl, keys_under
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from health_servers import GrpcHealthServer, HttpHealthServer
 from polling import eventually
@@ -26,15 +25,9 @@ from kk_etcd_mcp.registry import ServiceRegistry
 
 pytestmark = pytest.mark.anyio
 
-EtcdCtl = Callable[..., subprocess.CompletedProcess[str]]  # the conftest fixture
 T = TypeVar("T")
 
 FAST = {"interval": 1, "timeout": 1}
-
-
-@pytest.fixture
-def root(key_prefix: str) -> str:
-    return f"{key_prefix}kk_service/"
 
 
 def stored_lease(etcdctl: EtcdCtl, key: str) -> int | None:
@@ -46,10 +39,6 @@ def stored_lease(etcdctl: EtcdCtl, key: str) -> int | None:
 def stored_value(etcdctl: EtcdCtl, key: str) -> dict[str, Any] | None:
     kvs = json.loads(etcdctl("get", key, "-w", "json").stdout).get("kvs") or []
     return json.loads(base64.b64decode(kvs[0]["value"])) if kvs else None
-
-
-def keys_under(etcdctl: EtcdCtl, prefix: str) -> list[str]:
-    return [line for line in etcdctl("get", prefix, "--prefix", "--keys-only").stdout.splitlines() if line]
 
 
 def lease_ids(etcdctl: EtcdCtl) -> set[int]:

@@ -10,13 +10,13 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TypeVar
 
 import anyio
 import pytest
 from anyio.abc import ByteReceiveStream, Process
+from conftest import EtcdCtl
 from health_servers import HttpHealthServer
 from mcp_helpers import server_env
 from polling import eventually
@@ -28,15 +28,9 @@ from kk_etcd_mcp.etcd.embedded import free_port
 
 pytestmark = pytest.mark.anyio
 
-EtcdCtl = Callable[..., subprocess.CompletedProcess[str]]  # the conftest fixture
 T = TypeVar("T")
 
 HEADER = ["TYPE", "NAME", "ADDR", "STATUS", "SINCE", "OUTPUT"]
-
-
-@pytest.fixture
-def root(key_prefix: str) -> str:
-    return f"{key_prefix}kk_service/"
 
 
 def command(etcd_endpoint: str, root: str, *args: str) -> list[str]:

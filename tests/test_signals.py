@@ -14,13 +14,12 @@ from pathlib import Path
 import anyio
 import anyio.lowlevel
 import pytest
+from polling import HANG_GUARD
 
 from kk_etcd_mcp.app.signals import run_until_signal
 from kk_etcd_mcp.errors import KkEtcdError
 
 pytestmark = pytest.mark.anyio
-
-HANG_GUARD = 30  # fails a test that would hang; no test asserts on elapsed time
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

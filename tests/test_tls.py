@@ -19,6 +19,7 @@ import pytest
 import trustme
 from etcd_under_test import binary, is_34
 from mcp_helpers import call, served, stdio_client, stop_process
+from polling import HANG_GUARD
 
 from kk_etcd_mcp.errors import KkEtcdError, UnavailableError
 from kk_etcd_mcp.etcd import EtcdClient
@@ -28,7 +29,6 @@ from kk_etcd_mcp.settings import load_settings
 pytestmark = pytest.mark.anyio
 
 # Hang guards only: a test fails if a call never returns. No test asserts on elapsed time.
-HANG_GUARD = 30
 FAIL_TIMEOUT = 2.0  # request timeout of the calls that must fail
 
 

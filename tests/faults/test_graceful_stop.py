@@ -19,7 +19,7 @@ import httpx2
 import pytest
 from health_servers import HttpHealthServer
 from mcp_helpers import call, http_client, http_server, server_env, sse_session
-from polling import eventually
+from polling import HANG_GUARD, eventually
 from registry_helpers import register
 from test_tokens_limits import MCP_HEADERS, initialize
 
@@ -31,7 +31,6 @@ from kk_etcd_mcp.registry import RegistryKeys
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 STOP_WITHIN = 5.0  # what the issue asks of a stop; the measured time is reported
-HANG_GUARD = 30
 
 
 async def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
