@@ -142,10 +142,15 @@ async function show(name: string, args: Record<string, unknown>): Promise<{ uri:
   return { uri, title: frame.title };
 }
 
+/** Remove every view shown so far (each ends with its frame). */
+function clear(): void {
+  document.getElementById("views")!.replaceChildren();
+}
+
 declare global {
   interface Window {
-    kkHost: { show: typeof show };
+    kkHost: { show: typeof show; clear: typeof clear };
   }
 }
-window.kkHost = { show };
+window.kkHost = { show, clear };
 document.body.dataset.ready = "true";

@@ -11,7 +11,7 @@ startApp({
     const key = String(call.arguments.key ?? "");
     const messages = noticeArea();
     const section = h("section", { class: "section", "aria-labelledby": "history-heading" });
-    fill(root, h("h1", { class: "mono key-title" }, key), messages.element, section);
+    fill(root, h("h1", null, "History: ", h("span", { class: "mono" }, key)), messages.element, section);
     const load = (): Promise<void> => showHistory(section, ctx, key, messages, load);
     void load();
     return () => undefined;
