@@ -64,8 +64,9 @@ async def test_a_client_with_the_extension_gets_tools_pointing_at_the_views(etcd
             (contents,) = (await client.read_resource(uri)).contents
             assert isinstance(contents, TextResourceContents)
             assert contents.mime_type == APP_MIME_TYPE
-            ui = (contents.meta or {}).get("ui") or (resource.meta or {}).get("ui")
+            ui = (contents.meta or {}).get("ui")  # hosts read it from the contents they render
             assert ui is not None, f"{uri} declares no _meta.ui"
+            assert (resource.meta or {}).get("ui") == ui  # and the listing says the same
             # No external domain may be reached: every list is there, and empty.
             assert ui["csp"] == {"connectDomains": [], "resourceDomains": [], "frameDomains": [], "baseUriDomains": []}
             assert ui["prefersBorder"] is True

@@ -19,7 +19,7 @@ from uuid import uuid4
 
 import pytest
 from conftest import EtcdCtl
-from console_browser import PageWatch, chromium, chromium_path, missing_reason
+from console_browser import PageWatch, chromium, chromium_path, missing_reason, row_of
 from health_servers import HttpHealthServer
 from mcp_apps_host import build_host, open_host
 from mcp_helpers import HttpServer, call, http_client, http_server
@@ -93,13 +93,7 @@ async def show(page: Page, tool: str, **arguments: Any) -> FrameLocator:
 
 
 def no_errors(watch: PageWatch) -> None:
-    assert watch.errors == [], watch.errors
-
-
-def row_of(view: FrameLocator, name: str, addr: str) -> Any:
-    return (
-        view.get_by_role("row").filter(has=view.get_by_role("rowheader", name=name, exact=True)).filter(has_text=addr)
-    )
+    watch.assert_none()
 
 
 async def test_the_services_view_turns_an_instance_critical_when_its_target_stops(

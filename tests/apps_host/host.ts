@@ -93,7 +93,8 @@ async function show(name: string, args: Record<string, unknown>): Promise<{ uri:
   const read = await mcp.readResource({ uri });
   const content = read.contents[0] as { text?: string; mimeType?: string; _meta?: { ui?: { csp?: Csp } } };
   if (content.mimeType !== APP_MIME || typeof content.text !== "string") throw new Error(`${uri} is no MCP App`);
-  const csp = content._meta?.ui?.csp ?? {};
+  const csp = content._meta?.ui?.csp;
+  if (!csp) throw new Error(`${uri} declares no _meta.ui.csp`);
   const html = content.text.replace(
     /<head>/i,
     `<head><meta http-equiv="Content-Security-Policy" content="${policy(csp)}">`,
