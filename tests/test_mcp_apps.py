@@ -7,11 +7,10 @@ server without the views gives (compared, not assumed), in both protocol eras.
 from __future__ import annotations
 
 import re
-import subprocess
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from conftest import EtcdCtl
 from mcp import Client
 from mcp.client.extension import advertise
 from mcp.shared.exceptions import MCPError
@@ -22,7 +21,6 @@ from kk_etcd_mcp.mcp_server.apps import APP_MIME_TYPE, VIEWS
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")]
 
-EtcdCtl = Callable[..., subprocess.CompletedProcess[str]]
 EXTENSION = "io.modelcontextprotocol/ui"
 APPS_CLIENT = [advertise(EXTENSION, {"mimeTypes": [APP_MIME_TYPE]})]
 BOUND = {"service_list": "services", "kv_history": "history", "kv_put": "review", "cluster_status": "cluster"}
