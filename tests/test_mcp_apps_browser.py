@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -28,7 +29,9 @@ from polling import eventually
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
+Hosted = tuple[Page, PageWatch]  # the host page and what it (and every view in it) reported as going wrong
 ADMIN = "apps-admin-token-0123456789"
+READER = "apps-read-token-0123456789"
 LIVE = 20_000  # ms: a health change reaches the view within the hub's detection time plus one read (2 s)
 expect.set_options(timeout=10_000)
 
@@ -59,7 +62,7 @@ class Served:
 @pytest.fixture(scope="module")
 def served(etcd_endpoint: str) -> Iterator[Served]:
     base = f"t/{uuid4().hex[:12]}/"
-    tokens = [{"name": "ops", "scope": "admin", "token": ADMIN}]
+    tokens = [{"name": "ops", "scope": "admin", "token": ADMIN}, {"name": "viewer", "scope": "read", "token": READER}]
     with http_server(
         etcd_endpoint,
         "streamable-http",
@@ -71,12 +74,19 @@ def served(etcd_endpoint: str) -> Iterator[Served]:
 
 
 @pytest.fixture
-async def host(browser: Browser, host_page: Path, served: Served) -> AsyncIterator[tuple[Page, PageWatch]]:
+async def host(browser: Browser, host_page: Path, served: Served) -> AsyncIterator[Hosted]:
+    async with hosted(browser, host_page, served, ADMIN) as opened:
+        yield opened
+
+
+@asynccontextmanager
+async def hosted(browser: Browser, host_page: Path, served: Served, token: str) -> AsyncIterator[Hosted]:
+    """The test host in a fresh browser context, its MCP client signed in with ``token``."""
     context = await browser.new_context()
     page = await context.new_page()
     watch = PageWatch(page)  # the page's console and errors: the host's and every view's
     try:
-        await open_host(page, host_page, served.server.port, ADMIN)
+        await open_host(page, host_page, served.server.port, token)
         yield page, watch
     finally:
         await context.close()
@@ -96,9 +106,7 @@ def no_errors(watch: PageWatch) -> None:
     watch.assert_none()
 
 
-async def test_the_services_view_turns_an_instance_critical_when_its_target_stops(
-    served: Served, host: tuple[Page, PageWatch]
-) -> None:
+async def test_the_services_view_turns_an_instance_critical_when_its_target_stops(served: Served, host: Hosted) -> None:
     page, watch = host
     name = f"web-{uuid4().hex[:6]}"
     check = {"interval": 1, "timeout": 1, "failures_before_critical": 1}
@@ -118,7 +126,7 @@ async def test_the_services_view_turns_an_instance_critical_when_its_target_stop
 
 
 async def test_rollback_from_the_history_view_asks_the_host_and_restores_the_value(
-    served: Served, host: tuple[Page, PageWatch], etcdctl: EtcdCtl
+    served: Served, host: Hosted, etcdctl: EtcdCtl
 ) -> None:
     page, watch = host
     key = f"{served.cfg}app/limits"
@@ -150,7 +158,7 @@ async def test_rollback_from_the_history_view_asks_the_host_and_restores_the_val
 
 
 async def test_the_review_view_shows_what_is_wrong_and_saves_a_valid_proposal_once_approved(
-    served: Served, host: tuple[Page, PageWatch], etcdctl: EtcdCtl
+    served: Served, host: Hosted, etcdctl: EtcdCtl
 ) -> None:
     page, watch = host
     key = f"{served.cfg}app/db"
@@ -179,7 +187,7 @@ async def test_the_review_view_shows_what_is_wrong_and_saves_a_valid_proposal_on
     no_errors(watch)
 
 
-async def test_the_cluster_view_shows_the_members(host: tuple[Page, PageWatch]) -> None:
+async def test_the_cluster_view_shows_the_members(host: Hosted) -> None:
     page, watch = host
     view = await show(page, "cluster_status")
     await expect(view.get_by_role("heading", name="Cluster", exact=True)).to_be_visible()
@@ -189,3 +197,23 @@ async def test_the_cluster_view_shows_the_members(host: tuple[Page, PageWatch]) 
     (frame,) = [f for f in page.frames if f is not page.main_frame]
     await frame.evaluate("console.error('seen from the view')")
     await eventually(lambda: "console error: seen from the view" in watch.errors, "the view's console error heard")
+
+
+async def test_a_read_token_sees_no_control_that_changes_anything(
+    served: Served, browser: Browser, host_page: Path, etcdctl: EtcdCtl
+) -> None:
+    key = f"{served.cfg}app/read-only"
+    etcdctl("put", key, "one")
+    etcdctl("put", key, "two")
+    name = f"ro-{uuid4().hex[:6]}"
+    async with http_client(served.server.url, ADMIN) as client:
+        await call(client, "service_register", name=name, addr="127.0.0.1:9", type="tcp")
+    async with hosted(browser, host_page, served, READER) as (page, watch):
+        services = await show(page, "service_list")
+        row = row_of(services, name, "127.0.0.1:9")
+        await expect(row.get_by_role("button", name=f"Check {name} at 127.0.0.1:9 now")).to_be_visible()
+        await expect(row.get_by_role("button", name=f"Deregister {name} at 127.0.0.1:9")).to_have_count(0)
+        history = await show(page, "kv_history", key=key)
+        await expect(history.get_by_role("table", name=f"Versions of {key}, newest first")).to_be_visible()
+        await expect(history.get_by_role("button", name="Roll back", exact=False)).to_have_count(0)
+        no_errors(watch)

@@ -5,7 +5,7 @@
  */
 import type { App } from "@modelcontextprotocol/ext-apps";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import { type ConsoleTransport, type ToolInfo, ToolError, type Unsubscribe } from "../transport";
+import { type ConsoleTransport, type Progress, type ToolInfo, ToolError, type Unsubscribe } from "../transport";
 
 /** How often a followed resource is read again inside a host (the web console is told by the server). */
 export const POLL_MS = 2000;
@@ -18,10 +18,11 @@ export class HostBridgeTransport implements ConsoleTransport {
     return [];
   }
 
-  async callTool<T>(name: string, args: Record<string, unknown>): Promise<T> {
+  async callTool<T>(name: string, args: Record<string, unknown>, onProgress?: (p: Progress) => void): Promise<T> {
     let result: CallToolResult;
     try {
-      result = (await this.app.callServerTool({ name, arguments: args })) as CallToolResult;
+      const options = onProgress ? { onprogress: onProgress } : undefined;
+      result = (await this.app.callServerTool({ name, arguments: args }, options)) as CallToolResult;
     } catch (error) {
       // The host refused the call (the person declined it) or could not reach the server.
       throw new ToolError(name, `The host did not run ${name}: ${reason(error)}`);
