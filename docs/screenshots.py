@@ -1,10 +1,12 @@
-"""Take the README's screenshots of the web console: a real server, etcd and health targets, Debian's chromium.
+"""Take the README's screenshots of the web console and of its views as MCP Apps: a real server, etcd and
+health targets, Debian's chromium.
 
-    python docs/screenshots.py          # writes docs/console-*.png
+    python docs/screenshots.py          # writes docs/console-*.png and docs/app-*.png
 
 Starts its own etcd (free loopback ports, temp dir), a few health targets (two answering, one not),
 ``kk-etcd-mcp serve --transport streamable-http`` with two tokens and the audit trail in etcd, fills in
-some configuration, users and roles through MCP, then opens each view signed in as the admin token.
+some configuration, users and roles through MCP, then opens each view signed in as the admin token, and
+each MCP App view in the test host (tests/apps_host: AppBridge and the TypeScript MCP client; needs npm).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ sys.path.insert(0, str(DOCS.parent / "tests"))
 
 from console_browser import chromium  # noqa: E402
 from health_servers import HttpHealthServer  # noqa: E402
+from mcp_apps_host import build_host, open_host  # noqa: E402
 from mcp_helpers import call, http_client, http_server  # noqa: E402
 
 from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, free_ports  # noqa: E402
@@ -94,6 +97,7 @@ async def main() -> None:
                     await c.stop()  # billing fails: the services view shows it critical
                     await anyio.sleep(4)
                     await shoot(server.port)
+                    await shoot_apps(server.port, tmp / "apps-host")
         finally:
             await etcd.astop()
 
@@ -148,6 +152,53 @@ async def shoot(port: int) -> None:
         await page.get_by_role("row").filter(has_text="billing").get_by_text("critical").wait_for()
         await page.screenshot(path=DOCS / "console-read-only.png")
         await reader.close()
+
+
+async def shoot_apps(port: int, host_dir: Path) -> None:
+    """Each MCP App view as the test host shows it, beside nothing but its tool call's caption."""
+    built = build_host(host_dir)
+    if isinstance(built, str):
+        print(f"no MCP App screenshots: {built}", file=sys.stderr)
+        return
+    async with chromium() as browser:
+        context = await browser.new_context(viewport={"width": 1280, "height": 800})
+        page = await context.new_page()
+        await open_host(page, built, port, ADMIN)
+        views = (
+            ("service_list", {}, "app-services.png", "billing"),
+            ("kv_history", {"key": "app/orders/db"}, "app-history.png", "Changes from revision"),
+            (
+                "kv_put",
+                {
+                    "key": "app/orders/db",
+                    "value": '{"host": "db.internal", "port": 6432}',
+                    "format": "json",
+                    "dry_run": True,
+                },
+                "app-review.png",
+                "Save this value",
+            ),
+            ("cluster_status", {}, "app-cluster.png", "Members"),
+        )
+        for tool, arguments, name, ready in views:
+            await page.evaluate("window.kkHost.clear()")  # one view at a time: a frame out of sight is not laid out
+            shown = await page.evaluate("([tool, args]) => window.kkHost.show(tool, args)", [tool, arguments])
+            view = page.frame_locator(f"iframe[title='{shown['title']}']")
+            await view.get_by_text(ready).first.wait_for()
+            frame = page.locator(f"iframe[title='{shown['title']}']")
+            heights = [None, await frame.evaluate("f => f.style.height")]
+            while heights[-1] != heights[-2] or heights[-1] == "200px":  # the frame takes the height the view reports
+                await anyio.sleep(0.5)
+                heights.append(await frame.evaluate("f => f.style.height"))
+            figure = page.locator("figure").filter(has=frame)
+            box = await figure.bounding_box()
+            assert box is not None
+            # The whole frame in sight: chromium paints no part of a frame that is out of the viewport.
+            await page.set_viewport_size({"width": 1280, "height": int(box["y"] + box["height"]) + 16})
+            await anyio.sleep(0.5)
+            await figure.screenshot(path=DOCS / name)
+            await page.set_viewport_size({"width": 1280, "height": 800})
+        await context.close()
 
 
 if __name__ == "__main__":

@@ -206,6 +206,11 @@ class Settings(BaseModel):
         description="Serve the web console at /ui/ on the HTTP transports (with sse, also streamable HTTP at /mcp, "
         "which the console speaks).",
     )
+    apps: bool = Field(
+        default=True,
+        description="Offer the console's views as MCP Apps (interactive views beside a tool's result) to hosts that "
+        "negotiate the io.modelcontextprotocol/ui extension; other clients see no difference.",
+    )
     public_url: str | None = Field(
         default=None,
         description="The URL clients reach this server at (behind a proxy, the proxy's), e.g. "

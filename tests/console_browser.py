@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from playwright.async_api import Browser, ConsoleMessage, Error, Page, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Error, FrameLocator, Locator, Page, async_playwright
 
 CHROMIUM_FLAGS = [
     "--headless=new",
@@ -88,3 +88,13 @@ class PageWatch:
 
     def _page_error(self, error: Error) -> None:
         self.errors.append(f"uncaught: {error}")
+
+    def assert_none(self) -> None:
+        assert self.errors == [], self.errors
+
+
+def row_of(scope: Page | FrameLocator, name: str, addr: str) -> Locator:
+    """The services table's row of one instance (in the console's page or a view's frame)."""
+    return (
+        scope.get_by_role("row").filter(has=scope.get_by_role("rowheader", name=name, exact=True)).filter(has_text=addr)
+    )

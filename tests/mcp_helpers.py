@@ -20,6 +20,7 @@ from typing import IO, Any
 
 import httpx2
 from mcp import Client
+from mcp.client.extension import ClientExtension
 from mcp.client.session import ElicitationFnT, MessageHandlerFnT
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters
@@ -55,6 +56,7 @@ async def served(
     elicitation: ElicitationFnT | None = None,
     mode: str = "auto",
     message_handler: MessageHandlerFnT | None = None,
+    extensions: list[ClientExtension] | None = None,
     **settings: str,
 ) -> AsyncIterator[Client]:
     """A client session with the server ``kk-etcd-mcp serve`` would build, running in this process.
@@ -68,7 +70,7 @@ async def served(
     the server, with every scope); here there is no transport, so the session runs as the identity given,
     stdio's unless a test needs another scope. ``elicitation`` answers confirmations (None: the client
     cannot be asked, and ``confirm_destructive`` decides). ``message_handler`` gets what the server sends
-    unasked (resource updates, log messages).
+    unasked (resource updates, log messages). ``extensions``: what the client declares (MCP Apps, ...).
     """
     config = load_settings(env=server_env(endpoint, **settings))
     with acting_as(identity):  # the server's tasks start inside: they inherit the identity
@@ -79,7 +81,13 @@ async def served(
             server = build_server(config, etcd, registry, live)
             await stack.enter_async_context(live.run())
             yield await stack.enter_async_context(
-                Client(server, elicitation_callback=elicitation, message_handler=message_handler, mode=mode)
+                Client(
+                    server,
+                    elicitation_callback=elicitation,
+                    message_handler=message_handler,
+                    mode=mode,
+                    extensions=extensions,
+                )
             )
 
 

@@ -17,7 +17,7 @@ from uuid import uuid4
 
 import pytest
 from conftest import EtcdCtl
-from console_browser import PageWatch, chromium, chromium_path, missing_reason
+from console_browser import PageWatch, chromium, chromium_path, missing_reason, row_of
 from health_servers import HttpHealthServer
 from mcp_helpers import HttpServer, call, http_client, http_server
 from playwright.async_api import Browser, Page, expect
@@ -87,13 +87,7 @@ async def sign_in(page: Page, console: Console, token: str, where: str = "") -> 
 
 
 def no_errors(watch: PageWatch) -> None:
-    assert watch.errors == [], watch.errors
-
-
-def row_of(page: Page, name: str, addr: str) -> Any:
-    return (
-        page.get_by_role("row").filter(has=page.get_by_role("rowheader", name=name, exact=True)).filter(has_text=addr)
-    )
+    watch.assert_none()
 
 
 # Services -------------------------------------------------------------------------------------------

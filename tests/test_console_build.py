@@ -1,5 +1,6 @@
-"""The web console's shipped files (``kk_etcd_mcp/ui/``): within their size budget, in the wheel, and
-exactly what a fresh build of ``console/`` makes (``npm ci`` from the lockfile, then ``npm run build``),
+"""The web console's shipped files (``kk_etcd_mcp/ui/``) and its views as MCP Apps
+(``kk_etcd_mcp/mcp_apps/``): within their size budgets, in the wheel, and exactly what a fresh build of
+``console/`` makes (``npm ci`` from the lockfile, then ``npm run build``),
 so the committed bundle is the sources' and nothing else. The build needs npm (and the npm registry);
 without npm it is skipped, saying so.
 """
@@ -20,13 +21,15 @@ from kk_etcd_mcp.mcp_server.http.console import CONTENT_TYPES, load_assets
 
 ROOT = repo_root()
 UI = ROOT / "kk_etcd_mcp" / "ui"
+APPS = ROOT / "kk_etcd_mcp" / "mcp_apps"
+APP_BUDGET_GZIPPED = 150 * 1024  # each view: one document, everything inlined
 CONSOLE = ROOT / "console"
 BUDGET_GZIPPED = 300 * 1024  # every shipped file, gzipped, together
 SOURCES = ["package.json", "package-lock.json", "build.mjs", "tsconfig.json", "src", "static"]
 
 
-def shipped() -> list[Path]:
-    return sorted(p for p in UI.iterdir() if p.suffix in CONTENT_TYPES)
+def shipped(directory: Path = UI) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.suffix in CONTENT_TYPES)
 
 
 def test_the_shipped_files_fit_the_size_budget() -> None:
@@ -47,6 +50,16 @@ def test_the_page_loads_only_its_own_files() -> None:
     assert "https://cdn" not in bundle and "eval(" not in bundle
 
 
+def test_each_app_view_is_one_document_within_its_budget() -> None:
+    views = {p.name: len(gzip.compress(p.read_bytes(), 9)) for p in shipped(APPS) if p.suffix == ".html"}
+    assert set(views) == {"services.html", "history.html", "review.html", "cluster.html"}
+    assert all(size < APP_BUDGET_GZIPPED for size in views.values()), views
+    for name in views:
+        html = (APPS / name).read_text()
+        assert "src=" not in html.split("<script>")[0] and "<link" not in html, f"{name} loads a file"
+        assert html.count("<script>") == 1 and html.count("</script>") == 1, f"{name}: the script must stay inline"
+
+
 @pytest.mark.slow
 def test_the_wheel_ships_every_console_file(tmp_path: Path) -> None:
     subprocess.run(
@@ -58,8 +71,8 @@ def test_the_wheel_ships_every_console_file(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-        for path in shipped():
-            member = f"kk_etcd_mcp/ui/{path.name}"
+        for path in [*shipped(), *shipped(APPS)]:
+            member = f"kk_etcd_mcp/{path.parent.name}/{path.name}"
             assert member in names, f"{path.name} is missing from the wheel: add its pattern to package-data"
             assert archive.read(member) == path.read_bytes()
 
@@ -80,13 +93,14 @@ def test_a_fresh_build_reproduces_the_committed_files(tmp_path: Path) -> None:
     run = {"cwd": work, "capture_output": True, "text": True, "timeout": 600}
     installed = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], **run)  # type: ignore[call-overload]
     assert installed.returncode == 0, f"npm ci failed:\n{installed.stdout}\n{installed.stderr}"
-    out = tmp_path / "ui"
-    built = subprocess.run([npm, "run", "build", "--", str(out)], **run)  # type: ignore[call-overload]
+    out, apps_out = tmp_path / "ui", tmp_path / "mcp_apps"
+    built = subprocess.run([npm, "run", "build", "--", str(out), str(apps_out)], **run)  # type: ignore[call-overload]
     assert built.returncode == 0, f"the console's build failed:\n{built.stdout}\n{built.stderr}"
-    fresh = sorted(p.name for p in out.iterdir())
-    assert fresh == [p.name for p in shipped()], "kk_etcd_mcp/ui/ holds other files than a build makes"
-    for name in fresh:
-        assert (out / name).read_bytes() == (UI / name).read_bytes(), (
-            f"kk_etcd_mcp/ui/{name} differs from a fresh build: run `cd console && npm ci && npm run build` "
-            "and commit the result"
-        )
+    for fresh_dir, committed in ((out, UI), (apps_out, APPS)):
+        fresh = sorted(p.name for p in fresh_dir.iterdir())
+        assert fresh == [p.name for p in shipped(committed)], f"{committed} holds other files than a build makes"
+        for name in fresh:
+            assert (fresh_dir / name).read_bytes() == (committed / name).read_bytes(), (
+                f"kk_etcd_mcp/{committed.name}/{name} differs from a fresh build: run `cd console && npm ci && "
+                "npm run build` and commit the result"
+            )

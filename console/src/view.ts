@@ -11,6 +11,8 @@ export interface ViewContext {
   /** True when this client may call the tool (the server lists it): write controls show only then. */
   can(tool: string): boolean;
   confirm: Confirm;
+  /** The host asks the person before it runs a change for the view (an MCP App): the view asks nothing itself. */
+  hostApproves?: boolean;
   /** How many confirmations the person has cancelled so far (a refused call after one is no error). */
   declines(): number;
   /** Say something to screen readers (and show it in the status line). */
@@ -116,13 +118,15 @@ interface Change {
 /**
  * A change that deserves a confirmation even when it removes nothing (a rollback): the dry run's own
  * words are the question. When the change removes something the server asks itself (elicitation), so
- * the console does not ask twice. Resolves to the result, or null when the person cancelled.
+ * the console does not ask twice; inside a host that approves each change (`hostApproves`), neither
+ * does the view. Resolves to the result, or null when the person cancelled.
  */
 export async function confirmedCall<T>(
   ctx: ViewContext,
   tool: string,
   args: Record<string, unknown>,
 ): Promise<T | null> {
+  if (ctx.hostApproves) return ctx.transport.callTool<T>(tool, args);
   const plan = await ctx.transport.callTool<Change>(tool, { ...args, dry_run: true });
   if (plan.removes.length === 0) {
     const question = `Confirm ${tool}: ${plan.change}. Nothing changes unless you confirm.`;

@@ -13,6 +13,7 @@ from ..etcd import EtcdClient
 from ..logs import library_level
 from ..registry import RegistryKeys, RegistryService
 from ..settings import Settings
+from .apps import build_apps, install_app_views, offered_views
 from .calls import CallGuard
 from .completions import Completer, register_completions
 from .identity import Scope, current_identity
@@ -79,6 +80,7 @@ def build_server(
     settings: Settings, etcd: EtcdClient, registry: RegistryService | None = None, live: LiveUpdates | None = None
 ) -> MCPServer:
     """``live``: subscriptions and log messages (its ``run()`` must be held while serving); None: neither."""
+    views = offered_views(settings)  # MCP Apps: an extension is given to MCPServer when it is made
     server = MCPServer(
         "kk-etcd-mcp",
         title="kk-etcd-mcp",
@@ -86,6 +88,7 @@ def build_server(
         instructions=INSTRUCTIONS,
         log_level=library_level(settings.log_level, settings.library_log_level),  # mcp's own loggers: see logs.py
         subscriptions=live.bus if live is not None else None,
+        extensions=[build_apps(views)] if views else None,
     )
     audit = build_audit_trail(settings, etcd)
     guard = CallGuard(settings.max_concurrent_calls, audit)
@@ -117,6 +120,7 @@ def build_server(
     register_audit_tools(tools, audit)
     register_client_resource(server, settings.read_only)
     install_scope_guard(server, tools.required_scope)  # whose request it is; tools/list per token scope
+    install_app_views(server, views)  # the views only for clients that negotiated MCP Apps
     prompts = load_prompts(default_prompts_dir())
     register_prompts(server, prompts)
     completer = Completer(
