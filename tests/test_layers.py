@@ -1,7 +1,7 @@
 """The import layers, read from every module's syntax tree (imports inside functions count too).
 
     app/ (with cli.py, __main__.py)   the application: composition root, signals, CLI views; imports anything
-    mcp_server/ ui/                   the MCP surface and the web console's files: import the core packages,
+    mcp_server/ ui/ mcp_apps/         the MCP surface and the views' built files: import the core packages,
                                       never the application
     config_center/ registry/ access/  the core packages: know nothing of MCP or of the application
       cluster/ audit/
@@ -24,7 +24,7 @@ import kk_etcd_mcp
 
 PACKAGE = Path(kk_etcd_mcp.__file__).parent
 APPLICATION = {"app", "cli", "__main__"}
-MCP = {"mcp_server", "ui"}  # ui: the web console's built files, served by mcp_server/http
+MCP = {"mcp_server", "ui", "mcp_apps"}  # the web console's and the MCP Apps' built files
 CORE = {"config_center", "registry", "access", "cluster", "audit"}
 SHARED = {
     "settings",
