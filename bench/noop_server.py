@@ -2,6 +2,7 @@
 
     python bench/noop_server.py stdio
     python bench/noop_server.py http --port 8765     # streamable HTTP at http://127.0.0.1:8765/mcp
+    python bench/noop_server.py stdio --tools 60     # 59 more no-op tools (bench/startup.py's baseline)
 
 Served the way ``kk-etcd-mcp serve`` serves (same MCPServer class, same streamable_http_app defaults,
 uvicorn without access log), so the difference to kv_get is our own work plus the etcd round trip.
@@ -24,7 +25,7 @@ from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
 
-def build(shape: bool = False) -> MCPServer:
+def build(shape: bool = False, tools: int = 1) -> MCPServer:
     server = MCPServer("noop", version="0")
 
     @server.tool()
@@ -32,6 +33,8 @@ def build(shape: bool = False) -> MCPServer:
         """Does nothing."""
         return "ok"
 
+    for i in range(2, tools + 1):
+        server.add_tool(noop, name=f"noop_{i}")
     if shape:
         _add_shape_tool(server)
     return server
@@ -98,8 +101,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--shape", action="store_true", help="also offer kv_get_shape (imports kk_etcd_mcp)")
     parser.add_argument("--kk-stdio", action="store_true", help="serve stdio with kk-etcd-mcp's stdin reader")
+    parser.add_argument("--tools", type=int, default=1, help="no-op tools in all (default 1)")
     args = parser.parse_args()
-    server = build(shape=args.shape)
+    server = build(shape=args.shape, tools=args.tools)
     runner: Any
     if args.transport == "http":
         anyio.run(_run_http, server, args.port)
