@@ -6,7 +6,8 @@
       cluster/ audit/
     etcd/                             the bottom: imports none of the packages above
 
-Beside them, modules every layer may use (settings, errors, logs, holders, change, ranges) import no layer
+Beside them, modules every layer may use (settings, errors, logs, holders, change, ranges, backoff, grpc_await,
+lazy) import no layer
 above etcd/ (settings builds the etcd client).
 
 The package root's ``__init__`` is the SDK's curated API: it may import the core packages, not the MCP
@@ -23,9 +24,11 @@ import kk_etcd_mcp
 
 PACKAGE = Path(kk_etcd_mcp.__file__).parent
 APPLICATION = {"app", "cli", "__main__"}
-MCP = {"mcp_server"}
+MCP = {"mcp_server", "ui"}  # ui: the web console's built files, served by mcp_server/http
 CORE = {"config_center", "registry", "access", "cluster", "audit"}
-SHARED = {"settings", "errors", "logs", "holders", "change", "ranges"}  # modules every layer may use
+SHARED = {
+    "settings", "errors", "logs", "holders", "change", "ranges", "backoff", "grpc_await", "lazy",
+}  # modules every layer may use  # fmt: skip
 
 # layer -> the parts of kk_etcd_mcp it must not import
 FORBIDDEN = {
