@@ -245,7 +245,7 @@ def kk_command(profile_dir: Path | None, profiler: str, tag: str) -> list[str]:
         out = profile_dir / f"kk-{tag}.pyisession"
         return [sys.executable, "-m", "pyinstrument", "-r", "session", "-o", str(out), *serve]
     out = profile_dir / f"kk-{tag}.prof"
-    return [sys.executable, "-m", "cProfile", "-o", str(out), *serve]
+    return [sys.executable, str(BENCH_DIR / "profiled.py"), str(out), "serve"]  # also written on os._exit
 
 
 @dataclass
