@@ -22,7 +22,8 @@ client's sequential calls exceed the default 20 per second, and the limiter woul
 
 ``--breakdown`` adds the steps between the floor and kv_get (bench/noop_server.py serving kv_get's
 signature and result model without etcd, and on stdio also through our own stdin reader) and prints
-kv_get's p50 and server CPU split into those steps.
+kv_get's p50 and server CPU split into those steps; over streamable HTTP also kv_get on kk-etcd-mcp
+with mcp's app alone, without our HTTP middleware (bench/kk_plain_http.py), to show what it costs.
 
 ``--profile DIR`` runs the kk-etcd-mcp servers under cProfile and leaves ``kk-<transport>.prof`` in DIR
 (read with ``python -m pstats``); ``--profiler pyinstrument`` (if installed) leaves ``.pyisession`` files
@@ -63,6 +64,7 @@ NOOP_SERVER = BENCH_DIR / "noop_server.py"
 FLOOR = "noop (floor)"
 KK_STDIO_NOOP = "noop, our stdin"
 SHAPE = "kv_get, no etcd"
+NO_MIDDLEWARE = "kv_get, mcp's app"  # kk-etcd-mcp over HTTP without our middleware (bench/kk_plain_http.py)
 CHUNK_TIMEOUT = 60.0  # seconds (plus 0.1 s per call) before a hung case is given up
 TARGET_RATIO = 1.5  # kv_get p50 at most 1.5x the no-op floor on each transport
 HTTP_EXTRA_CPU_RATIO = 1.3  # the server CPU kv_get adds over the no-op: HTTP at most 1.3x stdio's
@@ -383,15 +385,23 @@ async def open_mcp(
         except Exception as exc:
             bench.failed(group, SHAPE, exc)
 
+    env = server_env(endpoint, transport="stdio" if group == "stdio" else "streamable-http", **KK_SETTINGS)
     try:
         kk_cmd = kk_command(profile_dir, args.profiler, group)
-        env = server_env(endpoint, transport="stdio" if group == "stdio" else "streamable-http", **KK_SETTINGS)
         kk = await stack.enter_async_context(_server_session(stack, tmp, "kk", group, kk_cmd, env))
         bench.add(group, "kv_get", tool_call(kk.client, "kv_get", get_args), kk.pid)
         bench.add(group, "kv_put", tool_call(kk.client, "kv_put", put_args), kk.pid)
     except Exception as exc:
         bench.failed(group, "kv_get", exc)
         bench.failed(group, "kv_put", exc)
+
+    if args.breakdown and group == "http":
+        try:
+            plain_cmd = [sys.executable, str(BENCH_DIR / "kk_plain_http.py"), "serve"]
+            plain = await stack.enter_async_context(_server_session(stack, tmp, "plain", group, plain_cmd, env))
+            bench.add(group, NO_MIDDLEWARE, tool_call(plain.client, "kv_get", get_args), plain.pid)
+        except Exception as exc:
+            bench.failed(group, NO_MIDDLEWARE, exc)
 
 
 async def run(args: argparse.Namespace) -> Bench:
@@ -515,6 +525,13 @@ def report_breakdown(bench: Bench) -> None:
                 cpu = "-" if math.isnan(dc) else f"{dc:+.0f}"
                 print(f"    {text:<52}{dp:>+8.3f} ms  server cpu {cpu:>5} us")
             prev = r
+    kv_get, plain = bench.get("http", "kv_get"), bench.get("http", NO_MIDDLEWARE)
+    if kv_get is not None and plain is not None:
+        dc = kv_get.cpu_per_call("server") - plain.cpu_per_call("server")
+        print(
+            f"  streamable HTTP, kv_get through our middleware (console, auth, limits, sessions) vs mcp's app alone: "
+            f"{(kv_get.p50 - plain.p50) * 1e3:+.3f} ms, server cpu {'-' if math.isnan(dc) else f'{dc:+.0f}'} us"
+        )
     if direct is not None:
         print(
             f"  (direct EtcdClient.get from this process: p50 {_ms(direct.p50)} ms, "
