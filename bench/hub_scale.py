@@ -857,17 +857,21 @@ def report(bench: Bench) -> None:
             f"p99 lateness {aim.p99 * 1e3:.1f} ms, {aim.failed} failed, {aim.new_terms} leases lost, "
             f"longest GC pause {aim.gc.get('max', math.nan) * 1e3:.0f} ms"
         )
-        # The baseline of the same run: HTTP's hub at the same N (the cheaper kind), or for HTTP the aim itself.
+        # The baseline of the same run: HTTP's hub at the same N, per check (a hub that falls behind
+        # uses fewer cores for fewer checks); for HTTP the aim's half core itself.
         http = next((p for p in bench.phases if p.kind == "http" and p.prober == "ours" and p.n == aim.n), None)
         at = "" if aim.n == AIM_N else f" (run at N={aim.n:,}: no verdict)"
+        measured = f"{aim.cores:.3f} cores, p99 {aim.p99 * 1e3:.0f} ms, {aim.rate / aim.expected_rate:.0%} of sched"
         if kind != "http" and http is not None and http.error is None:
-            baseline, ratio = f"http {http.cores:.3f} cores", ratio_text(aim.cores, http.cores)
+            measured += f", {aim.cores_per_1k:.3f} ms CPU/check"
+            baseline = f"http {http.cores_per_1k:.3f} ms CPU/check ({http.cores:.3f} cores)"
+            ratio = ratio_text(aim.cores_per_1k, http.cores_per_1k)
         else:
             baseline, ratio = f"aim {AIM_CORES} core", ratio_text(aim.cores, AIM_CORES)
         verdict(
             f"{kind} hub at {AIM_N:,} instances / {INTERVAL:g} s: <= {AIM_CORES} core, "
             f"p99 late < {AIM_P99 * 1e3:.0f} ms{at}{spied}",
-            f"{aim.cores:.3f} cores, p99 {aim.p99 * 1e3:.0f} ms, {aim.rate / aim.expected_rate:.0%} of sched",
+            measured,
             baseline,
             ratio,
             aim.holds() if aim.n == AIM_N else None,
