@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import math
 import os
 import subprocess
@@ -369,21 +368,22 @@ async def open_mcp(
     except Exception as exc:
         bench.failed(group, FLOOR, exc)
 
-    if args.breakdown:
-        # The steps from the floor to kv_get: our stdin reader (stdio), then kv_get's schema and result model
-        # without etcd. Served by noop_server.py, which then imports those parts of kk_etcd_mcp.
-        extra = ["--shape"]
-        if group == "stdio" and importlib.util.find_spec("kk_etcd_mcp.mcp_server.stdio") is not None:
-            extra.append("--kk-stdio")
+    # On stdio kk-etcd-mcp reads stdin with its own reader, cheaper than mcp's (threads): the no-op served
+    # through it is kv_get's like-for-like floor there. With --breakdown, kv_get's schema and result model
+    # without etcd too. Served by noop_server.py, which then imports those parts of kk_etcd_mcp.
+    kk_stdio = group == "stdio"
+    if kk_stdio or args.breakdown:
+        extra = [*(["--kk-stdio"] if kk_stdio else []), *(["--shape"] if args.breakdown else [])]
         try:
             shape = await stack.enter_async_context(
                 _server_session(stack, tmp, "shape", group, [*noop_cmd, *extra], None)
             )
-            if "--kk-stdio" in extra:
+            if kk_stdio:
                 bench.add(group, KK_STDIO_NOOP, tool_call(shape.client, "noop", {}), shape.pid)
-            bench.add(group, SHAPE, tool_call(shape.client, "kv_get_shape", get_args), shape.pid)
+            if args.breakdown:
+                bench.add(group, SHAPE, tool_call(shape.client, "kv_get_shape", get_args), shape.pid)
         except Exception as exc:
-            bench.failed(group, SHAPE, exc)
+            bench.failed(group, SHAPE if args.breakdown else KK_STDIO_NOOP, exc)
 
     env = server_env(endpoint, transport="stdio" if group == "stdio" else "streamable-http", **KK_SETTINGS)
     try:
@@ -490,13 +490,21 @@ def print_verdicts(bench: Bench, args: argparse.Namespace) -> None:
         ratio = kv_get.p50 / floor.p50
         verdict(aim, f"{_ms(kv_get.p50)} ms", f"{_ms(floor.p50)} ms", f"{ratio:.2f}x", ratio <= TARGET_RATIO)
         extra[group] = kv_get.cpu_per_call("server") - floor.cpu_per_call("server")
-    aim = f"server CPU kv_get adds over the no-op: HTTP <= {HTTP_EXTRA_CPU_RATIO}x stdio{void}"
-    if len(extra) < 2 or any(math.isnan(v) for v in extra.values()):
-        verdict(aim, "n/a", "-", "-", None)
-        return
-    http, stdio = extra["http"], extra["stdio"]
-    ok = http <= HTTP_EXTRA_CPU_RATIO * max(stdio, 0.0)
-    verdict(aim, f"{http:.0f} us (HTTP)", f"{stdio:.0f} us (stdio)", ratio_text(http, stdio), ok)
+    # The server CPU kv_get adds over a no-op, HTTP against stdio: over the bare MCPServer's floor on both
+    # (the aim as first stated), and over the like-for-like floor on stdio (the no-op through our stdin reader).
+    ours_stdio = bench.get("stdio", KK_STDIO_NOOP)
+    kv_stdio = bench.get("stdio", "kv_get")
+    if ours_stdio is not None and kv_stdio is not None:
+        extra["stdio, our reader"] = kv_stdio.cpu_per_call("server") - ours_stdio.cpu_per_call("server")
+    floors = (("the bare MCPServer's floor", "stdio"), ("stdio's floor through our reader", "stdio, our reader"))
+    for floor_name, stdio_key in floors:
+        aim = f"server CPU kv_get adds over the no-op: HTTP <= {HTTP_EXTRA_CPU_RATIO}x stdio ({floor_name}){void}"
+        if "http" not in extra or stdio_key not in extra or any(math.isnan(v) for v in extra.values()):
+            verdict(aim, "n/a", "-", "-", None)
+            continue
+        http, stdio = extra["http"], extra[stdio_key]
+        ok = http <= HTTP_EXTRA_CPU_RATIO * max(stdio, 0.0)
+        verdict(aim, f"{http:.0f} us (HTTP)", f"{stdio:.0f} us (stdio)", ratio_text(http, stdio), ok)
 
 
 def report_breakdown(bench: Bench) -> None:

@@ -46,6 +46,7 @@ def _add_shape_tool(server: MCPServer) -> None:
     from kk_etcd_mcp.config_center.models import KvEntry
     from kk_etcd_mcp.config_center.service import entry
     from kk_etcd_mcp.etcd.types import KeyValue
+    from kk_etcd_mcp.mcp_server.scopes import install_scope_guard
     from kk_etcd_mcp.mcp_server.toolset import ToolRegistrar
 
     canned = KeyValue(GET_KEY.encode(), VALUES["text"].encode(), create_revision=2, mod_revision=2, version=1)
@@ -58,6 +59,9 @@ def _add_shape_tool(server: MCPServer) -> None:
         return entry(canned)
 
     ToolRegistrar(server, read_only=False).query("kv_get without etcd")(kv_get_shape)
+    # As in kk-etcd-mcp: the request's identity (HTTP: the tokenless loopback one, set by _tokenless) made
+    # current for the call, which kv_get's wrapper checks.
+    install_scope_guard(server, {"kv_get_shape": "read"})
 
 
 class _HttpServer(uvicorn.Server):
@@ -76,9 +80,12 @@ class _HttpServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-async def _run_http(server: MCPServer, port: int) -> None:
+async def _run_http(server: MCPServer, port: int, shape: bool) -> None:
+    app: Any = server.streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1")
+    if shape:  # kv_get's wrapper refuses a caller no transport named; kk-etcd-mcp names a tokenless loopback one
+        app = _tokenless(app)
     config = uvicorn.Config(
-        server.streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1"),
+        app,
         host="127.0.0.1",
         port=port,
         log_config=None,
@@ -87,6 +94,18 @@ async def _run_http(server: MCPServer, port: int) -> None:
         lifespan="on",
     )
     await _HttpServer(config).serve()
+
+
+def _tokenless(app: Any) -> Any:
+    from kk_etcd_mcp.mcp_server.identity import HTTP_WITHOUT_TOKEN, IdentifiedUser
+
+    user = IdentifiedUser(HTTP_WITHOUT_TOKEN)
+
+    async def named(scope: Any, receive: Any, send: Any) -> None:
+        scope["user"] = user
+        await app(scope, receive, send)
+
+    return named
 
 
 async def _run_kk_stdio(server: MCPServer) -> None:
@@ -106,7 +125,7 @@ def main() -> None:
     server = build(shape=args.shape, tools=args.tools)
     runner: Any
     if args.transport == "http":
-        anyio.run(_run_http, server, args.port)
+        anyio.run(_run_http, server, args.port, args.shape)
     else:
         runner = _run_kk_stdio if args.kk_stdio else MCPServer.run_stdio_async
         anyio.run(runner, server)
