@@ -130,12 +130,12 @@ class Prober:
         return self._session
 
     async def _tls_context(self, spec: CheckSpec) -> ssl.SSLContext | None:
-        from .http import tls_context
-
         if spec.ca_file is None:
             return None
         context = self._tls.get(spec.ca_file)
         if context is None:
+            from .http import tls_context
+
             try:
                 context = self._tls[spec.ca_file] = await tls_context(spec.ca_file)
             except (OSError, ssl.SSLError):
