@@ -47,6 +47,15 @@ from kk_etcd_mcp.registry.model import CheckOptions, resolve_check
 Check = Callable[[int], Awaitable[bool]]  # instance index -> passing
 
 
+def health_check(channel: Any) -> Any:
+    """The Health/Check multi-callable of a channel, grpc.aio or sync alike."""
+    return channel.unary_unary(
+        CHECK_METHOD,
+        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString,
+    )
+
+
 class Candidate:
     name = ""
 
@@ -81,14 +90,7 @@ class AioBare(AioShipped):
 
     async def open(self, addrs: list[str]) -> None:
         await super().open(addrs)
-        self.stubs = [
-            c.unary_unary(
-                CHECK_METHOD,
-                request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-                response_deserializer=health_pb2.HealthCheckResponse.FromString,
-            )
-            for c in self.channels
-        ]
+        self.stubs = [health_check(c) for c in self.channels]
 
     async def check(self, i: int) -> bool:
         response = await self.stubs[i](health_pb2.HealthCheckRequest(), timeout=5)
@@ -108,14 +110,7 @@ class SyncFuture(Candidate):
 
     async def open(self, addrs: list[str]) -> None:
         self.channels = [grpc.insecure_channel(a, options=[("grpc.enable_http_proxy", 0)]) for a in addrs]
-        self.stubs = [
-            c.unary_unary(
-                CHECK_METHOD,
-                request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-                response_deserializer=health_pb2.HealthCheckResponse.FromString,
-            )
-            for c in self.channels
-        ]
+        self.stubs = [health_check(c) for c in self.channels]
 
     async def check(self, i: int) -> bool:
         loop = asyncio.get_running_loop()
