@@ -18,7 +18,7 @@ etcd (Linux /proc; "-" elsewhere), and the aims as ``verdict:`` lines (bench/ver
 1.3x what it adds on stdio. The verdicts are informational: the exit code is 0 unless a case failed.
 
 The kk-etcd-mcp servers run with every setting at its default except ``http_rate_limit`` (0): one
-client's sequential calls exceed the default 20 per second, and the limiter would then pace them.
+client's sequential calls exceed the default 20 per second, and the limiter would refuse them (429).
 
 ``--breakdown`` adds the steps between the floor and kv_get (bench/noop_server.py serving kv_get's
 signature and result model without etcd, and on stdio also through our own stdin reader) and prints
@@ -67,7 +67,7 @@ NO_MIDDLEWARE = "kv_get, mcp's app"  # kk-etcd-mcp over HTTP without our middlew
 CHUNK_TIMEOUT = 60.0  # seconds (plus 0.1 s per call) before a hung case is given up
 TARGET_RATIO = 1.5  # kv_get p50 at most 1.5x the no-op floor on each transport
 HTTP_EXTRA_CPU_RATIO = 1.3  # the server CPU kv_get adds over the no-op: HTTP at most 1.3x stdio's
-# Settings the bench needs, named here rather than left to the defaults: the rate limiter would pace
+# Settings the bench needs, named here rather than left to the defaults: the rate limiter would refuse
 # one client's back-to-back calls (20/s by default). Every other limit stays at its default.
 KK_SETTINGS = {"http_rate_limit": "0"}
 
