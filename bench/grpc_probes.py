@@ -15,7 +15,8 @@ included) is divided by the checks made:
 * ``aio, one channel``: every check on one channel (a bound: real instances are on hosts of their own);
 * ``sync stub, .future()``: grpcio's synchronous channel, ``.future()`` per call, its done callback
   handed to the event loop with ``call_soon_threadsafe`` (grpc's own threads drive the call);
-* ``sync stub, 4 threads``: the blocking call in a pool of 4 threads (``run_in_executor``).
+* ``sync stub, 4 threads``: the blocking call in a pool of 4 threads (``run_in_executor``);
+* ``lean HTTP/2 prototype``: a bound for a purpose-built client, measurement only (see ``LeanHttp2``).
 
 The baseline of each row is the shipped prober of the same run. Not measured here (see bench/README.md):
 probes batched per host (real instances are on hosts of their own), a probe worker process (its CPU
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import struct
 import sys
 import tempfile
 import time
@@ -148,6 +150,88 @@ class SyncThreads(SyncFuture):
         await super().close()
 
 
+def _frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
+    return struct.pack(">I", len(payload))[1:] + bytes((kind, flags)) + struct.pack(">I", stream) + payload
+
+
+def _literal(name: bytes, value: bytes) -> bytes:  # HPACK: literal without indexing, new name, no Huffman
+    return b"\x00" + bytes((len(name),)) + name + bytes((len(value),)) + value
+
+
+class LeanHttp2(asyncio.Protocol):
+    """A measurement prototype, not a client to ship: one connection, Health/Check as fixed bytes, the answer
+    read from the DATA frame (SERVING is ``08 01``); no HPACK decoding (headers are skipped), no TLS, no
+    deadlines, flow control by one large window update. What a lean call path could cost."""
+
+    def __init__(self, authority: str) -> None:
+        self.buffer = bytearray()
+        self.next_stream = 1
+        self.calls: dict[int, tuple[asyncio.Future[bool], bytearray]] = {}
+        block = b"".join(
+            _literal(n, v)
+            for n, v in (
+                (b":method", b"POST"), (b":scheme", b"http"), (b":path", CHECK_METHOD.encode()),
+                (b":authority", authority.encode()), (b"content-type", b"application/grpc"), (b"te", b"trailers"),
+            )
+        )  # fmt: skip
+        message = health_pb2.HealthCheckRequest().SerializeToString()
+        self.headers, self.body = block, b"\x00" + struct.pack(">I", len(message)) + message
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+        transport.write(preface + _frame(4, 0, 0) + _frame(8, 0, 0, struct.pack(">I", 1 << 30)))
+
+    def check(self) -> asyncio.Future[bool]:
+        stream, self.next_stream = self.next_stream, self.next_stream + 2
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.calls[stream] = (done, bytearray())
+        self.transport.write(_frame(1, 4, stream, self.headers) + _frame(0, 1, stream, self.body))
+        return done
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while len(self.buffer) >= 9:
+            length = int.from_bytes(self.buffer[:3], "big")
+            if len(self.buffer) < 9 + length:
+                return
+            kind, flags = self.buffer[3], self.buffer[4]
+            stream = int.from_bytes(self.buffer[5:9], "big") & 0x7FFFFFFF
+            payload = bytes(self.buffer[9 : 9 + length])
+            del self.buffer[: 9 + length]
+            if kind == 4 and not flags & 1:  # SETTINGS: acknowledge
+                self.transport.write(_frame(4, 1, 0))
+            elif kind == 6 and not flags & 1:  # PING: answer
+                self.transport.write(_frame(6, 1, 0, payload))
+            elif kind in (0, 1, 3) and stream in self.calls:
+                done, answer = self.calls[stream]
+                if kind == 0:
+                    answer += payload
+                if kind == 3 or flags & 1:  # RST_STREAM, or END_STREAM on DATA or trailers
+                    del self.calls[stream]
+                    if not done.done():
+                        done.set_result(bytes(answer[5:]) == b"\x08\x01")
+
+
+class LeanPrototype(Candidate):
+    name = "lean HTTP/2 prototype"
+
+    async def open(self, addrs: list[str]) -> None:
+        loop = asyncio.get_running_loop()
+        self.connections: list[LeanHttp2] = []
+        for addr in addrs:
+            host, _, port = addr.rpartition(":")
+            _, protocol = await loop.create_connection(lambda a=addr: LeanHttp2(a), host, int(port))
+            self.connections.append(protocol)
+
+    async def check(self, i: int) -> bool:
+        return await self.connections[i].check()
+
+    async def close(self) -> None:
+        for connection in self.connections:
+            connection.transport.close()
+
+
 def _settle(done: asyncio.Future[Any], call: Any) -> None:
     if done.done():
         return
@@ -158,7 +242,7 @@ def _settle(done: asyncio.Future[Any], call: Any) -> None:
         done.set_result(call.result())
 
 
-CANDIDATES: list[type[Candidate]] = [AioShipped, AioBare, AioOneChannel, SyncFuture, SyncThreads]
+CANDIDATES: list[type[Candidate]] = [AioShipped, AioBare, AioOneChannel, SyncFuture, SyncThreads, LeanPrototype]
 
 
 async def measure(candidate: Candidate, n: int, rate: float, duration: float) -> dict[str, float]:
