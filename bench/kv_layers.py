@@ -1,10 +1,12 @@
 """Where kv_get's time goes inside one process, layer by layer (no transport, no second process).
 
     python bench/kv_layers.py [--calls 2000] [--warmup 200] [--value text|json|yaml]
+    python bench/kv_layers.py --quick       # 300 calls after 30 warm-up: a few seconds
 
 Each row adds one layer on top of the previous one, so the difference between two rows is the cost of
 that layer; the "cpu only" rows repeat the pure-Python steps without etcd. A companion to
-bench/kv_latency.py: use it to see which layer a change makes cheaper.
+bench/kv_latency.py: use it to see which layer a change makes cheaper. Its ``verdict:`` line (no aim of its
+own, informational) is what our layers add to EtcdClient.get, next to a no-op's MCPServer.call_tool.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from kk_etcd_mcp.settings import Settings
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kv_latency import GET_KEY, VALUES
 from noop_server import build as build_noop
+from verdicts import ratio_text, verdict
 
 
 def _pct(samples: list[float], pct: float) -> float:
@@ -108,6 +111,17 @@ async def run(args: argparse.Namespace) -> None:
     print(f"{'layer':<32}{'p50 us':>10}{'p95 us':>10}")
     for name, samples in rows:
         print(f"{name:<32}{_pct(samples, 50) * 1e6:>10.1f}{_pct(samples, 95) * 1e6:>10.1f}")
+    p50 = {name: _pct(samples, 50) * 1e6 for name, samples in rows}
+    ours = p50["+ MCPServer.call_tool"] - p50["EtcdClient.get"]
+    noop = p50["noop: MCPServer.call_tool"]
+    print()
+    verdict(
+        "kv_get's layers over EtcdClient.get (in process), next to a no-op's MCPServer.call_tool",
+        f"{ours:.0f} us",
+        f"{noop:.0f} us",
+        ratio_text(ours, noop),
+        None,
+    )
 
 
 def main() -> None:
@@ -115,8 +129,12 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--value", choices=sorted(VALUES), default="text")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 300 calls after 30 warm-up")
+    args = parser.parse_args()
+    if args.quick:
+        args.calls, args.warmup = 300, 30
     with acting_as(STDIO):  # as the stdio transport does: a server no transport named refuses every call
-        anyio.run(run, parser.parse_args(), backend="asyncio")
+        anyio.run(run, args, backend="asyncio")
 
 
 if __name__ == "__main__":

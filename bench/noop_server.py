@@ -2,6 +2,7 @@
 
     python bench/noop_server.py stdio
     python bench/noop_server.py http --port 8765     # streamable HTTP at http://127.0.0.1:8765/mcp
+    python bench/noop_server.py stdio --tools 60     # 59 more no-op tools (bench/startup.py's baseline)
 
 Served the way ``kk-etcd-mcp serve`` serves (same MCPServer class, same streamable_http_app defaults,
 uvicorn without access log), so the difference to kv_get is our own work plus the etcd round trip.
@@ -24,7 +25,7 @@ from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
 
-def build(shape: bool = False) -> MCPServer:
+def build(shape: bool = False, tools: int = 1) -> MCPServer:
     server = MCPServer("noop", version="0")
 
     @server.tool()
@@ -32,6 +33,8 @@ def build(shape: bool = False) -> MCPServer:
         """Does nothing."""
         return "ok"
 
+    for i in range(2, tools + 1):
+        server.add_tool(noop, name=f"noop_{i}")
     if shape:
         _add_shape_tool(server)
     return server
@@ -43,6 +46,7 @@ def _add_shape_tool(server: MCPServer) -> None:
     from kk_etcd_mcp.config_center.models import KvEntry
     from kk_etcd_mcp.config_center.service import entry
     from kk_etcd_mcp.etcd.types import KeyValue
+    from kk_etcd_mcp.mcp_server.scopes import install_scope_guard
     from kk_etcd_mcp.mcp_server.toolset import ToolRegistrar
 
     canned = KeyValue(GET_KEY.encode(), VALUES["text"].encode(), create_revision=2, mod_revision=2, version=1)
@@ -55,6 +59,9 @@ def _add_shape_tool(server: MCPServer) -> None:
         return entry(canned)
 
     ToolRegistrar(server, read_only=False).query("kv_get without etcd")(kv_get_shape)
+    # As in kk-etcd-mcp: the request's identity (HTTP: the tokenless loopback one, set by _tokenless) made
+    # current for the call, which kv_get's wrapper checks.
+    install_scope_guard(server, {"kv_get_shape": "read"})
 
 
 class _HttpServer(uvicorn.Server):
@@ -73,9 +80,12 @@ class _HttpServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-async def _run_http(server: MCPServer, port: int) -> None:
+async def _run_http(server: MCPServer, port: int, shape: bool) -> None:
+    app: Any = server.streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1")
+    if shape:  # kv_get's wrapper refuses a caller no transport named; kk-etcd-mcp names a tokenless loopback one
+        app = _tokenless(app)
     config = uvicorn.Config(
-        server.streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1"),
+        app,
         host="127.0.0.1",
         port=port,
         log_config=None,
@@ -84,6 +94,18 @@ async def _run_http(server: MCPServer, port: int) -> None:
         lifespan="on",
     )
     await _HttpServer(config).serve()
+
+
+def _tokenless(app: Any) -> Any:
+    from kk_etcd_mcp.mcp_server.identity import HTTP_WITHOUT_TOKEN, IdentifiedUser
+
+    user = IdentifiedUser(HTTP_WITHOUT_TOKEN)
+
+    async def named(scope: Any, receive: Any, send: Any) -> None:
+        scope["user"] = user
+        await app(scope, receive, send)
+
+    return named
 
 
 async def _run_kk_stdio(server: MCPServer) -> None:
@@ -98,11 +120,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--shape", action="store_true", help="also offer kv_get_shape (imports kk_etcd_mcp)")
     parser.add_argument("--kk-stdio", action="store_true", help="serve stdio with kk-etcd-mcp's stdin reader")
+    parser.add_argument("--tools", type=int, default=1, help="no-op tools in all (default 1)")
     args = parser.parse_args()
-    server = build(shape=args.shape)
+    server = build(shape=args.shape, tools=args.tools)
     runner: Any
     if args.transport == "http":
-        anyio.run(_run_http, server, args.port)
+        anyio.run(_run_http, server, args.port, args.shape)
     else:
         runner = _run_kk_stdio if args.kk_stdio else MCPServer.run_stdio_async
         anyio.run(runner, server)

@@ -1,6 +1,7 @@
 """Soak: 1,000 flapping instances, 50 MCP clients doing compare-and-swap, etcd killed and restarted (issue 5).
 
     python bench/soak.py [--duration 600] [--instances 1000] [--clients 50] [--restarts 2] [--outage 5] [--json]
+    python bench/soak.py --quick       # 15 s, 200 instances, 10 clients, one 2 s outage: under a minute
 
 Not a CI test: it runs for ``--duration`` seconds (10 minutes by default) and stops by itself. Loopback
 only. One run starts, in a temp dir, and stops at the end (also on Ctrl-C or an error):
@@ -74,6 +75,7 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from soak_targets import instance_host  # bench/ is sys.path[0] when this script runs
+from verdicts import verdict
 
 from kk_etcd_mcp.errors import leaf_exceptions
 from kk_etcd_mcp.etcd import EtcdClient, prefix_end
@@ -977,7 +979,7 @@ def print_summary(result: dict[str, Any]) -> None:
     )
     print()
     for name, value in checks.items():
-        verdict = "PASS" if value == 0 else "FAIL"
+        word = "PASS" if value == 0 else "FAIL"
         must = "must be 0" if name in ("lost writes", "CAS violations") else "checked"
         extra = ""
         if name == "lost writes":
@@ -990,7 +992,7 @@ def print_summary(result: dict[str, Any]) -> None:
             extra = f"  {w['cas_detail']}"
         elif name.startswith("hub") and value == 0:
             extra = f"  (matched {hub['converged_s']} s after the flapping stopped)"
-        print(f"  {name:<42}{value:>6}  {must:<10}{verdict}{extra}")
+        print(f"  {name:<42}{value:>6}  {must:<10}{word}{extra}")
     print()
     acked_counters = sum(row["acked"] for row in w["counters"])
     print(
@@ -1048,6 +1050,11 @@ def print_summary(result: dict[str, Any]) -> None:
     print(f"server settings besides the defaults: {settings}")
     print(f"machine: {result['machine']['cpus']} cpus, load average at the end {result['machine']['load_at_end']}")
     print()
+    for name, value in checks.items():
+        must = "must be 0" if name in ("lost writes", "CAS violations") else "checked"
+        of = f"of {w['acked_writes']:,} acknowledged writes" if name == "lost writes" else "-"
+        verdict(f"soak: {name} ({must})", str(value), of, "-", value == 0)
+    print()
     print("PASS" if result["passed"] else "FAIL: " + ", ".join(k for k, v in checks.items() if v))
 
 
@@ -1075,6 +1082,9 @@ def main() -> int:
         help="a setting of the server (as in config.example.toml), e.g. max_concurrent_calls=64; repeatable",
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 15 s, 200 instances, 10 clients, one 2 s outage"
+    )
     parser.add_argument("--keep-logs", type=Path, help="copy the etcd, server, target and worker logs here")
     parser.add_argument(
         "--trace-memory",
@@ -1092,6 +1102,9 @@ def main() -> int:
     if args.worker:
         anyio.run(worker_main, args, backend="asyncio")
         return 0
+    if args.quick:
+        args.duration, args.instances, args.clients, args.client_procs = 15.0, 200, 10, 1
+        args.restarts, args.outage, args.recovery = 1, 2.0, 2.0
     if args.duration <= 0 or args.instances < 1 or args.clients < 1 or args.restarts < 0 or args.outage < 0:
         parser.error("--duration, --instances and --clients must be positive, --restarts and --outage not negative")
     args.client_procs = max(1, min(args.client_procs, args.clients))

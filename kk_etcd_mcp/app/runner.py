@@ -23,7 +23,6 @@ from ..errors import AuthenticationFailedError, KkEtcdError, PermissionDeniedErr
 from ..etcd import Endpoint, EtcdClient, EtcdMaintenance, default_data_dir, parse_endpoint
 from ..holders import port_holder
 from ..mcp_server.app import build_server
-from ..mcp_server.http import bind_http_socket, make_http_server
 from ..mcp_server.live import LiveUpdates
 from ..mcp_server.stdio import run_stdio
 from ..registry import HubRunner, RegistryKeys, RegistryService
@@ -159,7 +158,11 @@ async def serve(settings: Settings) -> None:
 async def _serve(settings: Settings) -> bool:
     """Serve until a signal; True when HTTP sessions were left open for the process exit to end (see ``serve``)."""
     # The HTTP port is taken first: a busy one fails at once, before etcd is started or joined.
-    listener = bind_http_socket(settings) if settings.transport != "stdio" else None
+    listener = None
+    if settings.transport != "stdio":
+        from ..mcp_server.http import bind_http_socket  # uvicorn and the middleware: not needed on stdio
+
+        listener = bind_http_socket(settings)
     try:
         return await _serve_on(settings, listener)
     finally:
@@ -184,6 +187,8 @@ async def _serve_on(settings: Settings, listener: socket.socket | None) -> bool:
             log.info("serving MCP over stdio (toolsets: %s; etcd at %s)", toolsets, etcd.endpoints)
             await run_stdio(server)
         else:
+            from ..mcp_server.http import make_http_server
+
             http = make_http_server(server, settings)
             running.on_signal = http.stop  # let uvicorn finish open requests, then return
             await http.serve(sockets=[listener])

@@ -21,8 +21,8 @@ from etcd3aio import prefix_range_end
 from etcd3aio._protobuf import Compare as PbCompare
 from etcd3aio.kv import KVService
 
-from .connection import parse_endpoint
 from .convert import delete_result, put_result, range_page, txn_result
+from .endpoint import parse_endpoint
 from .transport import EtcdTransport, TlsFiles
 from .types import (
     Compare,

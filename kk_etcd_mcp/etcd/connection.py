@@ -1,4 +1,4 @@
-"""Endpoint parsing and the gRPC channel setup for etcd."""
+"""The gRPC channel setup for etcd (endpoints are parsed in ``endpoint.py``)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,10 @@ import socket
 import ssl
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from etcd3aio.connections import ConnectionManager
 
 from .types import Endpoint
-
-DEFAULT_PORT = 2379
 
 # gRPC's default reconnect backoff grows to 120 s: etcd coming back would go unnoticed for minutes.
 _OUR_OPTIONS: list[tuple[str, str | int | bool]] = [
@@ -50,26 +47,6 @@ def system_ca_certificates() -> bytes | None:
             except OSError:
                 continue
     return None
-
-
-def parse_endpoint(url: str) -> Endpoint:
-    """``http://host:port``, ``https://host:port`` or ``host:port`` (plain) to an :class:`Endpoint`."""
-    text = url.strip()
-    if "://" not in text:
-        text = f"http://{text}"
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f"etcd endpoint {url!r} must start with http:// or https://")
-    if not parts.hostname:
-        raise ValueError(f"etcd endpoint {url!r} has no host")
-    if parts.path not in ("", "/") or parts.query or parts.username:
-        raise ValueError(f"etcd endpoint {url!r} must be scheme://host:port, without path or credentials")
-    try:
-        port = parts.port or DEFAULT_PORT
-    except ValueError:
-        raise ValueError(f"etcd endpoint {url!r} has an invalid port") from None
-    host = "127.0.0.1" if parts.hostname == "localhost" else parts.hostname
-    return Endpoint(url=f"{parts.scheme}://{parts.netloc}", host=host, port=port, tls=parts.scheme == "https")
 
 
 def _ip_version(host: str) -> int | None:

@@ -37,7 +37,8 @@ from etcd3aio.maintenance import MaintenanceService
 
 from ..errors import InvalidArgumentError, KkEtcdError
 from ..grpc_await import await_grpc
-from .connection import ChannelFactory, parse_endpoint, system_ca_certificates
+from .connection import ChannelFactory, system_ca_certificates
+from .endpoint import parse_endpoint
 from .errors import grpc_details, is_token_problem, map_error
 from .types import Endpoint
 

@@ -71,10 +71,11 @@ class ClientAuth:
         refusals: RefusalLog | None = None,
     ) -> None:
         self.app = app
+        # The users are made once (each is a pydantic AccessToken): a request only picks its own.
         self._tokens = [
-            (hashlib.sha256(t.token.get_secret_value().encode()).digest(), ClientIdentity(t.name, t.scope))
-            for t in tokens
+            (_digest(t.token.get_secret_value()), IdentifiedUser(ClientIdentity(t.name, t.scope))) for t in tokens
         ]
+        self._without_token = IdentifiedUser(HTTP_WITHOUT_TOKEN)
         self._oauth = oauth
         checked = bool(tokens) or oauth is not None
         self._failures = per_minute(auth_failures_per_minute) if checked and auth_failures_per_minute else None
@@ -119,24 +120,24 @@ class ClientAuth:
 
     async def _identify(self, authorization: str) -> IdentifiedUser | Refusal:
         if not self._tokens and self._oauth is None:
-            return IdentifiedUser(HTTP_WITHOUT_TOKEN)
+            return self._without_token
         scheme, _, given = authorization.partition(" ")
         given = given.strip()
         if scheme.lower() != "bearer" or not given:  # the scheme is case-insensitive (RFC 7235)
             return self._no_token()
-        identity = self._static(given)
-        if identity is not None:
-            return IdentifiedUser(identity)
+        user = self._static(given)
+        if user is not None:
+            return user
         if self._oauth is None:
             return self._no_token()
         return await self._oauth_user(self._oauth, given)
 
-    def _static(self, given: str) -> ClientIdentity | None:
-        digest = hashlib.sha256(given.encode()).digest()
+    def _static(self, given: str) -> IdentifiedUser | None:
+        digest = _digest(given)
         found = None
-        for expected, identity in self._tokens:  # no early exit
+        for expected, user in self._tokens:  # no early exit
             if hmac.compare_digest(digest, expected) and found is None:
-                found = identity
+                found = user
         return found
 
     def _no_token(self) -> Refusal:
@@ -190,3 +191,7 @@ class ClientAuth:
 def identity_of(scope: Scope) -> ClientIdentity:
     user = scope.get("user")
     return user.client if isinstance(user, IdentifiedUser) else HTTP_WITHOUT_TOKEN
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()

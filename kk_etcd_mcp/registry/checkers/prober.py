@@ -10,16 +10,17 @@ import logging
 import ssl
 import time
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-import aiohttp
 import anyio
 
 from ..model import CheckSpec
 from .grpc import open_channel, probe_grpc
-from .http import probe_http, tls_context
 from .result import CheckResult, cap_output, error_reason
 from .tcp import probe_tcp
+
+if TYPE_CHECKING:
+    import aiohttp
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class Prober:
         try:
             match spec.type:
                 case "http":
-                    return await probe_http(spec, self._http_session(), ssl_context=await self._tls_context(spec))
+                    return await self._probe_http(spec)
                 case "grpc":
                     try:
                         channel = await self._channel(instance_id, spec)
@@ -104,9 +105,18 @@ class Prober:
             if session is not None:
                 await session.close()
 
+    async def _probe_http(self, spec: CheckSpec) -> CheckResult:
+        # aiohttp (a quarter of a second to import) comes with the first HTTP check, not with the hub:
+        # a server whose registry has no HTTP instance starts without it.
+        from .http import probe_http
+
+        return await probe_http(spec, self._http_session(), ssl_context=await self._tls_context(spec))
+
     def _http_session(self) -> aiohttp.ClientSession:
         # Created on first use: aiohttp binds a session to the loop running when it is made.
         if self._session is None:
+            import aiohttp
+
             connector = aiohttp.TCPConnector(
                 limit=0, limit_per_host=self._limit_per_host, keepalive_timeout=self._keepalive_timeout
             )
@@ -124,6 +134,8 @@ class Prober:
             return None
         context = self._tls.get(spec.ca_file)
         if context is None:
+            from .http import tls_context
+
             try:
                 context = self._tls[spec.ca_file] = await tls_context(spec.ca_file)
             except (OSError, ssl.SSLError):
