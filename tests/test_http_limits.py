@@ -98,7 +98,7 @@ async def test_new_sessions_a_minute_are_limited(etcd_endpoint: str, tmp_path: P
 
 
 async def test_an_idle_session_ends_and_frees_its_place(etcd_endpoint: str, tmp_path: Path) -> None:
-    settings = {"http_max_sessions_per_client": "1", "http_session_idle_timeout": "1", **NO_RATE_LIMITS}
+    settings = {"http_max_sessions_per_client": "1", "http_session_idle_timeout": "5", **NO_RATE_LIMITS}
     with _limited_server(etcd_endpoint, tmp_path, **settings) as (server, tokens, _):
         opened = _open_session(server.url, tokens.read)
         assert opened.status_code == 200
