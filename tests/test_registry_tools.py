@@ -40,6 +40,7 @@ REGISTRY_TOOLS = {
     "service_alive": (True, False),
     "service_pick": (True, False),
     "service_check": (True, False),
+    "hub_status": (True, False),
     "service_register": (False, True),  # a ttl over a registered instance removes it
     "service_deregister": (False, True),
 }

@@ -8,7 +8,15 @@ batch, so a half-applied pair is never seen. A registration starts a loop, or re
 check spec changed; its end stops the loop and removes its status. Each loop lives in its own cancel
 scope in the hub's task group, so no loop outlives the hub or its registration.
 
-The leading hub also keeps the layout current: a registration an older version of ours wrote at
+Sharded mode (``rendezvous.py``, ``membership.py``): every hub of the group follows every registration,
+but runs loops only for the instances it owns (``ownership``); when the members change, loops stop on the
+hub that lost an instance and start on the one that gained it, seeded from the status in etcd (same
+status, same ``since``: nothing flips because it moved). The new owner writes that status once with its
+own id as ``checker``, so ``checked_by`` tells who checks each instance. Its writes carry its membership
+fence. The per-instance housekeeping below is the owner's; the alive document is the duty holder's
+(``alive_duty.py``). In leader mode (no ``ownership``) the one hub owns everything.
+
+The owning hub also keeps the layout current: a registration an older version of ours wrote at
 kk_etcd_go's key is rewritten (``RegistryStore.rewrite``), and our key of an instance kk_etcd_go
 deregistered is deleted (``RegistryStore.remove_leftover``).
 
@@ -30,12 +38,15 @@ from datetime import UTC, datetime
 import anyio
 from anyio.abc import TaskGroup
 
+from .. import metrics
 from ..errors import KkEtcdError
 from ..etcd import Compare, KeyValue, Snapshot, WatchEvent, list_and_watch
 from .checkers import CheckResult, Prober
 from .checkers.prober import close_channel
 from .keys import InstanceKey
 from .model import ALIVE_STATUSES, CheckSpec, HealthStatus, Registration
+from .recent import RecentChecks
+from .rendezvous import Ownership
 from .state import HealthState
 from .status_writer import StatusWriter
 from .store import Pair, RegistryStore, StoredRegistration, join
@@ -63,6 +74,7 @@ class HubStats:
     checks: int = 0
     lateness: list[float] = field(default_factory=list)  # seconds each check started after its slot
     keep_lateness: bool = False
+    recent: RecentChecks = field(default_factory=RecentChecks)  # the last minute, for hub_status
 
 
 @dataclass
@@ -86,17 +98,44 @@ class Hub:
         hub_id: str,
         *,
         on_transition: Transition | None = None,
+        ownership: Ownership | None = None,
     ) -> None:
-        """``fence``: the compare that holds while this hub leads; every write of the hub carries it."""
+        """``fence``: the compare that holds while this hub leads (leader mode) or is a member of the hub
+        group (sharded mode); every write of the hub carries it. ``ownership``: sharded mode, where this
+        hub checks only the instances it owns, and the alive document is not its job."""
         self.store = store
         self.prober = prober
-        self.writer = StatusWriter(store.etcd, store.keys, fence, self.alive_entries)
+        sharded = ownership is not None
+        alive = None if sharded else self.alive_entries
+        lost = "this hub is no member of the hub group any more" if sharded else "another hub leads now"
+        self.writer = StatusWriter(store.etcd, store.keys, fence, alive, lost=lost)
         self.hub_id = hub_id
         self.on_transition = on_transition
+        self.ownership = ownership
+        self.on_registrations: Callable[[], None] | None = None  # called after registrations changed
         self.monitors: dict[InstanceKey, Monitor] = {}
         self._pairs: dict[InstanceKey, Pair] = {}  # both registration keys of each instance, as last seen
+        self._alive_entries: dict[InstanceKey, str | None] = {}  # of every valid registration, owned or not
         self.stats = HubStats()
+        self._metrics = metrics.CheckMetrics()
         self._tg: TaskGroup | None = None
+        self._rebalance = anyio.Event()
+        self._listed = False
+
+    def owns(self, key: InstanceKey) -> bool:
+        return self.ownership is None or self.ownership.owner(key.path) == self.hub_id
+
+    def alive_entry(self, key: InstanceKey) -> str | None:
+        """The registration of ``key`` as it goes in the alive document; None when it has no place there."""
+        return self._alive_entries.get(key)
+
+    def set_members(self, weights: dict[str, float]) -> None:
+        """The hub group changed (sharded mode): hand over the instances that moved."""
+        assert self.ownership is not None
+        moved = self.ownership.set_members(weights)
+        if moved and self._listed:
+            log.info("hub %s: %d members; %d instances move", self.hub_id, len(weights), len(moved))
+            self._rebalance.set()
 
     def shortest_interval(self) -> float | None:
         return min((m.registration.check.interval for m in self.monitors.values()), default=None)
@@ -113,6 +152,8 @@ class Hub:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self.writer.run)
+            if self.ownership is not None:
+                tg.start_soon(self._rebalance_loop)
             start, end = self.store.keys.registration_range
             started = False
             updates = list_and_watch(self.store.etcd, start, end)
@@ -122,12 +163,19 @@ class Hub:
                         if update.relisted:
                             log.info("hub %s: listing registrations again", self.hub_id)
                         await self._sync(update)
+                        self._listed = True
                         if not started:
                             task_status.started()
                             started = True
                         continue
                     for key in {key for event in update.events if (key := self._record_event(event))}:
                         self._reconcile(key)
+                    self._registrations_changed()
+
+    def _registrations_changed(self) -> None:
+        metrics.OWNED_INSTANCES.set(len(self.monitors))
+        if self.on_registrations is not None:
+            self.on_registrations()
 
     # Reconciling ----------------------------------------------------------------------------------
 
@@ -135,12 +183,20 @@ class Hub:
         """Start, restart or stop loops to match ``registrations`` (both registration keys of every instance)."""
         revision = registrations.revision
         self._pairs = self.store.pairs_of(registrations.kvs)
+        self._alive_entries = {}
+        if self.ownership is not None:
+            paths = {key.path for key in self._pairs}
+            for path in [path for path in self.ownership.instances() if path not in paths]:
+                self.ownership.discard(path)
+            for path in paths:
+                self.ownership.add(path)
         stored = [item for key, pair in self._pairs.items() if (item := join(key, *pair)) is not None]
         for key, pair in self._pairs.items():
             self._remove_if_leftover(key, pair)
         statuses = await self.store.statuses(revision=revision)
         seen: set[InstanceKey] = set()
-        spread = sum(1 / FIRST_CHECKS_PER_SECOND[item.key.type] for item in stored)  # seconds
+        owned = [item for item in stored if self.owns(item.key)]
+        spread = sum(1 / FIRST_CHECKS_PER_SECOND[item.key.type] for item in owned)  # seconds
         for item in stored:
             seen.add(item.key)
             self._apply(item, statuses.get(item.key), spread=spread)
@@ -148,11 +204,43 @@ class Hub:
             if key not in seen:
                 self._stop(key, gone=True)
         for key in statuses.keys() - seen:  # left behind while no hub ran
-            self.writer.set(key, None, alive_changed=False)
+            if self.owns(key):
+                self.writer.set(key, None, alive_changed=False)
         self.writer.touch_alive()  # a new term or a relist: the document may be stale or missing
         await self._reconcile_endpoints()
-        await self.prober.retain({key.path for key in seen})  # channels are kept across terms; drop the gone
-        log.info("hub %s checks %d instances (registrations at revision %d)", self.hub_id, len(seen), revision)
+        await self.prober.retain({key.path for key in self.monitors})  # channels outlive terms; drop the rest
+        self._registrations_changed()
+        log.info(
+            "hub %s checks %d of %d instances (registrations at revision %d)",
+            self.hub_id, len(self.monitors), len(seen), revision,
+        )  # fmt: skip
+
+    async def _rebalance_loop(self) -> None:
+        """Sharded mode: after each change of the members, stop what this hub no longer owns and start
+        what it gained, from the statuses in etcd (read after the change, so the last owner's are there
+        unless still in flight: then this hub's own first checks set them right)."""
+        while True:
+            await self._rebalance.wait()
+            self._rebalance = anyio.Event()
+            for key in [key for key in self.monitors if not self.owns(key)]:
+                self._stop(key, gone=False)
+                channel = self.prober.detach(key.path)
+                if channel is not None:
+                    await close_channel(channel)
+            gained = [key for key in self._pairs if self.owns(key) and key not in self.monitors]
+            if gained:
+                statuses = await self.store.statuses()
+                stored = [item for key in gained if (item := join(key, *self._pairs[key])) is not None]
+                spread = sum(1 / FIRST_CHECKS_PER_SECOND[item.key.type] for item in stored)
+                for item in stored:
+                    if item.key in self._pairs and self.owns(item.key) and item.key not in self.monitors:
+                        self._apply(item, statuses.get(item.key), spread=spread)
+                for key in statuses.keys() - self._pairs.keys():  # deregistered while its owner was away
+                    if self.owns(key):
+                        self.writer.set(key, None, alive_changed=False)
+                await self._reconcile_endpoints()
+            self._registrations_changed()
+            log.info("hub %s checks %d instances", self.hub_id, len(self.monitors))
 
     async def _reconcile_endpoints(self) -> None:
         """Make the endpoint keys match the monitors: put the missing or outdated, delete the rest.
@@ -166,7 +254,8 @@ class Hub:
             if found.get(key) != document.encode():
                 self.writer.set_endpoint(key, document)
         for key in found.keys() - wanted.keys():
-            self.writer.set_endpoint(key, None)
+            if self.owns(key):
+                self.writer.set_endpoint(key, None)
 
     def _record_event(self, event: WatchEvent) -> InstanceKey | None:
         """Note a change of one of an instance's registration keys; the instance it touched."""
@@ -175,6 +264,8 @@ class Hub:
             return None
         which, key = parsed
         kv = event.kv if event.type == "put" else None
+        if self.ownership is not None and key not in self._pairs:
+            self.ownership.add(key.path)
         base, extension = self._pairs.get(key, (None, None))
         self._pairs[key] = (kv, extension) if which == "registration" else (base, kv)
         return key
@@ -186,11 +277,16 @@ class Hub:
         if item is not None:
             self._apply(item, None, spread=None)
             return
+        owned = self.owns(key)
+        self._alive_entries.pop(key, None)
         if pair == (None, None):
             del self._pairs[key]
-        self._remove_if_leftover(key, pair)
-        self._stop(key, gone=True)
-        self.writer.set(key, None)
+            if self.ownership is not None:
+                self.ownership.discard(key.path)
+        if owned:
+            self._remove_if_leftover(key, pair)
+            self._stop(key, gone=True)
+            self.writer.set(key, None)
 
     def _remove_if_leftover(self, key: InstanceKey, pair: Pair) -> None:
         base, extension = pair
@@ -214,8 +310,13 @@ class Hub:
         current = self.monitors.get(item.key)
         reg = item.registration
         if reg is None:
-            self._stop(item.key, gone=True)
-            self._report_invalid(item, stored)
+            self._alive_entries.pop(item.key, None)
+            if self.owns(item.key):
+                self._stop(item.key, gone=True)
+                self._report_invalid(item, stored)
+            return
+        self._alive_entries[item.key] = alive_entry_json(reg)
+        if not self.owns(item.key):
             return
         if item.outdated:
             self._in_background(self.store.rewrite(item, self.writer.fence()), f"rewrite {item.key.path}")
@@ -227,6 +328,9 @@ class Hub:
         self._stop(item.key, gone=False)
         first_delay = random.uniform(0, max(reg.check.interval, spread)) if spread is not None else 0.0
         self._start(item.key, reg, item.kv, _seed(reg, previous, stored), first_delay)
+        if self.ownership is not None and previous is None and stored is not None and stored.checker != self.hub_id:
+            # taken over: the same status, now saying who checks it (checked_by)
+            self.writer.set(item.key, stored.model_copy(update={"checker": self.hub_id}), alive_changed=False)
 
     def _publish_endpoint(self, monitor: Monitor) -> None:
         """Queue a gRPC instance's endpoint as its status says: there while alive, gone otherwise."""
@@ -278,6 +382,7 @@ class Hub:
                 started = anyio.current_time()
                 self._count(started - slot)
                 result = await self._probe(monitor, spec)
+                self._metrics.check(spec.type, result.status, result.latency)
                 await self._record(monitor, result)
                 slot += spec.interval
                 if slot < anyio.current_time():  # fell behind: skip the missed slots, do not burst
@@ -296,6 +401,8 @@ class Hub:
 
     def _count(self, lateness: float) -> None:
         self.stats.checks += 1
+        self.stats.recent.add(lateness)
+        metrics.CHECK_LATENESS.observe(lateness)
         if self.stats.keep_lateness:
             self.stats.lateness.append(lateness)
 
@@ -303,7 +410,9 @@ class Hub:
         now = utcnow()
         monitor.checked_at, monitor.latest_output = now, result.output
         state = monitor.state
+        before = state.status
         if state.observe(result.status, result.output, now):
+            metrics.TRANSITIONS.labels(before, state.status).inc()
             assert state.since is not None
             status = HealthStatus(
                 status=state.status, output=state.output, since=state.since, checked_at=now, checker=self.hub_id
