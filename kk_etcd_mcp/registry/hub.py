@@ -120,7 +120,6 @@ class Hub:
         self._metrics = metrics.CheckMetrics()
         self._tg: TaskGroup | None = None
         self._rebalance = anyio.Event()
-        self._listed = False
 
     def owns(self, key: InstanceKey) -> bool:
         return self.ownership is None or self.ownership.owner(key.path) == self.hub_id
@@ -133,7 +132,7 @@ class Hub:
         """The hub group changed (sharded mode): hand over the instances that moved."""
         assert self.ownership is not None
         moved = self.ownership.set_members(weights)
-        if moved and self._listed:
+        if moved:  # (before the first listing is done too: it may have started loops by the older members)
             log.info("hub %s: %d members; %d instances move", self.hub_id, len(weights), len(moved))
             self._rebalance.set()
 
@@ -152,8 +151,6 @@ class Hub:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self.writer.run)
-            if self.ownership is not None:
-                tg.start_soon(self._rebalance_loop)
             start, end = self.store.keys.registration_range
             started = False
             updates = list_and_watch(self.store.etcd, start, end)
@@ -163,7 +160,8 @@ class Hub:
                         if update.relisted:
                             log.info("hub %s: listing registrations again", self.hub_id)
                         await self._sync(update)
-                        self._listed = True
+                        if not started and self.ownership is not None:
+                            tg.start_soon(self._rebalance_loop)  # after the first listing, never during it
                         if not started:
                             task_status.started()
                             started = True

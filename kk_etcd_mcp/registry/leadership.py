@@ -152,7 +152,7 @@ class HubRunner:
     async def _sharded_term(self, prober: Prober) -> None:
         """One membership of the hub group: join, check this hub's share, leave (or lose the lease)."""
         async with LeaseSession(self.etcd, self.lease_ttl) as session, anyio.create_task_group() as tg:
-            tg.start_soon(self._stop_when_lost, session, tg.cancel_scope)
+            tg.start_soon(self._leave_when_lost, session)
             membership = Membership(self.etcd, self.keys, session, this_process(self.hub_id, self.weight))
             await membership.join()
             store = RegistryStore(self.etcd, self.keys)
@@ -208,6 +208,11 @@ class HubRunner:
                 }
             )
             await membership.report(info)
+
+    async def _leave_when_lost(self, session: LeaseSession) -> None:
+        """Sharded mode: a lost lease ends the term like a refused write, with one log line (``_report``)."""
+        await session.lost.wait()
+        raise MembershipLost(f"hub {self.hub_id} lost its lease: no keepalive reached etcd in time")
 
     async def _stop_when_lost(self, session: LeaseSession, scope: anyio.CancelScope) -> None:
         await session.lost.wait()

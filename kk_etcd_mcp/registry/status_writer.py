@@ -69,7 +69,7 @@ class StatusWriter:
     def set(self, key: InstanceKey, status: HealthStatus | None, *, alive_changed: bool = True) -> None:
         """Queue a status (None: delete it); a newer status for the same instance replaces a queued one."""
         self._pending[key] = status
-        self._alive_changed = self._alive_changed or alive_changed
+        self._alive_changed = self._alive_changed or (alive_changed and self._alive is not None)
         self._wake.set()
 
     def set_endpoint(self, key: InstanceKey, document: str | None) -> None:

@@ -1,0 +1,69 @@
+"""``kk-etcd-mcp hub`` processes for tests: started with settings, logging to files, reaped at the end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from mcp_helpers import server_env, stop_process
+
+from kk_etcd_mcp.etcd.embedded import free_port
+
+
+@dataclass
+class HubProcess:
+    process: subprocess.Popen[bytes]
+    log: Path
+    metrics_port: int
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+class HubProcesses:
+    """Start hubs on one registry root; each logs to ``<logs>/hub-<n>.log`` and serves metrics on a free port."""
+
+    def __init__(self, stack: ExitStack, endpoint: str, root: str, logs: Path, settings: dict[str, str]) -> None:
+        self._stack = stack
+        self._env = server_env(endpoint, registry_prefix=root, log_level="INFO", **settings)
+        self._logs = logs
+        self.started: list[HubProcess] = []
+
+    def start(self, **settings: str) -> HubProcess:
+        path = self._logs / f"hub-{len(self.started)}.log"
+        log: IO[bytes] = self._stack.enter_context(path.open("wb"))
+        port = free_port("127.0.0.1")
+        env = self._env | {f"KK_ETCD_{name.upper()}": value for name, value in settings.items()}
+        command = [sys.executable, "-m", "kk_etcd_mcp", "hub", "--metrics-port", str(port)]
+        process = subprocess.Popen(command, env=env, stderr=log)
+        self._stack.callback(_reap, process)
+        hub = HubProcess(process, path, port)
+        self.started.append(hub)
+        return hub
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {h.log.name}\n{h.log_text()[-3000:]}" for h in self.started)
+
+
+@contextmanager
+def hub_processes(endpoint: str, root: str, count: int, logs: Path, **settings: str) -> Iterator[HubProcesses]:
+    """``count`` hubs started (more with ``start()``); each is stopped with SIGTERM at the end if still running."""
+    with ExitStack() as stack:
+        hubs = HubProcesses(stack, endpoint, root, logs, settings)
+        for _ in range(count):
+            hubs.start()
+        yield hubs
+
+
+def _reap(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        stop_process(process)
