@@ -6,8 +6,8 @@
       cluster/ audit/
     etcd/                             the bottom: imports none of the packages above
 
-Beside them, modules every layer may use (settings, errors, logs, holders, change, ranges) import no layer
-above etcd/ (settings builds the etcd client).
+Beside them, modules every layer may use (settings, errors, logs, holders, change, ranges, metrics, backoff,
+grpc_await) import no layer above etcd/ (settings builds the etcd client).
 
 The package root's ``__init__`` is the SDK's curated API: it may import the core packages, not the MCP
 surface or the application. Importing the root itself (``kk_etcd_mcp``, its ``__version__``) crosses no
@@ -25,7 +25,17 @@ PACKAGE = Path(kk_etcd_mcp.__file__).parent
 APPLICATION = {"app", "cli", "__main__"}
 MCP = {"mcp_server"}
 CORE = {"config_center", "registry", "access", "cluster", "audit"}
-SHARED = {"settings", "errors", "logs", "holders", "change", "ranges"}  # modules every layer may use
+SHARED = {
+    "settings",
+    "errors",
+    "logs",
+    "holders",
+    "change",
+    "ranges",
+    "metrics",
+    "backoff",
+    "grpc_await",
+}  # modules every layer may use
 
 # layer -> the parts of kk_etcd_mcp it must not import
 FORBIDDEN = {

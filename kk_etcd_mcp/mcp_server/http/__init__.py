@@ -11,6 +11,8 @@ Each HTTP request passes, outermost first:
 4. ``SessionLimits``: the sessions a client may hold and open (429);
 5. mcp's app, with its DNS-rebinding checks (421/403).
 
+``GET /metrics`` (``metrics_route.py``) is answered right after step 1, for a client with scope ``read``.
+
 Every refusal is a JSON ``{"error", "message"}`` and happens before the MCP message is read, so
 nothing is done; refusals are logged at a bounded rate (``RefusalLog``). uvicorn runs without its
 own signal handlers: our runner stops it.
@@ -35,6 +37,7 @@ from ...logs import library_level
 from ...settings import Settings, is_loopback
 from .auth import ClientAuth
 from .limits import BodyLimit, RateLimit
+from .metrics_route import MetricsRoute
 from .protocol import head_timeout_protocol
 from .refusals import RefusalLog
 from .sessions import SessionLimits, open_session_ids
@@ -96,6 +99,7 @@ def http_app(server: MCPServer, settings: Settings, refusals: RefusalLog | None 
         app = RateLimit(
             app, settings.http_rate_limit, settings.http_rate_burst, by_token=bool(tokens), refusals=refusals
         )
+    app = MetricsRoute(app)  # GET /metrics, behind the token check
     return ClientAuth(app, tokens, auth_failures_per_minute=settings.http_auth_failures_per_minute, refusals=refusals)
 
 
