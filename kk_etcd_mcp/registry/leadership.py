@@ -52,6 +52,9 @@ def new_hub_id() -> str:
 
 
 class HubRunner:
+    """``mode``: sharded (the default, as the ``hub_mode`` setting) or leader; ``weight``: this hub's share
+    in sharded mode relative to the others' (``hub_weight``)."""
+
     def __init__(
         self,
         etcd: EtcdClient,
@@ -61,7 +64,7 @@ class HubRunner:
         hub_id: str | None = None,
         on_transition: Transition | None = None,
         freeze_from: int = FREEZE_FROM,
-        mode: HubMode = "leader",
+        mode: HubMode = "sharded",
         weight: float = 1.0,
     ) -> None:
         self.etcd = etcd

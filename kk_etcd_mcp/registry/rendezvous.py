@@ -59,8 +59,11 @@ class Ownership:
         return {member: weight for member, (_, weight) in self._members.items()}
 
     def owner(self, key: str) -> str | None:
+        """The owner of ``key``, tracked or not (an untracked one is computed, not remembered)."""
         found = self._owners.get(key)
-        return found[0] if found is not None else None
+        if found is not None:
+            return found[0]
+        return self._best(stable_hash(key), self._members.items())[0]
 
     def instances(self) -> Iterable[str]:
         return self._owners.keys()
