@@ -129,8 +129,13 @@ class Ownership:
     def _best(instance_hash: int, candidates: Iterable[tuple[str, tuple[int, float]]]) -> tuple[str | None, float]:
         best: str | None = None
         best_score = -1.0
+        log = math.log
         for member, (member_hash, weight) in candidates:
-            bid = score(instance_hash, member_hash, weight)
+            # score() inlined: this loop runs (instances x members) times when the members change
+            x = instance_hash ^ member_hash
+            x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+            x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+            bid = weight / -log(((x ^ (x >> 31)) + 0.5) / _TWO_64)
             # a tie (never seen in practice) goes to the smaller id, so every hub breaks it alike
             if bid > best_score or (bid == best_score and best is not None and member < best):
                 best, best_score = member, bid
