@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import httpx2
 from mcp_helpers import server_env, stop_process
+from prometheus_client.parser import text_string_to_metric_families
 
 from kk_etcd_mcp.etcd.embedded import free_port
 
@@ -27,6 +29,24 @@ class HubProcess:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
+
+    async def metrics(self) -> dict[str, float]:
+        """Its /metrics, parsed by prometheus-client (``metric_samples``)."""
+        async with httpx2.AsyncClient(trust_env=False, timeout=10) as http:
+            response = await http.get(f"http://127.0.0.1:{self.metrics_port}/metrics")
+        assert response.status_code == 200, response.text
+        return metric_samples(response.text)
+
+
+def metric_samples(text: str) -> dict[str, float]:
+    """Exposition text, parsed by prometheus-client: sample name with sorted labels -> value, e.g.
+    ``kk_etcd_mcp_checks_total{result=passing,type=http}``."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            found[f"{sample.name}{{{labels}}}"] = sample.value
+    return found
 
 
 class HubProcesses:

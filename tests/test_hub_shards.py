@@ -19,7 +19,6 @@ import pytest
 from health_servers import HttpHealthServer
 from hub_processes import HubProcess, HubProcesses, hub_processes
 from polling import eventually
-from prometheus_client.parser import text_string_to_metric_families
 from registry_helpers import registry_keys
 
 from kk_etcd_mcp.etcd import EtcdClient, prefix_end
@@ -111,21 +110,6 @@ def unchanged(before: dict[InstanceKey, HealthStatus], after: dict[InstanceKey, 
     ]
 
 
-async def scrape(hub: HubProcess) -> dict[str, float]:
-    """The hub's /metrics, parsed by prometheus-client: sample name with labels -> value."""
-    import httpx2
-
-    async with httpx2.AsyncClient(timeout=10) as http:
-        response = await http.get(f"http://127.0.0.1:{hub.metrics_port}/metrics")
-    assert response.status_code == 200, response.text
-    samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            samples[f"{sample.name}{{{labels}}}"] = sample.value
-    return samples
-
-
 async def hub_of(etcd: EtcdClient, keys: RegistryKeys, hub: HubProcess) -> str:
     async def found() -> str | None:
         return next((hub_id for hub_id, (info, _) in (await members(etcd, keys)).items() if info.pid == hub.pid), None)
@@ -162,7 +146,7 @@ async def _share_join_and_kill(
     assert all(8 <= n <= 12 for n in counts.values()), sorted(Counter(counts.values()).items())
     owned = shares(before)
     assert len(owned) == 3 and all(60 <= n <= 140 for n in owned.values()), owned
-    metrics = await scrape(hubs.started[0])
+    metrics = await hubs.started[0].metrics()
     assert metrics["kk_etcd_mcp_hub_members{}"] == 3
     assert 60 <= metrics["kk_etcd_mcp_owned_instances{}"] <= 140
     assert metrics["kk_etcd_mcp_checks_total{result=passing,type=http}"] > 0
@@ -250,7 +234,7 @@ async def _pause_and_resume(
     log = paused.log_text()
     lost = [line for line in log.splitlines() if "joining the hub group again" in line]
     assert len(lost) == 1, log[-3000:]
-    metrics = await scrape(paused)
+    metrics = await paused.metrics()
     refused = metrics["kk_etcd_mcp_fenced_write_refusals_total{}"]
     # Whether it tried to write before it learned of its lost lease depends on which answer came first;
     # when it did, the fence refused it, and the term ended with that one line.

@@ -15,20 +15,10 @@ from uuid import uuid4
 
 import httpx2
 import pytest
+from hub_processes import metric_samples
 from mcp_helpers import call, call_error, http_client, http_server, server_env
-from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.anyio
-
-
-def samples(text: str) -> dict[str, float]:
-    """Sample name with sorted labels -> value, e.g. ``kk_etcd_mcp_tool_calls_total{outcome=ok,tool=kv_get}``."""
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            found[f"{sample.name}{{{labels}}}"] = sample.value
-    return found
 
 
 def scrape(url: str, token: str | None) -> httpx2.Response:
@@ -49,7 +39,7 @@ async def test_metrics_need_a_token_and_count_tool_calls(etcd_endpoint: str, key
 
         first = scrape(url, reader)
         assert first.status_code == 200 and first.headers["content-type"].startswith("text/plain")
-        before = samples(first.text)
+        before = metric_samples(first.text)
         listed = "kk_etcd_mcp_tool_calls_total{outcome=ok,tool=kv_list}"
         durations = "kk_etcd_mcp_tool_call_duration_seconds_count{tool=kv_list}"
         failed = "kk_etcd_mcp_tool_calls_total{outcome=error,tool=kv_get}"
@@ -59,7 +49,7 @@ async def test_metrics_need_a_token_and_count_tool_calls(etcd_endpoint: str, key
                 await call(client, "kv_list", prefix=key_prefix)
             await call_error(client, "kv_get", key=f"{key_prefix}absent")
 
-        after = samples(scrape(url, reader).text)
+        after = metric_samples(scrape(url, reader).text)
         assert after[listed] == before.get(listed, 0) + 3
         assert after[durations] == before.get(durations, 0) + 3
         assert after[failed] == before.get(failed, 0) + 1

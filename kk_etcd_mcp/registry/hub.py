@@ -115,7 +115,9 @@ class Hub:
         self.on_registrations: Callable[[], None] | None = None  # called after registrations changed
         self.monitors: dict[InstanceKey, Monitor] = {}
         self._pairs: dict[InstanceKey, Pair] = {}  # both registration keys of each instance, as last seen
-        self._alive_entries: dict[InstanceKey, str | None] = {}  # of every valid registration, owned or not
+        # alive_entry()'s cache: (mod revisions of the pair, the entry). Only the duty holder asks for the
+        # instances it does not own, so the other hubs never parse registrations that are not theirs.
+        self._alive_cache: dict[InstanceKey, tuple[tuple[int, int], str | None]] = {}
         self.stats = HubStats()
         self._metrics = metrics.CheckMetrics()
         self._tg: TaskGroup | None = None
@@ -126,7 +128,17 @@ class Hub:
 
     def alive_entry(self, key: InstanceKey) -> str | None:
         """The registration of ``key`` as it goes in the alive document; None when it has no place there."""
-        return self._alive_entries.get(key)
+        pair = self._pairs.get(key)
+        if pair is None:
+            return None
+        revisions = (pair[0].mod_revision if pair[0] else 0, pair[1].mod_revision if pair[1] else 0)
+        cached = self._alive_cache.get(key)
+        if cached is not None and cached[0] == revisions:
+            return cached[1]
+        item = join(key, *pair)
+        entry = alive_entry_json(item.registration) if item is not None and item.registration is not None else None
+        self._alive_cache[key] = (revisions, entry)
+        return entry
 
     def set_members(self, weights: dict[str, float]) -> None:
         """The hub group changed (sharded mode): hand over the instances that moved."""
@@ -181,27 +193,27 @@ class Hub:
         """Start, restart or stop loops to match ``registrations`` (both registration keys of every instance)."""
         revision = registrations.revision
         self._pairs = self.store.pairs_of(registrations.kvs)
-        self._alive_entries = {}
+        self._alive_cache = {}
         if self.ownership is not None:
             paths = {key.path for key in self._pairs}
             for path in [path for path in self.ownership.instances() if path not in paths]:
                 self.ownership.discard(path)
             for path in paths:
                 self.ownership.add(path)
-        stored = [item for key, pair in self._pairs.items() if (item := join(key, *pair)) is not None]
-        for key, pair in self._pairs.items():
+        # only this hub's instances are parsed: the others are another hub's business
+        mine = {key: pair for key, pair in self._pairs.items() if self.owns(key)}
+        stored = [item for key, pair in mine.items() if (item := join(key, *pair)) is not None]
+        for key, pair in mine.items():
             self._remove_if_leftover(key, pair)
         statuses = await self.store.statuses(revision=revision)
-        seen: set[InstanceKey] = set()
-        owned = [item for item in stored if self.owns(item.key)]
-        spread = sum(1 / FIRST_CHECKS_PER_SECOND[item.key.type] for item in owned)  # seconds
+        seen = {item.key for item in stored}
+        spread = sum(1 / FIRST_CHECKS_PER_SECOND[item.key.type] for item in stored)  # seconds
         for item in stored:
-            seen.add(item.key)
             self._apply(item, statuses.get(item.key), spread=spread)
         for key in list(self.monitors):
             if key not in seen:
-                self._stop(key, gone=True)
-        for key in statuses.keys() - seen:  # left behind while no hub ran
+                self._stop(key, gone=key not in self._pairs)
+        for key in statuses.keys() - seen:  # left behind while no hub ran (this hub's to remove)
             if self.owns(key):
                 self.writer.set(key, None, alive_changed=False)
         self.writer.touch_alive()  # a new term or a relist: the document may be stale or missing
@@ -210,7 +222,7 @@ class Hub:
         self._registrations_changed()
         log.info(
             "hub %s checks %d of %d instances (registrations at revision %d)",
-            self.hub_id, len(self.monitors), len(seen), revision,
+            self.hub_id, len(self.monitors), len(self._pairs), revision,
         )  # fmt: skip
 
     async def _rebalance_loop(self) -> None:
@@ -233,8 +245,9 @@ class Hub:
                 for item in stored:
                     if item.key in self._pairs and self.owns(item.key) and item.key not in self.monitors:
                         self._apply(item, statuses.get(item.key), spread=spread)
-                for key in statuses.keys() - self._pairs.keys():  # deregistered while its owner was away
-                    if self.owns(key):
+                for key in statuses.keys() - self.monitors.keys():  # deregistered while its owner was away
+                    pair = self._pairs.get(key)
+                    if self.owns(key) and (pair is None or join(key, *pair) is None):
                         self.writer.set(key, None, alive_changed=False)
                 await self._reconcile_endpoints()
             self._registrations_changed()
@@ -271,23 +284,27 @@ class Hub:
     def _reconcile(self, key: InstanceKey) -> None:
         """Bring an instance's loop in line with its registration keys as last seen."""
         pair = self._pairs.get(key, (None, None))
-        item = join(key, *pair)
+        owned = self.owns(key)
+        item = join(key, *pair) if owned else None  # another hub's instance is not even parsed here
         if item is not None:
             self._apply(item, None, spread=None)
             return
-        owned = self.owns(key)
-        self._alive_entries.pop(key, None)
         if pair == (None, None):
             del self._pairs[key]
+            self._alive_cache.pop(key, None)
             if self.ownership is not None:
                 self.ownership.discard(key.path)
         if owned:
             self._remove_if_leftover(key, pair)
             self._stop(key, gone=True)
             self.writer.set(key, None)
+        elif key in self.monitors:  # it moved meanwhile (the rebalance closes its channel)
+            self._stop(key, gone=False)
 
     def _remove_if_leftover(self, key: InstanceKey, pair: Pair) -> None:
         base, extension = pair
+        if not self.owns(key):
+            return
         if base is None and extension is not None and join(key, base, extension) is None:
             self._in_background(self.store.remove_leftover(extension, self.writer.fence()), f"remove {key.path}")
 
@@ -308,13 +325,8 @@ class Hub:
         current = self.monitors.get(item.key)
         reg = item.registration
         if reg is None:
-            self._alive_entries.pop(item.key, None)
-            if self.owns(item.key):
-                self._stop(item.key, gone=True)
-                self._report_invalid(item, stored)
-            return
-        self._alive_entries[item.key] = alive_entry_json(reg)
-        if not self.owns(item.key):
+            self._stop(item.key, gone=True)
+            self._report_invalid(item, stored)
             return
         if item.outdated:
             self._in_background(self.store.rewrite(item, self.writer.fence()), f"rewrite {item.key.path}")
