@@ -1,6 +1,6 @@
 """Sharded health checking: N ``kk-etcd-mcp hub`` processes share the checking; is there a coordination tax?
 
-    python bench/hub_shards.py [--hubs 1 2 3] [--per-hub 3000] [--duration 20] [--quick]
+    python bench/hub_shards.py [--hubs 1 2 3] [--per-hub 3000] [--duration 20] [--lease-ttl 10] [--quick]
     python bench/hub_shards.py --simulate [--sim-hubs 100] [--sim-instances 1000000] [--quick]
 
 Hubs: one run starts its own etcd (embedded, free loopback ports, temp data dir) and one health-target
@@ -24,6 +24,7 @@ time to compute each change, summed over the workers (what one hub would spend o
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import signal
@@ -47,11 +48,11 @@ from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, free_port, free_ports
 from kk_etcd_mcp.registry.keys import RegistryKeys
 from kk_etcd_mcp.registry.membership import parse_member
 from kk_etcd_mcp.registry.rendezvous import Ownership, owner_of
-from kk_etcd_mcp.registry.store import RegistryStore
 
 INTERVAL = 5.0
 AIM_TAX = 1.2  # CPU per check per hub, against the single hub's
 AIM_P99 = 0.250  # seconds
+SETTLE_POLL = 2.0  # seconds between looks at the statuses while waiting (reading them all costs CPU)
 FIRST_CHECKS_PER_SECOND = 500  # hub.FIRST_CHECKS_PER_SECOND["http"]: the first checks' spread
 
 
@@ -89,10 +90,11 @@ class Hub:
         self.log.close()
 
 
-def start_hub(endpoint: str, root: str, logs: Path, index: int) -> Hub:
+def start_hub(endpoint: str, root: str, logs: Path, index: int, lease_ttl: int) -> Hub:
     port = free_port("127.0.0.1")
     env = {k: v for k, v in os.environ.items() if not k.startswith("KK_ETCD_")}
     env |= {"KK_ETCD_ENDPOINTS": endpoint, "KK_ETCD_REGISTRY_PREFIX": root, "KK_ETCD_HUB_MODE": "sharded"}
+    env["KK_ETCD_HUB_LEASE_TTL"] = str(lease_ttl)
     log = (logs / f"hub-{root.strip('/').replace('/', '-')}-{index}.log").open("wb")
     command = [sys.executable, "-m", "kk_etcd_mcp", "hub", "--metrics-port", str(port)]
     return Hub(subprocess.Popen(command, env=env, stderr=log), port, log)
@@ -104,9 +106,12 @@ async def members(etcd: EtcdClient, keys: RegistryKeys) -> dict[str, float]:
 
 
 async def checkers(etcd: EtcdClient, keys: RegistryKeys) -> dict[str, str]:
-    """Instance path -> the hub its status names."""
-    found = await RegistryStore(etcd, keys).statuses()
-    return {key.path: status.checker for key, status in found.items() if status is not None}
+    """Instance path -> the hub its status names (plain json: this process shares the cores with the hubs)."""
+    found: dict[str, str] = {}
+    async for page in etcd.range_pages(keys.statuses, prefix_end(keys.statuses)):
+        for kv in page.kvs:
+            found[kv.key.decode().removeprefix(keys.statuses)] = json.loads(kv.value).get("checker", "")
+    return found
 
 
 async def settle(etcd: EtcdClient, keys: RegistryKeys, hubs: int, n: int, limit: float) -> tuple[dict[str, str], float]:
@@ -118,7 +123,7 @@ async def settle(etcd: EtcdClient, keys: RegistryKeys, hubs: int, n: int, limit:
             found = await checkers(etcd, keys)
             if len(found) == n and all(owner_of(path, group) == hub for path, hub in found.items()):
                 return found, time.monotonic() - started
-        await anyio.sleep(0.5)
+        await anyio.sleep(SETTLE_POLL)
     raise TimeoutError(f"{hubs} hubs did not settle on {n} instances within {limit:g}s")
 
 
@@ -169,6 +174,7 @@ class Phase:
     figures: list[HubFigures] = field(default_factory=list)
     join: tuple[int, float] | None = None  # (moved, seconds to settle)
     leave: tuple[int, float] | None = None
+    error: str | None = None
 
 
 async def measure(hubs: list[Hub], duration: float) -> list[HubFigures]:
@@ -196,7 +202,7 @@ async def phase(args: argparse.Namespace, etcd_url: str, etcd: EtcdClient, port:
     keys = RegistryKeys(f"bench-shards-{count}/kk_service/")
     note(f"{count} hub(s), {n} HTTP instances: registering")
     await register(etcd, keys, build_registrations("http", n, port, []))
-    hubs = [start_hub(etcd_url, keys.root, logs, i) for i in range(count)]
+    hubs = [start_hub(etcd_url, keys.root, logs, i, args.lease_ttl) for i in range(count)]
     result = Phase(count, n)
     try:
         _, took = await settle(etcd, keys, count, n, limit=120)
@@ -205,22 +211,40 @@ async def phase(args: argparse.Namespace, etcd_url: str, etcd: EtcdClient, port:
         await anyio.sleep(warmup)
         result.figures = await measure(hubs, args.duration)
         if count == max(args.hubs):
-            before, _ = await settle(etcd, keys, count, n, limit=30)
-            hubs.append(start_hub(etcd_url, keys.root, logs, count))
-            joined, took = await settle(etcd, keys, count + 1, n, limit=120)
-            result.join = (sum(1 for path, hub in joined.items() if before[path] != hub), took)
-            note(f"join: {result.join[0]} moved, settled in {took:.1f}s")
-            began = time.monotonic()
-            hubs.pop().stop()  # SIGTERM: it revokes its lease on the way out
-            left, _ = await settle(etcd, keys, count, n, limit=120)
-            took = time.monotonic() - began
-            result.leave = (sum(1 for path, hub in left.items() if joined[path] != hub), took)
-            note(f"leave: {result.leave[0]} moved, settled in {took:.1f}s")
+            await join_and_leave(args, etcd_url, etcd, keys, hubs, result, logs)
     finally:
         for hub in hubs:
             hub.stop()
         await etcd.delete(keys.root, prefix_end(keys.root))  # the next phase's hubs need not list these
     return result
+
+
+async def join_and_leave(
+    args: argparse.Namespace,
+    etcd_url: str,
+    etcd: EtcdClient,
+    keys: RegistryKeys,
+    hubs: list[Hub],
+    result: Phase,
+    logs: Path,
+) -> None:
+    """One more hub joins, then leaves: what moves, and how long until every status names its owner."""
+    count, n = result.hubs, result.n
+    try:
+        before, _ = await settle(etcd, keys, count, n, limit=30)
+        hubs.append(start_hub(etcd_url, keys.root, logs, count, args.lease_ttl))
+        joined, took = await settle(etcd, keys, count + 1, n, limit=120)
+        result.join = (sum(1 for path, hub in joined.items() if before[path] != hub), took)
+        note(f"join: {result.join[0]} moved, settled in {took:.1f}s")
+        began = time.monotonic()
+        hubs.pop().stop()  # SIGTERM: it revokes its lease on the way out
+        left, _ = await settle(etcd, keys, count, n, limit=120)
+        took = time.monotonic() - began
+        result.leave = (sum(1 for path, hub in left.items() if joined[path] != hub), took)
+        note(f"leave: {result.leave[0]} moved, settled in {took:.1f}s")
+    except TimeoutError as error:  # reported with the figures measured so far
+        result.error = f"join/leave: {error} (see the hubs' logs: --keep-logs)"
+        note(result.error)
 
 
 def report(phases: list[Phase]) -> None:
@@ -236,6 +260,8 @@ def report(phases: list[Phase]) -> None:
             worst_p99 = max(worst_p99, f.p99) if f.p99 == f.p99 else worst_p99
             cells = f"{p.hubs:>4} {i:>3} {p.n // p.hubs:>9} {f.cpu * 100:>5.1f}% {f.checks_per_s:>9.0f} "
             print(cells + f"{f.cpu_per_check_us:>8.0f}us {tax:>7.2f}x {f.p99 * 1000:>7.0f}ms {f.writes_per_s:>9.2f}")
+        if p.error is not None:
+            print(f"     {p.error}")
         for what, change in (("joins", p.join), ("leaves", p.leave)):
             if change is not None:
                 ideal = p.n / (p.hubs + 1)
@@ -327,6 +353,7 @@ def main() -> int:
     parser.add_argument("--hubs", type=int, nargs="+", default=[1, 2, 3], help="hub counts (default 1 2 3)")
     parser.add_argument("--per-hub", type=int, default=3000, help="HTTP instances per hub (default 3000)")
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per phase (default 20)")
+    parser.add_argument("--lease-ttl", type=int, default=10, help="the hubs' hub_lease_ttl (default 10)")
     parser.add_argument("--keep-logs", type=Path, help="copy the etcd, target and hub logs here")
     parser.add_argument("--simulate", action="store_true", help="simulate ownership only (no I/O)")
     parser.add_argument("--sim-hubs", type=int, default=100, help="hubs in the simulation (default 100)")
