@@ -82,10 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     hub = command(
         "hub",
         "run only the health-check hub",
-        "Run the health-check hub without the MCP server: it campaigns for leadership and, "
-        "while it leads, checks every registered instance. Stops on Ctrl-C or SIGTERM.",
+        "Run the health-check hub without the MCP server: it joins the hub group and checks its share "
+        "of the registered instances (hub_mode sharded), or campaigns and checks every instance while it "
+        "leads (hub_mode leader). Stops on Ctrl-C or SIGTERM.",
     )
-    _add_setting_flags(hub, [*_CONNECTION_SETTINGS, "hub_lease_ttl"])
+    _add_setting_flags(
+        hub, [*_CONNECTION_SETTINGS, "hub_mode", "hub_weight", "hub_lease_ttl", "metrics_port", "metrics_host"]
+    )
 
     services = command(
         "services",
@@ -224,7 +227,7 @@ async def _run_registry_command(settings: Settings, args: argparse.Namespace) ->
     keys = RegistryKeys(settings.registry_prefix)
     async with run_until_signal(), settings.etcd_client() as etcd:
         if args.command == "hub":
-            await run_hub(etcd, keys, settings.hub_lease_ttl)
+            await run_hub(etcd, keys, settings)
         else:
             await show_services(etcd, keys, args.name, args.type, watch=args.watch)
 

@@ -43,6 +43,7 @@ Transport = Literal["stdio", "sse", "streamable-http"]
 Toolset = Literal["kv", "registry", "access", "cluster"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 ConfirmMode = Literal["elicit", "allow", "deny"]
+HubMode = Literal["sharded", "leader"]
 TOOLSETS: tuple[Toolset, ...] = ("kv", "registry", "access", "cluster")
 
 
@@ -278,11 +279,28 @@ class Settings(BaseModel):
     # Health-check hub
     hub: bool = Field(
         default=True,
-        description="Run the health-check hub inside serve (it checks only while it leads; others stand by).",
+        description="Run the health-check hub inside serve (it joins the hub group and checks its share).",
+    )
+    hub_mode: HubMode = Field(
+        default="sharded",
+        description=(
+            "sharded: every hub checks its share of the instances; leader: only the elected hub checks, "
+            "the others stand by."
+        ),
+    )
+    hub_weight: float = Field(
+        default=1.0, gt=0, le=1000, description="This hub's capacity in sharded mode: weight 2 checks twice the share."
     )
     hub_lease_ttl: int = Field(
-        default=10, ge=2, le=300, description="Seconds before a dead hub's leadership passes to a standby."
+        default=10,
+        ge=2,
+        le=300,
+        description="Seconds before a dead hub's instances (sharded) or leadership (leader mode) pass to others.",
     )
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Serve Prometheus metrics at /metrics on this port (default: off)."
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="Address the metrics port listens on.")
 
     # Embedded etcd
     embedded_etcd: bool = Field(

@@ -5,7 +5,8 @@ that port across ``stop()`` / ``start()``, so a registered address stays valid t
 Each counts what it received, so a test can tell whether (and how) it is being checked.
 
 - ``HttpHealthServer``: any path answers ``status`` / ``headers`` / ``body`` after ``delay``; ``stream_bytes``
-  streams that many zero bytes instead (generated lazily, never held in memory).
+  streams that many zero bytes instead (generated lazily, never held in memory). It counts requests per
+  path too (``by_path``), and answers 500 on the paths in ``failing``: one server can be many targets.
 - ``GrpcHealthServer``: grpcio-health-checking's asyncio ``HealthServicer``; ``set_status`` per service.
 - ``RawTcpServer``: ``"silent"`` accepts and never answers, ``"reset"`` reads then resets (RST),
   ``"garbage"`` answers bytes that are neither HTTP nor HTTP/2.
@@ -19,6 +20,7 @@ import contextlib
 import socket
 import ssl
 import struct
+from collections import Counter
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -69,6 +71,8 @@ class HttpHealthServer(_Server):
         self.delay = 0.0  # seconds before the answer
         self.stream_bytes: int | None = None  # stream this many bytes instead of ``body``
         self.requests = 0
+        self.by_path: Counter[str] = Counter()  # requests per path
+        self.failing: set[str] = set()  # paths answered with 500
         self.bytes_sent = 0  # of streamed bodies: what the socket accepted before the client left
         self.peers: list[tuple[str, int]] = []  # client address of each request (a new port: a new connection)
         self._runner: web.AppRunner | None = None
@@ -108,11 +112,14 @@ class HttpHealthServer(_Server):
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
+        self.by_path[request.path] += 1
         peer = request.transport.get_extra_info("peername") if request.transport else None
         if peer is not None:
             self.peers.append((peer[0], peer[1]))
         if self.delay:
             await asyncio.sleep(self.delay)
+        if request.path in self.failing:
+            return web.Response(status=500, body=b"failing")
         if self.stream_bytes is None:
             return web.Response(status=self.status, body=self.body, headers=self.headers)
         return await self._stream(request, self.stream_bytes)

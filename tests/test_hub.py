@@ -33,6 +33,7 @@ from kk_etcd_mcp.etcd import EtcdClient
 from kk_etcd_mcp.etcd.embedded import free_port
 from kk_etcd_mcp.registry import CheckOptions, HealthStatus, HubRunner, InstanceKey, RegistryKeys, status_writer
 from kk_etcd_mcp.registry.checkers import Prober
+from kk_etcd_mcp.registry.leadership import HubMode
 from kk_etcd_mcp.registry.live_status import HubLiveStatus
 from kk_etcd_mcp.registry.service import RegistryService
 from kk_etcd_mcp.registry.store import RegistryStore
@@ -41,12 +42,21 @@ from kk_etcd_mcp.registry.wire import status_to_json
 pytestmark = pytest.mark.anyio
 
 
+@pytest.fixture(params=["leader", "sharded"])
+def hub_mode(request: pytest.FixtureRequest) -> HubMode:
+    """Every test here runs with a hub of each mode: alone, a sharded hub owns every instance."""
+    mode: HubMode = request.param
+    return mode
+
+
 async def alive_doc(etcd: EtcdClient, keys: RegistryKeys) -> dict[str, list[dict[str, object]]] | None:
     kv = await etcd.get(keys.alive)
     return json.loads(kv.value) if kv is not None else None
 
 
-async def test_http_passing_then_critical_after_threshold_then_passing(etcd_endpoint: str, key_prefix: str) -> None:
+async def test_http_passing_then_critical_after_threshold_then_passing(
+    etcd_endpoint: str, key_prefix: str, hub_mode: HubMode
+) -> None:
     keys = registry_keys(key_prefix)
     server = HttpHealthServer()
     runners: list[HubRunner] = []
@@ -56,7 +66,11 @@ async def test_http_passing_then_critical_after_threshold_then_passing(etcd_endp
     def record(key: InstanceKey, status: HealthStatus) -> None:
         transitions.append((status.status, server.requests, active_hub(runners[0]).stats.checks))
 
-    async with server, EtcdClient([etcd_endpoint]) as etcd, running_hub(etcd, keys, on_transition=record) as runner:
+    async with (
+        server,
+        EtcdClient([etcd_endpoint]) as etcd,
+        running_hub(etcd, keys, on_transition=record, mode=hub_mode) as runner,
+    ):
         runners.append(runner)
         key = await register(etcd, keys, "web", server.addr, failures_before_critical=3)
         passing = await wait_status(etcd, keys, key, "passing")
@@ -89,9 +103,15 @@ async def test_http_passing_then_critical_after_threshold_then_passing(etcd_endp
         assert back.output.startswith(f"HTTP GET {server.check_url}: 200")
 
 
-async def test_grpc_serving_passes_and_not_serving_is_critical(etcd_endpoint: str, key_prefix: str) -> None:
+async def test_grpc_serving_passes_and_not_serving_is_critical(
+    etcd_endpoint: str, key_prefix: str, hub_mode: HubMode
+) -> None:
     keys = registry_keys(key_prefix)
-    async with GrpcHealthServer() as server, EtcdClient([etcd_endpoint]) as etcd, running_hub(etcd, keys):
+    async with (
+        GrpcHealthServer() as server,
+        EtcdClient([etcd_endpoint]) as etcd,
+        running_hub(etcd, keys, mode=hub_mode),
+    ):
         key = await register(etcd, keys, "api", server.addr, "grpc", failures_before_critical=1)
         passing = await wait_status(etcd, keys, key, "passing")
         assert passing.output == f"gRPC check {server.addr}: SERVING"
@@ -105,14 +125,16 @@ async def test_grpc_serving_passes_and_not_serving_is_critical(etcd_endpoint: st
     assert server.check_calls >= 3
 
 
-async def test_deregister_stops_the_loop_and_removes_the_status(etcd_endpoint: str, key_prefix: str) -> None:
+async def test_deregister_stops_the_loop_and_removes_the_status(
+    etcd_endpoint: str, key_prefix: str, hub_mode: HubMode
+) -> None:
     keys = registry_keys(key_prefix)
     async with (
         HttpHealthServer() as server,
         HttpHealthServer() as other,
         EtcdClient([etcd_endpoint]) as etcd,
         Prober() as prober,
-        running_hub(etcd, keys) as runner,
+        running_hub(etcd, keys, mode=hub_mode) as runner,
     ):
         service = RegistryService(etcd, keys, prober, HubLiveStatus(runner))
         await service.register("web", server.addr, "http", check=CheckOptions(**FAST))
@@ -140,9 +162,15 @@ async def _missing(etcd: EtcdClient, key: str) -> bool:
     return await etcd.get(key) is None
 
 
-async def test_metadata_change_keeps_the_loop_but_a_new_check_restarts_it(etcd_endpoint: str, key_prefix: str) -> None:
+async def test_metadata_change_keeps_the_loop_but_a_new_check_restarts_it(
+    etcd_endpoint: str, key_prefix: str, hub_mode: HubMode
+) -> None:
     keys = registry_keys(key_prefix)
-    async with HttpHealthServer() as server, EtcdClient([etcd_endpoint]) as etcd, running_hub(etcd, keys) as runner:
+    async with (
+        HttpHealthServer() as server,
+        EtcdClient([etcd_endpoint]) as etcd,
+        running_hub(etcd, keys, mode=hub_mode) as runner,
+    ):
         key = await register(etcd, keys, "web", server.addr, metadata={"v": "1"})
         passing = await wait_status(etcd, keys, key, "passing")
         monitor = monitor_of(runner, key)
@@ -175,12 +203,16 @@ async def test_metadata_change_keeps_the_loop_but_a_new_check_restarts_it(etcd_e
 
 
 async def test_invalid_registrations_are_reported_and_the_others_still_checked(
-    etcd_endpoint: str, key_prefix: str, etcdctl: EtcdCtl
+    etcd_endpoint: str, key_prefix: str, hub_mode: HubMode, etcdctl: EtcdCtl
 ) -> None:
     keys = registry_keys(key_prefix)
     bad_json = InstanceKey("http", "broken", "127.0.0.1:1")
     bad_duration = InstanceKey("grpc", "broken", "127.0.0.1:2")
-    async with HttpHealthServer() as server, EtcdClient([etcd_endpoint]) as etcd, running_hub(etcd, keys) as runner:
+    async with (
+        HttpHealthServer() as server,
+        EtcdClient([etcd_endpoint]) as etcd,
+        running_hub(etcd, keys, mode=hub_mode) as runner,
+    ):
         hub = active_hub(runner)
         good = await register(etcd, keys, "web", server.addr)
         await wait_status(etcd, keys, good, "passing")
@@ -209,13 +241,15 @@ async def test_invalid_registrations_are_reported_and_the_others_still_checked(
         assert runner.hub is hub
 
 
-async def test_status_written_only_on_transitions_and_alive_document(etcd_endpoint: str, key_prefix: str) -> None:
+async def test_status_written_only_on_transitions_and_alive_document(
+    etcd_endpoint: str, key_prefix: str, hub_mode: HubMode
+) -> None:
     keys = registry_keys(key_prefix)
     async with (
         HttpHealthServer() as one,
         HttpHealthServer() as two,
         EtcdClient([etcd_endpoint]) as etcd,
-        running_hub(etcd, keys),
+        running_hub(etcd, keys, mode=hub_mode),
     ):
         key_one = await register(etcd, keys, "web", one.addr, failures_before_critical=1)
         key_two = await register(etcd, keys, "web", two.addr, failures_before_critical=1)
@@ -259,10 +293,16 @@ async def _alive_with(etcd: EtcdClient, keys: RegistryKeys, count: int) -> dict[
     return document
 
 
-async def test_deregister_critical_after_deletes_the_registration(etcd_endpoint: str, key_prefix: str) -> None:
+async def test_deregister_critical_after_deletes_the_registration(
+    etcd_endpoint: str, key_prefix: str, hub_mode: HubMode
+) -> None:
     keys = registry_keys(key_prefix)
     dead = f"127.0.0.1:{free_port()}"  # nothing listens there
-    async with HttpHealthServer() as server, EtcdClient([etcd_endpoint]) as etcd, running_hub(etcd, keys) as runner:
+    async with (
+        HttpHealthServer() as server,
+        EtcdClient([etcd_endpoint]) as etcd,
+        running_hub(etcd, keys, mode=hub_mode) as runner,
+    ):
         key = await register(etcd, keys, "web", dead, failures_before_critical=1, deregister_critical_after=1)
         kept = await register(etcd, keys, "web", server.addr, failures_before_critical=1, deregister_critical_after=1)
         await eventually(lambda: _missing(etcd, keys.registration(key)), "the dead instance is deregistered")
@@ -272,7 +312,7 @@ async def test_deregister_critical_after_deletes_the_registration(etcd_endpoint:
         assert (await status_of(etcd, keys, kept)).status == "passing"  # type: ignore[union-attr]
 
 
-async def test_stale_statuses_are_removed_at_hub_start(etcd_endpoint: str, key_prefix: str) -> None:
+async def test_stale_statuses_are_removed_at_hub_start(etcd_endpoint: str, key_prefix: str, hub_mode: HubMode) -> None:
     keys = registry_keys(key_prefix)
     stale = InstanceKey("http", "gone", "127.0.0.1:1")
     async with HttpHealthServer() as server, EtcdClient([etcd_endpoint]) as etcd:
@@ -281,19 +321,27 @@ async def test_stale_statuses_are_removed_at_hub_start(etcd_endpoint: str, key_p
         old = HealthStatus(status="passing", output="HTTP 200", since=now, checked_at=now, checker="old-hub")
         await etcd.put(keys.status(stale), status_to_json(old))
         await etcd.put(keys.status(kept), status_to_json(old))
-        async with running_hub(etcd, keys) as runner:
+        async with running_hub(etcd, keys, mode=hub_mode) as runner:
             await eventually(lambda: _missing(etcd, keys.status(stale)), "the stale status is removed")
             await eventually(lambda: monitor_of(runner, kept) is not None, "the registered instance is checked")
             await eventually(lambda: server.requests >= 2, "two checks")
             # The registered instance keeps its stored status: the hub started from it, not from critical.
-            assert (await status_of(etcd, keys, kept)) == old
+            if hub_mode == "leader":
+                assert (await status_of(etcd, keys, kept)) == old
+            else:  # the same status and since, now naming the hub that took it over
+                taken = old.model_copy(update={"checker": runner.hub_id})
+                await eventually(lambda: _status_is(etcd, keys, kept, taken), "the status names its new checker")
+
+
+async def _status_is(etcd: EtcdClient, keys: RegistryKeys, key: InstanceKey, expected: HealthStatus) -> bool:
+    return await status_of(etcd, keys, key) == expected
 
 
 # Reported gaps, fixed: a takeover writes the alive document, unreadable orphans go, first results report. ---
 
 
 async def test_alive_document_is_written_when_a_hub_starts_from_stored_statuses(
-    etcd_endpoint: str, key_prefix: str
+    etcd_endpoint: str, key_prefix: str, hub_mode: HubMode
 ) -> None:
     keys = registry_keys(key_prefix)
     async with HttpHealthServer() as server, EtcdClient([etcd_endpoint]) as etcd:
@@ -301,27 +349,31 @@ async def test_alive_document_is_written_when_a_hub_starts_from_stored_statuses(
         now = datetime.now(UTC)
         # As a leader killed between its status write and its alive write leaves things.
         await etcd.put(keys.status(key), status_to_json(HealthStatus(status="passing", since=now, checked_at=now)))
-        async with running_hub(etcd, keys) as runner:
+        async with running_hub(etcd, keys, mode=hub_mode) as runner:
             await eventually(lambda: (m := monitor_of(runner, key)) is not None and m.checked_at, "a check")
             await eventually(lambda: _alive_with(etcd, keys, 1), "the alive document lists the instance", within=3)
 
 
-async def test_unreadable_stale_status_is_removed_at_hub_start(etcd_endpoint: str, key_prefix: str) -> None:
+async def test_unreadable_stale_status_is_removed_at_hub_start(
+    etcd_endpoint: str, key_prefix: str, hub_mode: HubMode
+) -> None:
     keys = registry_keys(key_prefix)
     readable, unreadable = InstanceKey("http", "gone", "127.0.0.1:1"), InstanceKey("http", "gone", "127.0.0.1:2")
     async with EtcdClient([etcd_endpoint]) as etcd:
         now = datetime.now(UTC)
         await etcd.put(keys.status(readable), status_to_json(HealthStatus(status="passing", since=now, checked_at=now)))
         await etcd.put(keys.status(unreadable), "{garbage")
-        async with running_hub(etcd, keys):
+        async with running_hub(etcd, keys, mode=hub_mode):
             await eventually(lambda: _missing(etcd, keys.status(readable)), "the readable stale status is removed")
             assert await _missing(etcd, keys.status(unreadable)), "the unreadable stale status is left"
 
 
-async def test_a_never_passing_instance_has_a_status_saying_why(etcd_endpoint: str, key_prefix: str) -> None:
+async def test_a_never_passing_instance_has_a_status_saying_why(
+    etcd_endpoint: str, key_prefix: str, hub_mode: HubMode
+) -> None:
     keys = registry_keys(key_prefix)
     dead = f"127.0.0.1:{free_port()}"
-    async with EtcdClient([etcd_endpoint]) as etcd, running_hub(etcd, keys) as runner:
+    async with EtcdClient([etcd_endpoint]) as etcd, running_hub(etcd, keys, mode=hub_mode) as runner:
         key = await register(etcd, keys, "web", dead)
         await eventually(lambda: (m := monitor_of(runner, key)) is not None and m.checked_at, "a check")
         status = await wait_status(etcd, keys, key, "critical", within=3)
@@ -329,10 +381,14 @@ async def test_a_never_passing_instance_has_a_status_saying_why(etcd_endpoint: s
 
 
 async def test_grpc_channels_outlive_a_term_and_close_with_their_registration(
-    etcd_endpoint: str, key_prefix: str, etcdctl: EtcdCtl
+    etcd_endpoint: str, key_prefix: str, hub_mode: HubMode, etcdctl: EtcdCtl
 ) -> None:
     keys = registry_keys(key_prefix)
-    async with GrpcHealthServer() as server, EtcdClient([etcd_endpoint]) as etcd, running_hub(etcd, keys) as runner:
+    async with (
+        GrpcHealthServer() as server,
+        EtcdClient([etcd_endpoint]) as etcd,
+        running_hub(etcd, keys, mode=hub_mode) as runner,
+    ):
         key = await register(etcd, keys, "api", server.addr, "grpc")
         await wait_status(etcd, keys, key, "passing")
         first_term = active_hub(runner)
@@ -351,10 +407,14 @@ async def test_grpc_channels_outlive_a_term_and_close_with_their_registration(
 
 
 async def test_oversized_alive_document_is_deleted_not_left_stale(
-    etcd_endpoint: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+    etcd_endpoint: str, key_prefix: str, hub_mode: HubMode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     keys = registry_keys(key_prefix)
-    async with HttpHealthServer() as server, EtcdClient([etcd_endpoint]) as etcd, running_hub(etcd, keys):
+    async with (
+        HttpHealthServer() as server,
+        EtcdClient([etcd_endpoint]) as etcd,
+        running_hub(etcd, keys, mode=hub_mode),
+    ):
         first = await register(etcd, keys, "web", server.addr)
         await wait_status(etcd, keys, first, "passing")
         await eventually(lambda: _alive_with(etcd, keys, 1), "the alive document lists the instance")
@@ -365,11 +425,13 @@ async def test_oversized_alive_document_is_deleted_not_left_stale(
         await eventually(lambda: _missing(etcd, keys.alive), "the oversized alive document is deleted")
 
 
-async def test_long_lived_objects_are_frozen_while_a_hub_runs(etcd_endpoint: str, key_prefix: str) -> None:
+async def test_long_lived_objects_are_frozen_while_a_hub_runs(
+    etcd_endpoint: str, key_prefix: str, hub_mode: HubMode
+) -> None:
     keys = registry_keys(key_prefix)
     gc.unfreeze()
     async with HttpHealthServer() as server, EtcdClient([etcd_endpoint]) as etcd:
-        async with running_hub(etcd, keys, freeze_from=2) as runner:
+        async with running_hub(etcd, keys, freeze_from=2, mode=hub_mode) as runner:
             await register(etcd, keys, "web", server.addr)
             await anyio.sleep(2.5)  # past two intervals
             assert gc.get_freeze_count() == 0, "froze for one instance, under freeze_from"

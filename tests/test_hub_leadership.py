@@ -42,7 +42,7 @@ async def test_two_hubs_only_the_leader_checks_and_a_stopped_leader_hands_over_a
     async with (
         HttpHealthServer() as server,
         EtcdClient([etcd_endpoint]) as etcd,
-        running_hubs(etcd, keys, 2, lease_ttl=ttl) as runners,
+        running_hubs(etcd, keys, 2, lease_ttl=ttl, mode="leader") as runners,
     ):
         await eventually(lambda: _candidates(etcd, keys, 2), "both hubs campaign")
         (leader,) = await eventually(lambda: leaders(runners), "a hub leads")

@@ -7,7 +7,7 @@
       cluster/ audit/
     etcd/                             the bottom: imports none of the packages above
 
-Beside them, modules every layer may use (settings, errors, logs, holders, change, ranges, backoff,
+Beside them, modules every layer may use (settings, errors, logs, holders, change, ranges, metrics, backoff,
 grpc_await, lazy) import no layer above etcd/ (settings builds the etcd client).
 
 The package root's ``__init__`` is the SDK's curated API: it may import the core packages, not the MCP
@@ -33,6 +33,7 @@ SHARED = {
     "holders",
     "change",
     "ranges",
+    "metrics",
     "backoff",
     "grpc_await",
     "lazy",

@@ -63,7 +63,8 @@ SUBPACKAGES = {
         "list_and_watch", "parse_endpoint", "prefix_end",
     },
     "registry": {
-        "CheckNow", "CheckOptions", "CheckSpec", "DeregisterResult", "HealthStatus", "HubRunner", "Instance",
+        "CheckNow", "CheckOptions", "CheckSpec", "DeregisterResult", "HealthStatus", "HubMember", "HubRunner",
+        "HubStatus", "Instance",
         "InstanceKey", "InstanceList", "KeptRegistration", "PickResult", "RegisterResult", "Registration",
         "RegistryKeys", "RegistryService", "ServiceRegistry", "ServiceType", "Status", "Strategy",
     },

@@ -38,6 +38,7 @@ REGISTRY_TOOLS = {
     "service_alive": (True, False),
     "service_pick": (True, False),
     "service_check": (True, False),
+    "hub_status": (True, False),
     "service_register": (False, True),  # a ttl over a registered instance removes it
     "service_deregister": (False, True),
 }
@@ -127,12 +128,12 @@ async def test_tools_listed_with_titles_annotations_and_honour_read_only_and_too
 
     async with server(etcd_endpoint, root, hub="false", read_only="true") as client:
         names = {t.name for t in (await client.list_tools()).tools}
-    assert {n for n in names if n.startswith("service_")} == READ_ONLY_TOOLS
+    assert {n for n in names if n.startswith(("service_", "hub_"))} == READ_ONLY_TOOLS
 
     async with server(etcd_endpoint, root, hub="false", toolsets="kv") as client:
         names = {t.name for t in (await client.list_tools()).tools}
     assert "kv_get" in names
-    assert not {n for n in names if n.startswith("service_")}
+    assert not {n for n in names if n.startswith(("service_", "hub_"))}
 
 
 async def test_register_writes_kk_etcd_go_fields_and_list_shows_health_and_filters(
@@ -383,6 +384,54 @@ async def test_alive_names_the_hub_and_a_standby_says_what_checked_at_means(
         seen = (await listed(standby, name="shop"))[web.addr]
         assert seen["checked_at_is"] == "last_change"
         assert datetime.fromisoformat(seen["checked_at"]) == datetime.fromisoformat(stored["value"]["checked_at"])
+
+
+async def test_two_servers_share_the_checking_and_hub_status_and_checked_by_show_it(
+    etcd_endpoint: str, root: str
+) -> None:
+    """Two servers with their hubs (sharded, the default) split the instances; a third without a hub sees,
+    through hub_status, both members with their shares and one duty holder, and each instance's checker."""
+    async with (
+        HttpHealthServer() as web,
+        server(etcd_endpoint, root) as first,
+        server(etcd_endpoint, root),
+        server(etcd_endpoint, root, hub="false") as viewer,
+    ):
+        addrs = [f"10.0.0.{i}:80" for i in range(1, 13)]
+        for i, addr in enumerate(addrs):
+            await register(first, "shop", addr, check={"addr": f"{web.url}/i/{i}", **FAST})
+
+        async def both_report() -> dict[str, Any] | None:
+            found = await call(viewer, "hub_status")
+            owned = sum(m["owned"] for m in found["members"])
+            return found if found["count"] == 2 and owned == len(addrs) else None
+
+        status = await eventually(both_report, "both hubs report their shares", within=30)
+        assert status["mode"] == "sharded" and status["instances"] == len(addrs)
+        holders = [m["hub_id"] for m in status["members"] if m["duty_holder"]]
+        assert holders == [status["duty_holder"]]
+        members = {m["hub_id"] for m in status["members"]}
+
+        async def all_checked() -> dict[str, dict[str, Any]] | None:
+            found = await listed(viewer, name="shop")
+            return found if all(i["checked_by"] in members for i in found.values()) else None
+
+        shown = await eventually(all_checked, "every instance names the hub that checks it")
+        by_hub = {m["hub_id"]: m["owned"] for m in status["members"]}
+        assert {hub: sum(1 for i in shown.values() if i["checked_by"] == hub) for hub in members} == by_hub
+        alive = await call(viewer, "service_alive", name="shop")
+        assert {i["checked_by"] for i in alive["instances"]} <= members
+
+
+async def test_hub_status_in_leader_mode_names_the_leader(etcd_endpoint: str, root: str) -> None:
+    async with server(etcd_endpoint, root, hub_mode="leader") as client:
+        found = await eventually(lambda: _leader_known(client), "the hub leads")
+    assert found["mode"] == "leader" and found["members"] == [] and found["count"] == 0
+
+
+async def _leader_known(client: Client) -> dict[str, Any] | None:
+    found: dict[str, Any] = await call(client, "hub_status")
+    return found if found["duty_holder"] else None
 
 
 async def test_pick_skips_an_instance_that_fails_the_live_check_and_check_runs_now(

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.anyio
 
 T = TypeVar("T")
 
-HEADER = ["TYPE", "NAME", "ADDR", "STATUS", "SINCE", "OUTPUT"]
+HEADER = ["TYPE", "NAME", "ADDR", "STATUS", "SINCE", "CHECKED_BY", "OUTPUT"]
 
 
 def command(etcd_endpoint: str, root: str, *args: str) -> list[str]:
@@ -110,7 +110,8 @@ async def test_services_prints_a_table_of_instances_with_status_and_hub(
         up = table["web", web.addr]
         assert up[:4] == ["http", "web", web.addr, "passing"]
         assert up[4].endswith("ago")
-        assert "200" in up[5] and "all good really" in up[5], "the output is shown on one line"
+        assert up[5] == hub.hub_id, "the hub that checks it"
+        assert "200" in up[6] and "all good really" in up[6], "the output is shown on one line"
         assert table["web", dead][:4] == ["http", "web", dead, "critical"]
         assert summary == f"3 instance(s); checked by hub {hub.hub_id}"
 

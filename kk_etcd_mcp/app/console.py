@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+import logging
 import sys
-from contextlib import aclosing
+from contextlib import ExitStack, aclosing
 from datetime import UTC, datetime
 from typing import TextIO
 
 import anyio
 
 from ..etcd import EtcdClient, list_and_watch
+from ..metrics import serve_metrics
 from ..registry import HubRunner, Instance, RegistryKeys, RegistryService, ServiceType
 from ..registry.checkers import Prober
+from ..settings import Settings
+
+log = logging.getLogger(__name__)
 
 _REDRAW_DELAY = 0.2  # coalesce a burst of changes into one redraw
 
 
-async def run_hub(etcd: EtcdClient, keys: RegistryKeys, lease_ttl: int) -> None:
-    """Campaign and check until cancelled; on the way out the lease is revoked, so a standby takes over."""
-    await HubRunner(etcd, keys, lease_ttl=lease_ttl).run()
+async def run_hub(etcd: EtcdClient, keys: RegistryKeys, settings: Settings) -> None:
+    """Check until cancelled; on the way out the lease is revoked, so the others take over at once.
+    With ``metrics_port``, Prometheus metrics are served at ``/metrics`` meanwhile."""
+    runner = HubRunner(etcd, keys, lease_ttl=settings.hub_lease_ttl, mode=settings.hub_mode, weight=settings.hub_weight)
+    with ExitStack() as stack:
+        if settings.metrics_port is not None:
+            stack.enter_context(serve_metrics(settings.metrics_host, settings.metrics_port))
+            log.info("serving metrics at http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+        await runner.run()
 
 
 async def show_services(
@@ -50,15 +61,21 @@ async def show_services(
 
 def render_table(instances: list[Instance], hub: str | None, now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
-    header = ("TYPE", "NAME", "ADDR", "STATUS", "SINCE", "OUTPUT")
+    header = ("TYPE", "NAME", "ADDR", "STATUS", "SINCE", "CHECKED_BY", "OUTPUT")
     rows = [
-        (i.type, i.name, i.addr, i.status, _ago(i.since, now), " ".join(i.output.split())[:80])
+        (i.type, i.name, i.addr, i.status, _ago(i.since, now), i.checked_by or "-", " ".join(i.output.split())[:80])
         for i in sorted(instances, key=lambda i: (i.name, i.type, i.addr))
     ]
     widths = [max(len(str(row[col])) for row in [header, *rows]) for col in range(len(header) - 1)]
     lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1]
              for row in [header, *rows]]  # fmt: skip
-    checker = f"checked by hub {hub}" if hub else "no hub is running: statuses are not being updated"
+    checkers = sorted({i.checked_by for i in instances if i.checked_by})
+    if not hub:
+        checker = "no hub is running: statuses are not being updated"
+    elif len(checkers) > 1:
+        checker = f"checked by hubs {', '.join(checkers)}; {hub} holds the registry-wide duties"
+    else:
+        checker = f"checked by hub {checkers[0] if checkers else hub}"
     lines.append(f"{len(rows)} instance(s); {checker}")
     return "\n".join(lines) + "\n"
 

@@ -25,6 +25,7 @@ from ..holders import port_holder
 from ..mcp_server.app import build_server
 from ..mcp_server.live import LiveUpdates
 from ..mcp_server.stdio import run_stdio
+from ..metrics import serve_metrics
 from ..registry import HubRunner, RegistryKeys, RegistryService
 from ..registry.checkers import Prober
 from ..registry.hub import Transition
@@ -133,7 +134,16 @@ async def registry_service(
     """The registry tools' service, and the hub in the background when ``hub`` is on."""
     keys = RegistryKeys(settings.registry_prefix)
     runner = (
-        HubRunner(etcd, keys, lease_ttl=settings.hub_lease_ttl, on_transition=on_transition) if settings.hub else None
+        HubRunner(
+            etcd,
+            keys,
+            lease_ttl=settings.hub_lease_ttl,
+            on_transition=on_transition,
+            mode=settings.hub_mode,
+            weight=settings.hub_weight,
+        )
+        if settings.hub
+        else None
     )
     async with Prober() as prober, anyio.create_task_group() as hub_tg:
         if runner is not None:
@@ -177,6 +187,9 @@ async def _serve_on(settings: Settings, listener: socket.socket | None) -> bool:
         if settings.embedded_etcd:
             await stack.enter_async_context(embedded_etcd(settings))
         etcd = await stack.enter_async_context(settings.etcd_client())
+        if settings.metrics_port is not None:
+            stack.enter_context(serve_metrics(settings.metrics_host, settings.metrics_port))
+            log.info("serving metrics at http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
         live = LiveUpdates(etcd)  # resource subscriptions and the hub's transitions as MCP log messages
         registry = await stack.enter_async_context(registry_service(settings, etcd, live.hub_transition))
         server = build_server(settings, etcd, registry, live)

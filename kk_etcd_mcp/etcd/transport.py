@@ -35,6 +35,7 @@ from etcd3aio.kv import KVService
 from etcd3aio.lease import LeaseService
 from etcd3aio.maintenance import MaintenanceService
 
+from .. import metrics
 from ..errors import InvalidArgumentError, KkEtcdError
 from ..grpc_await import await_grpc
 from .connection import ChannelFactory, system_ca_certificates
@@ -254,7 +255,11 @@ class EtcdTransport:
 
     def map_error(self, exc: BaseException, action: str, subject: str, *, endpoints: str | None = None) -> KkEtcdError:
         """``exc`` (an etcd3aio, grpc or timeout failure) as a KkEtcdError naming what was attempted."""
-        return map_error(exc, endpoints=endpoints or self.endpoints, user=self.username, action=action, subject=subject)
+        error = map_error(
+            exc, endpoints=endpoints or self.endpoints, user=self.username, action=action, subject=subject
+        )
+        metrics.ETCD_ERRORS.labels(type(error).__name__).inc()
+        return error
 
     async def member_channel(self, client_url: str) -> Any:
         """A new channel to the member at ``client_url`` alone (the caller closes it), with this client's

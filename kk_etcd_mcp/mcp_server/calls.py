@@ -20,6 +20,7 @@ from mcp_types import InputRequiredResult
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
+from .. import metrics
 from ..audit import AuditEntry, AuditTrail, Outcome, redact
 from ..audit.model import MAX_AFFECTED_SHOWN
 from ..errors import KkEtcdError
@@ -136,6 +137,9 @@ class CallGuard:
             error = f"unexpected {type(exc).__name__}"
             raise
         finally:
+            if finished:
+                metrics.TOOL_CALLS.labels(policy.name, outcome).inc()
+                metrics.TOOL_DURATION.labels(policy.name).observe(time.monotonic() - started)
             if finished and policy.mutating and self.audit is not None:
                 entry = self._entry(policy, identity, arguments, outcome, error, result, started, self.audit.values)
                 await self.audit.record(entry)

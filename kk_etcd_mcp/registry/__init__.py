@@ -3,7 +3,7 @@
 from .keys import InstanceKey, RegistryKeys
 from .leadership import HubRunner
 from .model import CheckOptions, CheckSpec, HealthStatus, Instance, Registration, ServiceType, Status
-from .results import CheckNow, DeregisterResult, InstanceList, PickResult, RegisterResult
+from .results import CheckNow, DeregisterResult, HubMember, HubStatus, InstanceList, PickResult, RegisterResult
 from .sdk import KeptRegistration, ServiceRegistry
 from .service import RegistryService, Strategy
 
@@ -13,7 +13,9 @@ __all__ = [
     "CheckSpec",
     "DeregisterResult",
     "HealthStatus",
+    "HubMember",
     "HubRunner",
+    "HubStatus",
     "Instance",
     "InstanceKey",
     "InstanceList",

@@ -8,7 +8,15 @@ batch, so a half-applied pair is never seen. A registration starts a loop, or re
 check spec changed; its end stops the loop and removes its status. Each loop lives in its own cancel
 scope in the hub's task group, so no loop outlives the hub or its registration.
 
-The leading hub also keeps the layout current: a registration an older version of ours wrote at
+Sharded mode (``rendezvous.py``, ``membership.py``): every hub of the group follows every registration,
+but runs loops only for the instances it owns (``ownership``); when the members change, loops stop on the
+hub that lost an instance and start on the one that gained it, seeded from the status in etcd (same
+status, same ``since``: nothing flips because it moved). The new owner writes that status once with its
+own id as ``checker``, so ``checked_by`` tells who checks each instance. Its writes carry its membership
+fence. The per-instance housekeeping below is the owner's; the alive document is the duty holder's
+(``alive_duty.py``). In leader mode (no ``ownership``) the one hub owns everything.
+
+The owning hub also keeps the layout current: a registration an older version of ours wrote at
 kk_etcd_go's key is rewritten (``RegistryStore.rewrite``), and our key of an instance kk_etcd_go
 deregistered is deleted (``RegistryStore.remove_leftover``).
 
@@ -30,12 +38,15 @@ from datetime import UTC, datetime
 import anyio
 from anyio.abc import TaskGroup
 
+from .. import metrics
 from ..errors import KkEtcdError
 from ..etcd import Compare, KeyValue, Snapshot, WatchEvent, list_and_watch
 from .checkers import CheckResult, Prober
 from .checkers.prober import close_channel
 from .keys import InstanceKey
 from .model import ALIVE_STATUSES, CheckSpec, HealthStatus, Registration
+from .recent import RecentChecks
+from .rendezvous import Ownership
 from .state import HealthState
 from .status_writer import StatusWriter
 from .store import Pair, RegistryStore, StoredRegistration, join
@@ -63,6 +74,7 @@ class HubStats:
     checks: int = 0
     lateness: list[float] = field(default_factory=list)  # seconds each check started after its slot
     keep_lateness: bool = False
+    recent: RecentChecks = field(default_factory=RecentChecks)  # the last minute, for hub_status
 
 
 @dataclass
@@ -86,17 +98,55 @@ class Hub:
         hub_id: str,
         *,
         on_transition: Transition | None = None,
+        ownership: Ownership | None = None,
     ) -> None:
-        """``fence``: the compare that holds while this hub leads; every write of the hub carries it."""
+        """``fence``: the compare that holds while this hub leads (leader mode) or is a member of the hub
+        group (sharded mode); every write of the hub carries it. ``ownership``: sharded mode, where this
+        hub checks only the instances it owns, and the alive document is not its job."""
         self.store = store
         self.prober = prober
-        self.writer = StatusWriter(store.etcd, store.keys, fence, self.alive_entries)
+        sharded = ownership is not None
+        alive = None if sharded else self.alive_entries
+        lost = "this hub is no member of the hub group any more" if sharded else "another hub leads now"
+        self.writer = StatusWriter(store.etcd, store.keys, fence, alive, lost=lost)
         self.hub_id = hub_id
         self.on_transition = on_transition
+        self.ownership = ownership
+        self.on_registrations: Callable[[], None] | None = None  # called after registrations changed
         self.monitors: dict[InstanceKey, Monitor] = {}
         self._pairs: dict[InstanceKey, Pair] = {}  # both registration keys of each instance, as last seen
+        # alive_entry()'s cache: (mod revisions of the pair, the entry). Only the duty holder asks for the
+        # instances it does not own, so the other hubs never parse registrations that are not theirs.
+        self._alive_cache: dict[InstanceKey, tuple[tuple[int, int], str | None]] = {}
         self.stats = HubStats()
+        self._metrics = metrics.CheckMetrics()
         self._tg: TaskGroup | None = None
+        self._rebalance = anyio.Event()
+
+    def owns(self, key: InstanceKey) -> bool:
+        return self.ownership is None or self.ownership.owner(key.path) == self.hub_id
+
+    def alive_entry(self, key: InstanceKey) -> str | None:
+        """The registration of ``key`` as it goes in the alive document; None when it has no place there."""
+        pair = self._pairs.get(key)
+        if pair is None:
+            return None
+        revisions = (pair[0].mod_revision if pair[0] else 0, pair[1].mod_revision if pair[1] else 0)
+        cached = self._alive_cache.get(key)
+        if cached is not None and cached[0] == revisions:
+            return cached[1]
+        item = join(key, *pair)
+        entry = alive_entry_json(item.registration) if item is not None and item.registration is not None else None
+        self._alive_cache[key] = (revisions, entry)
+        return entry
+
+    def set_members(self, weights: dict[str, float]) -> None:
+        """The hub group changed (sharded mode): hand over the instances that moved."""
+        assert self.ownership is not None
+        moved = self.ownership.set_members(weights)
+        if moved:  # (before the first listing is done too: it may have started loops by the older members)
+            log.info("hub %s: %d members; %d instances move", self.hub_id, len(weights), len(moved))
+            self._rebalance.set()
 
     def shortest_interval(self) -> float | None:
         return min((m.registration.check.interval for m in self.monitors.values()), default=None)
@@ -122,12 +172,20 @@ class Hub:
                         if update.relisted:
                             log.info("hub %s: listing registrations again", self.hub_id)
                         await self._sync(update)
+                        if not started and self.ownership is not None:
+                            tg.start_soon(self._rebalance_loop)  # after the first listing, never during it
                         if not started:
                             task_status.started()
                             started = True
                         continue
                     for key in {key for event in update.events if (key := self._record_event(event))}:
                         self._reconcile(key)
+                    self._registrations_changed()
+
+    def _registrations_changed(self) -> None:
+        metrics.OWNED_INSTANCES.set(len(self.monitors))
+        if self.on_registrations is not None:
+            self.on_registrations()
 
     # Reconciling ----------------------------------------------------------------------------------
 
@@ -135,24 +193,65 @@ class Hub:
         """Start, restart or stop loops to match ``registrations`` (both registration keys of every instance)."""
         revision = registrations.revision
         self._pairs = self.store.pairs_of(registrations.kvs)
-        stored = [item for key, pair in self._pairs.items() if (item := join(key, *pair)) is not None]
-        for key, pair in self._pairs.items():
+        self._alive_cache = {}
+        if self.ownership is not None:
+            paths = {key.path for key in self._pairs}
+            for path in [path for path in self.ownership.instances() if path not in paths]:
+                self.ownership.discard(path)
+            for path in paths:
+                self.ownership.add(path)
+        # only this hub's instances are parsed: the others are another hub's business
+        mine = {key: pair for key, pair in self._pairs.items() if self.owns(key)}
+        stored = [item for key, pair in mine.items() if (item := join(key, *pair)) is not None]
+        for key, pair in mine.items():
             self._remove_if_leftover(key, pair)
         statuses = await self.store.statuses(revision=revision)
-        seen: set[InstanceKey] = set()
+        seen = {item.key for item in stored}
         spread = sum(1 / FIRST_CHECKS_PER_SECOND[item.key.type] for item in stored)  # seconds
         for item in stored:
-            seen.add(item.key)
             self._apply(item, statuses.get(item.key), spread=spread)
         for key in list(self.monitors):
             if key not in seen:
-                self._stop(key, gone=True)
-        for key in statuses.keys() - seen:  # left behind while no hub ran
-            self.writer.set(key, None, alive_changed=False)
+                self._stop(key, gone=key not in self._pairs)
+        for key in statuses.keys() - seen:  # left behind while no hub ran (this hub's to remove)
+            if self.owns(key):
+                self.writer.set(key, None, alive_changed=False)
         self.writer.touch_alive()  # a new term or a relist: the document may be stale or missing
         await self._reconcile_endpoints()
-        await self.prober.retain({key.path for key in seen})  # channels are kept across terms; drop the gone
-        log.info("hub %s checks %d instances (registrations at revision %d)", self.hub_id, len(seen), revision)
+        await self.prober.retain({key.path for key in self.monitors})  # channels outlive terms; drop the rest
+        self._registrations_changed()
+        log.info(
+            "hub %s checks %d of %d instances (registrations at revision %d)",
+            self.hub_id, len(self.monitors), len(self._pairs), revision,
+        )  # fmt: skip
+
+    async def _rebalance_loop(self) -> None:
+        """Sharded mode: after each change of the members, stop what this hub no longer owns and start
+        what it gained, from the statuses in etcd (read after the change, so the last owner's are there
+        unless still in flight: then this hub's own first checks set them right)."""
+        while True:
+            await self._rebalance.wait()
+            self._rebalance = anyio.Event()
+            for key in [key for key in self.monitors if not self.owns(key)]:
+                self._stop(key, gone=False)
+                channel = self.prober.detach(key.path)
+                if channel is not None:
+                    await close_channel(channel)
+            gained = [key for key in self._pairs if self.owns(key) and key not in self.monitors]
+            if gained:
+                statuses = await self.store.statuses()
+                stored = [item for key in gained if (item := join(key, *self._pairs[key])) is not None]
+                spread = sum(1 / FIRST_CHECKS_PER_SECOND[item.key.type] for item in stored)
+                for item in stored:
+                    if item.key in self._pairs and self.owns(item.key) and item.key not in self.monitors:
+                        self._apply(item, statuses.get(item.key), spread=spread)
+                for key in statuses.keys() - self.monitors.keys():  # deregistered while its owner was away
+                    pair = self._pairs.get(key)
+                    if self.owns(key) and (pair is None or join(key, *pair) is None):
+                        self.writer.set(key, None, alive_changed=False)
+                await self._reconcile_endpoints()
+            self._registrations_changed()
+            log.info("hub %s checks %d instances", self.hub_id, len(self.monitors))
 
     async def _reconcile_endpoints(self) -> None:
         """Make the endpoint keys match the monitors: put the missing or outdated, delete the rest.
@@ -166,7 +265,8 @@ class Hub:
             if found.get(key) != document.encode():
                 self.writer.set_endpoint(key, document)
         for key in found.keys() - wanted.keys():
-            self.writer.set_endpoint(key, None)
+            if self.owns(key):
+                self.writer.set_endpoint(key, None)
 
     def _record_event(self, event: WatchEvent) -> InstanceKey | None:
         """Note a change of one of an instance's registration keys; the instance it touched."""
@@ -175,6 +275,8 @@ class Hub:
             return None
         which, key = parsed
         kv = event.kv if event.type == "put" else None
+        if self.ownership is not None and key not in self._pairs:
+            self.ownership.add(key.path)
         base, extension = self._pairs.get(key, (None, None))
         self._pairs[key] = (kv, extension) if which == "registration" else (base, kv)
         return key
@@ -182,18 +284,27 @@ class Hub:
     def _reconcile(self, key: InstanceKey) -> None:
         """Bring an instance's loop in line with its registration keys as last seen."""
         pair = self._pairs.get(key, (None, None))
-        item = join(key, *pair)
+        owned = self.owns(key)
+        item = join(key, *pair) if owned else None  # another hub's instance is not even parsed here
         if item is not None:
             self._apply(item, None, spread=None)
             return
         if pair == (None, None):
             del self._pairs[key]
-        self._remove_if_leftover(key, pair)
-        self._stop(key, gone=True)
-        self.writer.set(key, None)
+            self._alive_cache.pop(key, None)
+            if self.ownership is not None:
+                self.ownership.discard(key.path)
+        if owned:
+            self._remove_if_leftover(key, pair)
+            self._stop(key, gone=True)
+            self.writer.set(key, None)
+        elif key in self.monitors:  # it moved meanwhile (the rebalance closes its channel)
+            self._stop(key, gone=False)
 
     def _remove_if_leftover(self, key: InstanceKey, pair: Pair) -> None:
         base, extension = pair
+        if not self.owns(key):
+            return
         if base is None and extension is not None and join(key, base, extension) is None:
             self._in_background(self.store.remove_leftover(extension, self.writer.fence()), f"remove {key.path}")
 
@@ -227,6 +338,9 @@ class Hub:
         self._stop(item.key, gone=False)
         first_delay = random.uniform(0, max(reg.check.interval, spread)) if spread is not None else 0.0
         self._start(item.key, reg, item.kv, _seed(reg, previous, stored), first_delay)
+        if self.ownership is not None and previous is None and stored is not None and stored.checker != self.hub_id:
+            # taken over: the same status, now saying who checks it (checked_by)
+            self.writer.set(item.key, stored.model_copy(update={"checker": self.hub_id}), alive_changed=False)
 
     def _publish_endpoint(self, monitor: Monitor) -> None:
         """Queue a gRPC instance's endpoint as its status says: there while alive, gone otherwise."""
@@ -278,6 +392,7 @@ class Hub:
                 started = anyio.current_time()
                 self._count(started - slot)
                 result = await self._probe(monitor, spec)
+                self._metrics.check(spec.type, result.status, result.latency)
                 await self._record(monitor, result)
                 slot += spec.interval
                 if slot < anyio.current_time():  # fell behind: skip the missed slots, do not burst
@@ -296,6 +411,8 @@ class Hub:
 
     def _count(self, lateness: float) -> None:
         self.stats.checks += 1
+        self.stats.recent.add(lateness)
+        metrics.CHECK_LATENESS.observe(lateness)
         if self.stats.keep_lateness:
             self.stats.lateness.append(lateness)
 
@@ -303,7 +420,9 @@ class Hub:
         now = utcnow()
         monitor.checked_at, monitor.latest_output = now, result.output
         state = monitor.state
+        before = state.status
         if state.observe(result.status, result.output, now):
+            metrics.TRANSITIONS.labels(before, state.status).inc()
             assert state.since is not None
             status = HealthStatus(
                 status=state.status, output=state.output, since=state.since, checked_at=now, checker=self.hub_id

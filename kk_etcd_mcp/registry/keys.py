@@ -66,6 +66,14 @@ class RegistryKeys:
         return f"{self.root}hub/leader"
 
     @property
+    def members(self) -> str:
+        """The hub group: one key per live hub, on its lease (``membership.py``)."""
+        return f"{self.root}hub/members/"
+
+    def member(self, hub_id: str) -> str:
+        return f"{self.members}{hub_id}"
+
+    @property
     def endpoints(self) -> str:
         """etcd naming endpoints of alive gRPC instances: ``<root>endpoints/<name>/<addr>``."""
         return f"{self.root}endpoints/"

@@ -25,18 +25,19 @@ class LiveState:
     output: str
     since: datetime | None
     checked_at: datetime
+    checked_by: str
 
 
 class LiveStatus(Protocol):
     def leads(self) -> bool:
-        """Whether this process checks the instances now (only then is there a live view)."""
+        """Whether this process checks instances now (only then is there a live view)."""
 
     def get(self, key: InstanceKey) -> LiveState | None:
         """The instance's live state; None when it is not checked here or not checked yet."""
 
 
 class HubLiveStatus:
-    """``LiveStatus`` of the hub a ``HubRunner`` runs while this process leads."""
+    """``LiveStatus`` of the hub a ``HubRunner`` runs while this process checks (its share, or all while it leads)."""
 
     def __init__(self, runner: HubRunner) -> None:
         self._runner = runner
@@ -46,8 +47,16 @@ class HubLiveStatus:
 
     def get(self, key: InstanceKey) -> LiveState | None:
         hub = self._runner.hub
-        monitor = hub.monitors.get(key) if hub is not None else None
+        if hub is None:
+            return None
+        monitor = hub.monitors.get(key)
         if monitor is None or monitor.checked_at is None:
             return None
         state = monitor.state
-        return LiveState(status=state.status, output=state.output, since=state.since, checked_at=monitor.checked_at)
+        return LiveState(
+            status=state.status,
+            output=state.output,
+            since=state.since,
+            checked_at=monitor.checked_at,
+            checked_by=hub.hub_id,
+        )

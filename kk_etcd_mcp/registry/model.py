@@ -268,10 +268,13 @@ class Instance(BaseModel):
     checked_at_is: CheckedAtMeaning = Field(
         default="last_change",
         description=(
-            "latest_check: this server's hub leads the checking, and checked_at is its latest check. last_change: "
-            "read from etcd, where the leading hub writes a status only when it changes (not on every check), so "
-            "checked_at is the time of the check that set this status; the leader still checks every interval."
+            "latest_check: this server's hub checks this instance, and checked_at is its latest check. last_change: "
+            "read from etcd, where the checking hub writes a status only when it changes (not on every check), so "
+            "checked_at is the time of the check that set this status; the hub still checks every interval."
         ),
+    )
+    checked_by: str | None = Field(
+        default=None, description="The hub that checks this instance (null: no hub has checked it yet)."
     )
     check: CheckSpec | None = Field(default=None, description="None when the stored registration is invalid.")
     metadata: dict[str, str] = Field(default_factory=dict)

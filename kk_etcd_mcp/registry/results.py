@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from ..change import Change
+from .membership import MemberInfo
 from .model import CheckSpec, Instance, ServiceType, Status
 
 
@@ -36,6 +37,20 @@ class InstanceList(BaseModel):
     instances: list[Instance]
     count: int
     hub: str | None = Field(default=None, description="The hub that leads the checking, if any.")
+
+
+class HubMember(MemberInfo):
+    duty_holder: bool = Field(description="Whether it holds the registry-wide duties (the alive document).")
+
+
+class HubStatus(BaseModel):
+    mode: str = Field(
+        description="sharded: the members share the checking; leader: one elected hub checks; none: no hub runs."
+    )
+    members: list[HubMember] = Field(description="Live hubs (sharded mode), with their figures of the last minute.")
+    count: int
+    duty_holder: str | None = Field(description="The elected hub: registry-wide duties (leader mode: all checking).")
+    instances: int = Field(description="Registered instances, which the members share.")
 
 
 class CheckNow(BaseModel):

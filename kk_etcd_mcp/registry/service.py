@@ -11,11 +11,12 @@ from typing import Literal
 import anyio
 
 from ..errors import InvalidArgumentError, KkEtcdError, NotFoundError
-from ..etcd import EtcdClient, KeyValue, current_leader
+from ..etcd import EtcdClient, KeyValue, current_leader, prefix_end
 from ..ranges import MAX_LEASE_TTL, check_range
 from .checkers import Prober
 from .keys import InstanceKey, RegistryKeys
 from .live_status import LiveStatus
+from .membership import parse_member
 from .model import (
     ALIVE_STATUSES,
     MAX_WEIGHT,
@@ -29,7 +30,7 @@ from .model import (
     check_service_name,
     resolve_check,
 )
-from .results import CheckNow, DeregisterResult, InstanceList, PickResult, RegisterResult
+from .results import CheckNow, DeregisterResult, HubMember, HubStatus, InstanceList, PickResult, RegisterResult
 from .store import RegistryStore
 
 Strategy = Literal["random", "round_robin", "weighted"]
@@ -165,6 +166,19 @@ class RegistryService:
         detail = f"; failed a live check: {'; '.join(skipped)}" if skipped else ""
         raise NotFoundError(f"no alive instance of {name}{detail}")
 
+    async def hub_status(self) -> HubStatus:
+        """The hub group: each live member with its figures, and which one holds the registry-wide duties."""
+        leader = await self._leader()
+        members: list[HubMember] = []
+        async for page in self.store.etcd.range_pages(self.keys.members, prefix_end(self.keys.members)):
+            for kv in page.kvs:
+                info = parse_member(kv.value)
+                if info is not None:
+                    members.append(HubMember(**info.model_dump(), duty_holder=info.hub_id == leader))
+        pairs, _ = await self.store.pairs()
+        mode = "sharded" if members else "leader" if leader else "none"
+        return HubStatus(mode=mode, members=members, count=len(members), duty_holder=leader, instances=len(pairs))
+
     async def check(self, name: str, addr: str, service_type: ServiceType | None = None) -> CheckNow:
         key, _ = await self._find(name, addr, service_type)
         for instance in await self._instances(key.type, name):
@@ -234,6 +248,7 @@ class RegistryService:
                         "since": state.since,
                         "checked_at": state.checked_at,
                         "checked_at_is": "latest_check",
+                        "checked_by": state.checked_by,
                     }
                 )
             shown.append(instance)

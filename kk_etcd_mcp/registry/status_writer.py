@@ -1,8 +1,10 @@
-"""Writes status changes, gRPC endpoints and the alive document: coalesced, batched, fenced by leadership.
+"""Writes status changes, gRPC endpoints and the alive document: coalesced, batched, fenced.
 
 Check loops never wait on etcd: they hand their transitions to ``set`` and go on checking. When etcd
 is slow or away, the latest status per instance waits here and is written once etcd answers. Every
-transaction carries the leader's compare, so a hub that lost leadership writes nothing. An instance's
+transaction carries the hub's fence (its leadership, or in sharded mode its membership), so a hub that
+lost it writes nothing: the refused writes are counted (``fenced_write_refusals``) and the hub's term
+ends with one log line, after which it campaigns or joins again. An instance's
 endpoint change (``set_endpoint``) goes in the same transaction as its status when both wait. The
 alive document covers every alive instance, so it is rebuilt at most once per ``ALIVE_MIN_GAP``.
 """
@@ -16,6 +18,7 @@ from itertools import islice
 
 import anyio
 
+from .. import metrics
 from ..errors import KkEtcdError
 from ..etcd import Compare, Delete, EtcdClient, Put, TxnOp
 from .keys import InstanceKey, RegistryKeys
@@ -34,18 +37,29 @@ ALIVE_DOCUMENT_LIMIT = 1024 * 1024
 
 
 class LostLeadership(Exception):
-    """A fenced write failed: another hub leads now."""
+    """A fenced write failed: another hub leads now, or this hub is no member of the group any more."""
 
 
 class StatusWriter:
-    def __init__(self, etcd: EtcdClient, keys: RegistryKeys, fence: Callable[[], Compare], alive: AliveSource) -> None:
+    def __init__(
+        self,
+        etcd: EtcdClient,
+        keys: RegistryKeys,
+        fence: Callable[[], Compare],
+        alive: AliveSource | None,
+        *,
+        lost: str = "another hub leads now",
+    ) -> None:
+        """``alive``: every alive instance for the alive document; None: not this writer's job.
+        ``lost``: what a refused write means, for the log."""
         self.etcd = etcd
         self.keys = keys
         self.fence = fence
         self._alive = alive
+        self._lost = lost
         self._pending: dict[InstanceKey, HealthStatus | None] = {}
         self._endpoints: dict[InstanceKey, str | None] = {}  # endpoint JSON to put, None to delete
-        self._alive_changed = True
+        self._alive_changed = alive is not None
         self._alive_written_at = -math.inf
         self._written_alive: str | None = None  # None with _alive_known: the document was deleted
         self._alive_known = False
@@ -55,7 +69,7 @@ class StatusWriter:
     def set(self, key: InstanceKey, status: HealthStatus | None, *, alive_changed: bool = True) -> None:
         """Queue a status (None: delete it); a newer status for the same instance replaces a queued one."""
         self._pending[key] = status
-        self._alive_changed = self._alive_changed or alive_changed
+        self._alive_changed = self._alive_changed or (alive_changed and self._alive is not None)
         self._wake.set()
 
     def set_endpoint(self, key: InstanceKey, document: str | None) -> None:
@@ -65,6 +79,8 @@ class StatusWriter:
 
     def touch_alive(self) -> None:
         """Rewrite the alive document soon (a new term, or a relist: it may be stale or missing)."""
+        if self._alive is None:
+            return
         self._alive_changed = True
         self._wake.set()
 
@@ -102,6 +118,7 @@ class StatusWriter:
             await self._write_alive()
 
     async def _write_alive(self) -> None:
+        assert self._alive is not None
         self._alive_changed = False
         self._alive_written_at = anyio.current_time()
         alive = self._alive()
@@ -147,5 +164,7 @@ class StatusWriter:
     async def _write(self, ops: list[TxnOp]) -> None:
         result = await self.etcd.txn([self.fence()], ops)
         if not result.succeeded:
-            raise LostLeadership("another hub leads now; this one stops checking")
+            metrics.FENCED_REFUSALS.inc(len(ops))
+            raise LostLeadership(f"{self._lost}: etcd refused {len(ops)} fenced write(s); this hub stops checking")
         self.writes += len(ops)
+        metrics.STATUS_WRITES.inc(len(ops))

@@ -217,6 +217,7 @@ def as_instance(item: StoredRegistration, status: HealthStatus | None) -> Instan
             type=item.key.type, name=item.key.name, addr=item.key.addr, status="critical",
             output=item.problem or "", lease=item.lease,
             since=status.since if status else None, checked_at=status.checked_at if status else None,
+            checked_by=status.checker or None if status else None,
         )  # fmt: skip
     return Instance(
         type=reg.type,
@@ -226,6 +227,7 @@ def as_instance(item: StoredRegistration, status: HealthStatus | None) -> Instan
         output=status.output if status else "not checked yet",
         since=status.since if status else None,
         checked_at=status.checked_at if status else None,
+        checked_by=status.checker or None if status else None,
         check=reg.check,
         metadata=reg.metadata,
         weight=reg.weight,

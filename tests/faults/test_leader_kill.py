@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 from health_servers import HttpHealthServer
-from mcp_helpers import server_env, stop_process
+from hub_processes import hub_processes
 from recovery import Stopwatch
 from registry_helpers import eventually, leader_keys, register, registry_keys, wait_status
 
@@ -29,30 +26,6 @@ from kk_etcd_mcp.registry.store import RegistryStore
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 TTL = 3
-
-
-@contextmanager
-def hub_processes(
-    endpoint: str, keys: RegistryKeys, count: int, logs: Path, lease_ttl: int
-) -> Iterator[list[subprocess.Popen[bytes]]]:
-    env = server_env(endpoint, registry_prefix=keys.root, hub_lease_ttl=str(lease_ttl), log_level="INFO")
-    with ExitStack() as stack:
-        processes: list[subprocess.Popen[bytes]] = []
-        for i in range(count):
-            log: IO[bytes] = stack.enter_context((logs / f"hub-{i}.log").open("wb"))
-            process = subprocess.Popen([sys.executable, "-m", "kk_etcd_mcp", "hub"], env=env, stderr=log)
-            stack.callback(_reap, process)
-            processes.append(process)
-        yield processes
-
-
-def _reap(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        stop_process(process)
-
-
-def _logs(logs: Path) -> str:
-    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(logs.glob("*.log")))
 
 
 async def _leader_pid(etcd: EtcdClient, keys: RegistryKeys) -> int | None:
@@ -73,11 +46,13 @@ async def test_leader_sigkilled_standby_takes_over_without_false_transitions(
         EtcdClient([etcd_endpoint]) as etcd,
     ):
         down.status = 500
-        with hub_processes(etcd_endpoint, keys, 2, tmp_path, TTL) as processes:
+        # leader mode: one hub checks, the other stands by (sharded mode has its own tests: test_hub_shards.py)
+        with hub_processes(etcd_endpoint, keys.root, 2, tmp_path, hub_lease_ttl=str(TTL), hub_mode="leader") as hubs:
+            processes = [hub.process for hub in hubs.started]
             try:
                 await _kill_the_leader(etcd, keys, (up1, up2, down), processes, recovery)
             except BaseException as exc:
-                exc.add_note(_logs(tmp_path))
+                exc.add_note(hubs.logs())
                 raise
 
 

@@ -15,6 +15,8 @@ Each HTTP request passes, outermost first:
 6. ``SessionLimits``: the sessions a client may hold and open (429);
 7. mcp's app, with its DNS-rebinding checks (421/403).
 
+``GET /metrics`` (``metrics_route.py``) is answered right after ``ClientAuth``, for a client with scope ``read``.
+
 In front of them all, ``WithConsole`` answers ``/ui/`` with the web console's static files (``console.py``;
 setting ``ui``), which need no token: the page is an MCP client of ``/mcp`` and passes every step above.
 
@@ -47,6 +49,7 @@ from ..toolset import refuse_beyond_scope
 from .auth import ClientAuth
 from .console import UI_PATH, WithConsole
 from .limits import BodyLimit, RateLimit
+from .metrics_route import MetricsRoute
 from .oauth import OAuthResource, ProtectedResourceMetadataRoutes
 from .protocol import head_timeout_protocol
 from .refusals import RefusalLog
@@ -135,6 +138,7 @@ def http_app(
     app = BodyLimit(app, limit, settings.http_body_timeout, refusals)
     if settings.http_rate_limit > 0:
         app = RateLimit(app, settings.http_rate_limit, settings.http_rate_burst, by_token=by_token, refusals=refusals)
+    app = MetricsRoute(app)  # GET /metrics, behind the token check
     app = ClientAuth(
         app, tokens, oauth=oauth, auth_failures_per_minute=settings.http_auth_failures_per_minute, refusals=refusals
     )

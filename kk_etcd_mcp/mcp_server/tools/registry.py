@@ -9,6 +9,7 @@ from ...registry import (
     CheckNow,
     CheckOptions,
     DeregisterResult,
+    HubStatus,
     InstanceList,
     PickResult,
     RegisterResult,
@@ -46,6 +47,12 @@ def register_registry_tools(tools: ToolRegistrar, registry: RegistryService) -> 
     async def service_alive(name: Name, type: TypeFilter = None) -> InstanceList:
         """Instances of a service that are passing or warning (routable)."""
         return await registry.alive_list(name, type)
+
+    @tools.query("Health-check hubs and their shares")
+    async def hub_status() -> HubStatus:
+        """The hubs that check the registry: each member's owned instances, checks/s and p99 lateness over the
+        last minute, and which one holds the registry-wide duties."""
+        return await registry.hub_status()
 
     # These two reach out to the registered services themselves.
     @tools.query("Pick a healthy instance", open_world=True)
