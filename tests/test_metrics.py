@@ -21,8 +21,8 @@ from mcp_helpers import call, call_error, http_client, http_server, server_env
 pytestmark = pytest.mark.anyio
 
 
-def scrape(url: str, token: str | None) -> httpx2.Response:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+def scrape(url: str, token: str | None, **extra_headers: str) -> httpx2.Response:
+    headers = ({"Authorization": f"Bearer {token}"} if token else {}) | extra_headers
     with httpx2.Client(trust_env=False, timeout=30) as http:
         return http.get(url, headers=headers)
 
@@ -53,6 +53,11 @@ async def test_metrics_need_a_token_and_count_tool_calls(etcd_endpoint: str, key
         assert after[listed] == before.get(listed, 0) + 3
         assert after[durations] == before.get(durations, 0) + 3
         assert after[failed] == before.get(failed, 0) + 1
+
+        # DNS rebinding: a page on another name that resolves here is refused, with a valid token too.
+        rebound = scrape(url, reader, Host=f"attacker.example:{server.port}")
+        assert rebound.status_code == 421 and "kk_etcd_mcp" not in rebound.text
+        assert scrape(url, reader, Origin="http://attacker.example").status_code == 403
 
 
 def test_hub_metrics_port_taken_is_one_clear_line(etcd_endpoint: str, key_prefix: str) -> None:

@@ -138,7 +138,7 @@ def http_app(
     app = BodyLimit(app, limit, settings.http_body_timeout, refusals)
     if settings.http_rate_limit > 0:
         app = RateLimit(app, settings.http_rate_limit, settings.http_rate_burst, by_token=by_token, refusals=refusals)
-    app = MetricsRoute(app)  # GET /metrics, behind the token check
+    app = MetricsRoute(app, security)  # GET /metrics, behind the token and Host checks
     app = ClientAuth(
         app, tokens, oauth=oauth, auth_failures_per_minute=settings.http_auth_failures_per_minute, refusals=refusals
     )
