@@ -329,12 +329,16 @@ async def test_stale_statuses_are_removed_at_hub_start(etcd_endpoint: str, key_p
             if hub_mode == "leader":
                 assert (await status_of(etcd, keys, kept)) == old
             else:  # the same status and since, now naming the hub that took it over
-                taken = old.model_copy(update={"checker": runner.hub_id})
+                taken = (old.status, old.since, runner.hub_id)
                 await eventually(lambda: _status_is(etcd, keys, kept, taken), "the status names its new checker")
 
 
-async def _status_is(etcd: EtcdClient, keys: RegistryKeys, key: InstanceKey, expected: HealthStatus) -> bool:
-    return await status_of(etcd, keys, key) == expected
+async def _status_is(
+    etcd: EtcdClient, keys: RegistryKeys, key: InstanceKey, expected: tuple[str, datetime | None, str | None]
+) -> bool:
+    """The status, its since and its checker are ``expected`` (output and checked_at are the last check's)."""
+    found = await status_of(etcd, keys, key)
+    return found is not None and (found.status, found.since, found.checker) == expected
 
 
 # Reported gaps, fixed: a takeover writes the alive document, unreadable orphans go, first results report. ---

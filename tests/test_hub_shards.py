@@ -21,7 +21,7 @@ from hub_processes import HubProcess, HubProcesses, hub_processes
 from polling import eventually
 from registry_helpers import registry_keys
 
-from kk_etcd_mcp.etcd import EtcdClient, prefix_end
+from kk_etcd_mcp.etcd import EmbeddedEtcd, EtcdClient, prefix_end
 from kk_etcd_mcp.registry import CheckOptions, InstanceKey, RegistryKeys
 from kk_etcd_mcp.registry.membership import MemberInfo, parse_member
 from kk_etcd_mcp.registry.model import HealthStatus
@@ -119,9 +119,10 @@ async def hub_of(etcd: EtcdClient, keys: RegistryKeys, hub: HubProcess) -> str:
 
 
 async def test_three_hubs_share_the_checking_and_a_fourth_takes_a_quarter_and_a_killed_ones_share_moves(
-    etcd_endpoint: str, key_prefix: str, tmp_path: Path, recovery: Any
+    own_etcd: EmbeddedEtcd, key_prefix: str, tmp_path: Path, recovery: Any
 ) -> None:
     keys = registry_keys(key_prefix)
+    etcd_endpoint = own_etcd.client_url  # killed hubs' leases expire later: not on the shared etcd
     async with HttpHealthServer() as server, EtcdClient([etcd_endpoint]) as etcd:
         instances = await register_many(etcd, keys, server, 300)
         with hub_processes(etcd_endpoint, keys.root, 3, tmp_path, hub_lease_ttl=str(TTL)) as hubs:
@@ -183,9 +184,10 @@ async def _share_join_and_kill(
 
 
 async def test_a_paused_hub_loses_its_share_its_late_writes_are_fenced_and_it_rejoins(
-    etcd_endpoint: str, key_prefix: str, tmp_path: Path
+    own_etcd: EmbeddedEtcd, key_prefix: str, tmp_path: Path
 ) -> None:
     keys = registry_keys(key_prefix)
+    etcd_endpoint = own_etcd.client_url  # killed hubs' leases expire later: not on the shared etcd
     async with HttpHealthServer() as server, EtcdClient([etcd_endpoint]) as etcd:
         instances = await register_many(etcd, keys, server, 60)
         with hub_processes(etcd_endpoint, keys.root, 3, tmp_path, hub_lease_ttl=str(TTL)) as hubs:

@@ -87,6 +87,9 @@ class Monitor:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     checked_at: datetime | None = None
     latest_output: str = ""
+    # Taken over from another hub: the first check writes the status again, naming this hub, since a write
+    # the last owner still had queued or in flight may land after the hand-over's.
+    claim: bool = False
 
 
 class Hub:
@@ -337,10 +340,11 @@ class Hub:
         previous = current.state if current is not None else None
         self._stop(item.key, gone=False)
         first_delay = random.uniform(0, max(reg.check.interval, spread)) if spread is not None else 0.0
-        self._start(item.key, reg, item.kv, _seed(reg, previous, stored), first_delay)
+        monitor = self._start(item.key, reg, item.kv, _seed(reg, previous, stored), first_delay)
         if self.ownership is not None and previous is None and stored is not None and stored.checker != self.hub_id:
             # taken over: the same status, now saying who checks it (checked_by)
             self.writer.set(item.key, stored.model_copy(update={"checker": self.hub_id}), alive_changed=False)
+            monitor.claim = True
 
     def _publish_endpoint(self, monitor: Monitor) -> None:
         """Queue a gRPC instance's endpoint as its status says: there while alive, gone otherwise."""
@@ -432,6 +436,12 @@ class Hub:
             self._publish_endpoint(monitor)
             if self.on_transition is not None:
                 self.on_transition(monitor.key, status)
+        elif monitor.claim and state.since is not None:
+            claimed = HealthStatus(
+                status=state.status, output=state.output, since=state.since, checked_at=now, checker=self.hub_id
+            )
+            self.writer.set(monitor.key, claimed, alive_changed=False)
+        monitor.claim = False
         limit = monitor.registration.check.deregister_critical_after
         if limit is not None and state.critical_for(now) >= limit:
             await self._deregister(monitor, limit)
