@@ -11,10 +11,11 @@ scope in the hub's task group, so no loop outlives the hub or its registration.
 Sharded mode (``rendezvous.py``, ``membership.py``): every hub of the group follows every registration,
 but runs loops only for the instances it owns (``ownership``); when the members change, loops stop on the
 hub that lost an instance and start on the one that gained it, seeded from the status in etcd (same
-status, same ``since``: nothing flips because it moved). The new owner writes that status once with its
-own id as ``checker``, so ``checked_by`` tells who checks each instance. Its writes carry its membership
-fence. The per-instance housekeeping below is the owner's; the alive document is the duty holder's
-(``alive_duty.py``). In leader mode (no ``ownership``) the one hub owns everything.
+status, same ``since``: nothing flips because it moved). The new owner writes that status with its own
+id as ``checker`` at once and again after its first check (``Monitor.claim``), so ``checked_by`` tells who
+checks each instance. Its writes carry its membership fence. The per-instance housekeeping below is the
+owner's; the alive document is the duty holder's (``alive_duty.py``). In leader mode (no ``ownership``)
+the one hub owns everything.
 
 The owning hub also keeps the layout current: a registration an older version of ours wrote at
 kk_etcd_go's key is rewritten (``RegistryStore.rewrite``), and our key of an instance kk_etcd_go
