@@ -121,6 +121,11 @@ def check_addr(addr: str) -> str:
     return addr
 
 
+def is_grpc_target_uri(target: str) -> bool:
+    """A gRPC target URI (``dns:///host:port``, ``unix:path``, ...) rather than host:port."""
+    return "://" in target or target.startswith(_GRPC_SCHEMES)
+
+
 def check_target_problem(kind: ServiceType, target: str) -> str | None:
     """Why a check's target (``check.addr``) is unusable for ``kind``; None when it is usable."""
     if len(target) > MAX_CHECK_ADDR_LENGTH:
@@ -139,7 +144,7 @@ def check_target_problem(kind: ServiceType, target: str) -> str | None:
         host = host.rpartition(":")[0] if parts.port is not None else host
         problem = host_problem(host)
         return f"check address {_shown(target)}: {problem}" if problem else None
-    if kind == "grpc" and ("://" in target or target.startswith(_GRPC_SCHEMES)):
+    if kind == "grpc" and is_grpc_target_uri(target):
         return None  # a gRPC target URI (dns:///host:port, unix:path): gRPC parses it and reports problems
     return addr_problem(target)
 

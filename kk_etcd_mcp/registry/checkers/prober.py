@@ -10,12 +10,14 @@ import logging
 import ssl
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Self
 
 import anyio
 
 from ..model import CheckSpec
 from .grpc import open_channel, probe_grpc
+from .grpc_lean import grpc_tls_context
+from .health_channel import HealthChannel
 from .result import CheckResult, cap_output, error_reason
 from .tcp import probe_tcp
 
@@ -41,7 +43,8 @@ class Prober:
         self._keepalive_timeout = keepalive_timeout
         self._session: aiohttp.ClientSession | None = None
         self._tls: dict[str, ssl.SSLContext] = {}  # by CA file; thousands of instances share a few
-        self._channels: dict[str, tuple[tuple[object, ...], Any]] = {}  # instance id -> (key, channel)
+        self._grpc_tls: dict[str | None, ssl.SSLContext] = {}  # the same for gRPC (ALPN h2), None: system roots
+        self._channels: dict[str, tuple[tuple[object, ...], HealthChannel]] = {}  # instance id -> (key, channel)
         self._closed = False
 
     async def __aenter__(self) -> Self:
@@ -83,7 +86,7 @@ class Prober:
         if channel is not None:
             await close_channel(channel)
 
-    def detach(self, instance_id: str) -> Any | None:
+    def detach(self, instance_id: str) -> HealthChannel | None:
         """Take the instance's gRPC channel out at once (a new check opens a fresh one); the caller closes it."""
         entry = self._channels.pop(instance_id, None)
         return entry[1] if entry is not None else None
@@ -142,13 +145,21 @@ class Prober:
                 return None  # probe_http tries again and reports why
         return context
 
-    async def _channel(self, instance_id: str, spec: CheckSpec) -> Any:
+    async def _grpc_tls_context(self, spec: CheckSpec) -> ssl.SSLContext | None:
+        if not spec.tls:
+            return None
+        context = self._grpc_tls.get(spec.ca_file)
+        if context is None:
+            context = self._grpc_tls[spec.ca_file] = await grpc_tls_context(spec.ca_file)
+        return context
+
+    async def _channel(self, instance_id: str, spec: CheckSpec) -> HealthChannel:
         # Only what shapes the connection; a new timeout or service name reuses the channel.
         key = (spec.addr, spec.tls, spec.ca_file, spec.interval)
         entry = self._channels.get(instance_id)
         if entry is not None and entry[0] == key:
             return entry[1]
-        channel = await open_channel(spec)
+        channel = await open_channel(spec, await self._grpc_tls_context(spec))
         # Reading a CA file lets other tasks run: a check of the same instance may have opened a channel
         # meanwhile, or the prober may have been closed.
         entry = self._channels.get(instance_id)
@@ -164,6 +175,6 @@ class Prober:
         return channel
 
 
-async def close_channel(channel: Any) -> None:
+async def close_channel(channel: HealthChannel) -> None:
     with anyio.CancelScope(shield=True):  # a channel left open keeps its connection until GC
         await channel.close()
