@@ -184,3 +184,59 @@ async def test_a_request_the_server_never_saw_is_sent_again_on_a_new_connection(
             server.close()
     assert (result.status, result.output) == ("passing", f"gRPC check {proxied}: SERVING")
     assert proxy.accepted == 2  # the dropped connection, then the one the retry opened
+
+
+@asynccontextmanager
+async def raw_health_server(answer: bytes) -> AsyncIterator[tuple[str, list[bytes]]]:
+    """A grpc.aio server whose Health/Check takes and returns raw bytes: ``answer``, whatever was asked;
+    the requests it saw are listed."""
+    seen: list[bytes] = []
+
+    async def check(request: bytes, context: Any) -> bytes:
+        seen.append(request)
+        return answer
+
+    handler = grpc.method_handlers_generic_handler(
+        "grpc.health.v1.Health", {"Check": grpc.unary_unary_rpc_method_handler(check)}
+    )
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port(f"{HOST}:0")
+    await server.start()
+    try:
+        yield f"{HOST}:{port}", seen
+    finally:
+        await server.stop(grace=None)
+
+
+def serving_with_padding(size: int) -> bytes:
+    """SERVING, then an unknown field of ``size`` bytes, which a HealthCheckResponse parser skips."""
+    padding = health_pb2.HealthCheckRequest(service="x" * size).SerializeToString()  # field 1, length-delimited
+    return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING).SerializeToString() + (
+        b"\x12" + padding[1:]  # the same bytes as field 2
+    )
+
+
+async def test_flow_control_holds_over_many_checks_on_one_connection() -> None:
+    # 2 KB each way per check: 200 checks move 400 KB on one connection, six times the 64 KB windows
+    # HTTP/2 starts with, so both sides' WINDOW_UPDATEs must be right or the checks stall.
+    service = "s" * 2000
+    async with raw_health_server(serving_with_padding(2000)) as (addr, seen):
+        prober = Prober()
+        try:
+            for _ in range(200):
+                result = await prober.check("svc", grpc_spec(addr, grpc_service=service))
+                assert result.status == "passing", result.output
+        finally:
+            await prober.aclose()
+    assert len(seen) == 200
+    assert health_pb2.HealthCheckRequest.FromString(seen[-1]).service == service
+
+
+async def test_an_oversized_answer_is_refused() -> None:
+    async with raw_health_server(serving_with_padding(70_000)) as (addr, _):
+        result = await check_once(grpc_spec(addr))
+    assert (result.status, result.output) == (
+        "critical",
+        f"gRPC check {addr}: UNAVAILABLE: the answer is longer than 65536 bytes",
+    )
