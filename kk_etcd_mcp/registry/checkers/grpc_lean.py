@@ -134,6 +134,8 @@ class LeanHealthChannel:
     def _body(self, service: str) -> bytes:
         body = self._bodies.get(service)
         if body is None:
+            if len(self._bodies) > 8:  # a spec changed again and again: keep the map small
+                self._bodies.clear()
             message = health_pb2.HealthCheckRequest(service=service).SerializeToString()
             body = self._bodies[service] = b"\x00" + struct.pack(">I", len(message)) + message
         return body
@@ -141,6 +143,8 @@ class LeanHealthChannel:
     def _block(self, timeout: float) -> bytes:
         block = self._blocks.get(timeout)
         if block is None:
+            if len(self._blocks) > 8:
+                self._blocks.clear()
             deadline = ("grpc-timeout", f"{max(1, math.ceil(timeout * 1000))}m")  # milliseconds
             block = self._blocks[timeout] = header_block([*self._headers, deadline])
         return block

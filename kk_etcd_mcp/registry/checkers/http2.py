@@ -179,9 +179,11 @@ class Http2Connection(asyncio.Protocol):
 
     def cancel(self, stream_id: int) -> None:
         """Give up on a stream: RST_STREAM CANCEL, so the server stops working on it."""
-        if self._streams.pop(stream_id, None) is not None and self.transport and not self.transport.is_closing():
-            self._stream_windows.pop(stream_id, None)
-            self.transport.write(frame(RST_STREAM, 0, stream_id, struct.pack(">I", CANCEL)))
+        if self._streams.pop(stream_id, None) is None:
+            return
+        self._stream_windows.pop(stream_id, None)
+        self._write(frame(RST_STREAM, 0, stream_id, struct.pack(">I", CANCEL)))
+        self._close_if_drained()
 
     def close(self, reason: str) -> None:
         """End every stream with ``reason`` and close politely (GOAWAY, then the transport)."""
@@ -326,8 +328,7 @@ class Http2Connection(asyncio.Protocol):
             self.closed_reason += f", error code {code}"
         for stream_id in [s for s in self._streams if s > self.last_stream_id]:
             self._end(stream_id, StreamError(self.closed_reason, unprocessed=True))
-        if not self._streams and self.transport is not None:
-            self.transport.close()
+        self._close_if_drained()
 
     def _on_window_update(self, stream_id: int, payload: bytes) -> None:
         if len(payload) != 4:
@@ -355,8 +356,12 @@ class Http2Connection(asyncio.Protocol):
             stream.done.set_result(stream.answer)
         else:
             stream.done.set_exception(error)
+        self._close_if_drained()
+
+    def _close_if_drained(self) -> None:
+        # After a GOAWAY (or once unusable) the connection serves its open streams, then closes.
         if not self._streams and self.closed_reason is not None and self.transport is not None:
-            self.transport.close()  # drained after a GOAWAY
+            self.transport.close()
 
     def _fail_connection(self, reason: str, code: int, *, unprocessed: bool = False) -> None:
         self.closed_reason = reason
