@@ -63,45 +63,36 @@ async def await_grpc(operation: Awaitable[T], within: float | None = None) -> T:
     if asyncio.iscoroutine(operation) or not hasattr(operation, "add_done_callback"):
         task = asyncio.ensure_future(operation)
         try:
-            await _wait(task, within, owned=False)
+            await _wait(task, within)
         except BaseException:
             _abandon(task)
             raise
         return task.result()
     call = cast(_Call, operation)
-    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def wake(_: object) -> None:
-        if not done.done():
-            done.set_result(None)
-
-    call.add_done_callback(wake)
     try:
-        await _wait(done, within, owned=True)
+        await _wait(call, within)
     except BaseException:
         call.cancel()
         raise
     return await operation  # done: returns (or raises grpc's error) at once
 
 
-async def _wait(future: asyncio.Future[Any], within: float | None, *, owned: bool) -> None:
-    """Until ``future`` is done. An ``owned`` future (ours alone) may be awaited directly: a cancellation
-    then cancels only it; a task running the operation is waited for with ``asyncio.wait``, which leaves it
-    running, so grpc's own CancelledError never reaches this task."""
-    if within is None:
-        if owned:
-            await future
-        else:
-            await asyncio.wait({future})
-        return
+async def _wait(operation: _Call, within: float | None) -> None:
+    """Until ``operation`` (a task or a grpc.aio call) is done; TimeoutError after ``within`` seconds of a
+    running loop. This task sleeps on a future of its own (``_Waker``), so a cancellation cancels only
+    that future and grpc's own CancelledError never reaches this task."""
     loop = asyncio.get_running_loop()
+    waker = _Waker(loop)
+    operation.add_done_callback(waker.done)
+    if within is None:
+        await waker.sleep(None)
+        return
     deadline = loop.time() + within
     stalled = 0.0
     while (remaining := deadline - loop.time()) > 0:
         step = min(TICK, remaining)
         asked = loop.time()
-        done, _ = await asyncio.wait({future}, timeout=step)
-        if done:
+        if await waker.sleep(step):
             return
         overran = loop.time() - asked - step  # the loop ran something else meanwhile: not the server's time
         if overran > 0:
@@ -110,6 +101,41 @@ async def _wait(future: asyncio.Future[Any], within: float | None, *, owned: boo
             if stalled > MAX_STALL:
                 raise LoopStalledError(stalled)
     raise TimeoutError
+
+
+class _Waker:
+    """The future a waiting task sleeps on, set when the operation is done or a tick is up. Lighter than
+    ``asyncio.wait`` (no sets, no callback added and removed per tick): it runs for every etcd request
+    and every gRPC health check."""
+
+    __slots__ = ("_future", "_loop", "ended")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._future: asyncio.Future[None] = loop.create_future()
+        self.ended = False
+
+    def done(self, _: object) -> None:
+        """The operation's done callback."""
+        self.ended = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if not self._future.done():  # cancelled with the waiting task, or a tick and the end at once
+            self._future.set_result(None)
+
+    async def sleep(self, seconds: float | None) -> bool:
+        """Until the operation is done or ``seconds`` are up (None: no limit); whether it is done."""
+        if not self.ended:
+            tick = None if seconds is None else self._loop.call_later(seconds, self._wake)
+            try:
+                await self._future
+            finally:
+                if tick is not None:
+                    tick.cancel()
+            if not self.ended:
+                self._future = self._loop.create_future()
+        return self.ended
 
 
 async def end_call(call: Any) -> None:

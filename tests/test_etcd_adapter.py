@@ -80,6 +80,25 @@ async def test_frozen_etcd_times_out_instead_of_hanging(own_etcd: EmbeddedEtcd) 
         assert (await etcd.get("k")).value == b"v"  # type: ignore[union-attr]
 
 
+async def test_a_request_to_frozen_etcd_ends_with_the_callers_cancel_scope(own_etcd: EmbeddedEtcd) -> None:
+    """The request waits in a task of its own (grpc_await): the caller's scope cancels it the ordinary way,
+    whether it is moved on from or fails after its deadline, and the client goes on working."""
+    async with EtcdClient([own_etcd.client_url], request_timeout=HANG_GUARD) as etcd:
+        await etcd.put("k", "v")
+        own_etcd.pause()
+        try:
+            with anyio.move_on_after(0.3) as scope:
+                await etcd.get("k")
+            assert scope.cancelled_caught
+            with pytest.raises(TimeoutError):
+                with anyio.fail_after(0.3):
+                    await etcd.get("k")
+        finally:
+            own_etcd.resume()
+        with anyio.fail_after(HANG_GUARD):
+            assert (await etcd.get("k")).value == b"v"  # type: ignore[union-attr]
+
+
 async def _collect(etcd: EtcdClient, prefix: str, into: list[WatchEvent], start_revision: int = 0) -> None:
     async for batch in etcd.watch(prefix, prefix_end(prefix), start_revision=start_revision):
         into.extend(batch.events)
