@@ -10,6 +10,7 @@ dispatches; what the commands run is in ``app/`` (the application layer, above e
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import subprocess
@@ -208,6 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif command == "config":
             anyio.run(_run_config_command, settings, args)
         else:
+            # Paused until the server is built (app.runner unpauses it): start-up creates ~170,000 objects
+            # that live as long as the process, and every full collection among them walks them all again.
+            gc.disable()
             from .app.runner import serve
 
             anyio.run(serve, settings)

@@ -9,6 +9,7 @@ What the start-up logs say is true when said: "serving" after the bind, "connect
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -154,6 +155,18 @@ async def registry_service(
             hub_tg.cancel_scope.cancel()
 
 
+def resume_collector() -> None:
+    """Collect garbage as usual from here on, when ``cli.main`` paused the collector for the start-up.
+
+    What the start-up made (modules, pydantic schemas, the tools) is frozen first: it lives as long as the
+    process, so collections never walk it again (the hub, when it runs, unfreezes and freezes as it needs).
+    Without the pause (the server run inside another program) nothing is changed.
+    """
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
 async def serve(settings: Settings) -> None:
     """Serve until a signal. A start-up failure (etcd data dir, port in use, ...) is raised as itself."""
     sessions_left = await _serve(settings)
@@ -193,6 +206,7 @@ async def _serve_on(settings: Settings, listener: socket.socket | None) -> bool:
         live = LiveUpdates(etcd)  # resource subscriptions and the hub's transitions as MCP log messages
         registry = await stack.enter_async_context(registry_service(settings, etcd, live.hub_transition))
         server = build_server(settings, etcd, registry, live)
+        resume_collector()
         await stack.enter_async_context(live.run())
         running.tasks.start_soon(report_etcd_connection, etcd)
         toolsets = ", ".join(settings.toolsets)
