@@ -46,10 +46,12 @@ def test_serving_stdio_imports_neither_aiohttp_nor_the_http_transport() -> None:
     assert heavy_modules_after(code) == ["etcd3aio", "grpc"]
 
 
-def test_serving_imports_no_sdk_module() -> None:
-    """The SDK's ConfigClient, live values and ServiceRegistry are for services, not for the server."""
+def test_serving_imports_neither_the_sdk_nor_the_embedded_etcd() -> None:
+    """The SDK's ConfigClient, live values and ServiceRegistry are for services, not for the server; the
+    embedded etcd's modules come only with ``embedded_etcd``."""
     sdk = ["kk_etcd_mcp.config_center.client", "kk_etcd_mcp.config_center.live", "kk_etcd_mcp.registry.sdk"]
-    code = f"import kk_etcd_mcp.app.runner\nprint([m for m in {sdk!r} if m in sys.modules])"
+    embedded = ["kk_etcd_mcp.etcd.embedded", "kk_etcd_mcp.holders"]
+    code = f"import kk_etcd_mcp.app.runner\nprint([m for m in {sdk + embedded!r} if m in sys.modules])"
     done = subprocess.run([sys.executable, "-c", f"import sys\n{code}"], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 

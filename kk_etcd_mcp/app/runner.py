@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ..errors import AuthenticationFailedError, KkEtcdError, PermissionDeniedError, StartupError
-from ..etcd import Endpoint, EtcdClient, EtcdMaintenance, default_data_dir, parse_endpoint
-from ..holders import port_holder
+from ..etcd import Endpoint, EtcdClient, EtcdMaintenance, parse_endpoint
 from ..mcp_server.app import build_server
 from ..mcp_server.live import LiveUpdates
 from ..mcp_server.stdio import run_stdio
@@ -53,6 +52,7 @@ async def embedded_etcd(settings: Settings) -> AsyncIterator[SharedEtcd | None]:
         log.warning("embedded etcd is only started for a plain loopback endpoint, not %s", endpoint.url)
         yield None
         return
+    from ..etcd import default_data_dir  # the embedded etcd's modules (ctypes, ...): only when asked for
     from ..etcd.shared import join_shared_etcd  # file locks: POSIX only, so imported only when asked for
 
     data_dir = settings.data_dir or default_data_dir()
@@ -88,7 +88,9 @@ async def embedded_etcd(settings: Settings) -> AsyncIterator[SharedEtcd | None]:
 
 async def _use_etcd_already_there(settings: Settings, endpoint: Endpoint) -> None:
     """Something listens on the endpoint and no keeper of ours runs it: use it only if it is etcd, and say so."""
+    from ..etcd import default_data_dir
     from ..etcd.keeper import KeeperFiles, running_keeper
+    from ..holders import port_holder
 
     holder = await anyio.to_thread.run_sync(port_holder, endpoint.port)
     who = f" ({holder.describe()})" if holder else ""
