@@ -209,12 +209,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif command == "config":
             anyio.run(_run_config_command, settings, args)
         else:
-            # Paused until the server is built (app.runner unpauses it): start-up creates ~170,000 objects
-            # that live as long as the process, and every full collection among them walks them all again.
+            # Paused until the server is built (app.runner resumes it): a start makes over 100,000 objects
+            # that live as long as the process, and every collection meanwhile walks them again.
             gc.disable()
-            from .app.runner import serve
+            try:
+                from .app.runner import serve
 
-            anyio.run(serve, settings)
+                anyio.run(serve, settings)
+            finally:
+                gc.enable()  # a start that failed before app.runner resumed it
     except (KkEtcdError, SettingsError) as exc:
         log.error("%s", exc)
         return 1
