@@ -14,6 +14,11 @@ of a round run one after the other in the same round, so load elsewhere on the m
   ``MCPServer`` with as many no-op tools (bench/noop_server.py ``--tools``);
 * once, apart: the embedded etcd's own start (``EmbeddedEtcd.astart`` on a fresh data dir).
 
+The cases run as an installed copy does: with the package's bytecode (``__pycache__``), which pip writes
+at install and Python at a first start. So ``PYTHONDONTWRITEBYTECODE`` is dropped from their environment
+and the first, unmeasured start writes it; with it set, a source checkout would compile every module of
+the package again at every start (about 0.1 s), while mcp, the baseline's library, comes compiled.
+
 It prints medians per case and the aims as ``verdict:`` lines (bench/verdicts.py): ``--version`` and
 ``--help`` at most 1.5x ``import mcp``, and kk-etcd-mcp's spawn -> tools/list at most 1.5x the bare
 server's. Informational: the exit code is 0 unless a case failed.
@@ -51,7 +56,8 @@ def kk_command() -> list[str]:
 
 
 def clean_env(**settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KK_ETCD_")}
+    """The environment without KK_ETCD_* settings, and with bytecode written (see the module's docstring)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KK_ETCD_") and k != "PYTHONDONTWRITEBYTECODE"}
     env.update({f"KK_ETCD_{name.upper()}": value for name, value in settings.items()})
     return env
 

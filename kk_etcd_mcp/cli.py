@@ -10,6 +10,7 @@ dispatches; what the commands run is in ``app/`` (the application layer, above e
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import subprocess
@@ -208,9 +209,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif command == "config":
             anyio.run(_run_config_command, settings, args)
         else:
-            from .app.runner import serve
+            # Paused until the server is built (app.runner resumes it): a start makes over 100,000 objects
+            # that live as long as the process, and every collection meanwhile walks them again.
+            gc.disable()
+            try:
+                from .app.runner import serve
 
-            anyio.run(serve, settings)
+                anyio.run(serve, settings)
+            finally:
+                gc.enable()  # a start that failed before app.runner resumed it
     except (KkEtcdError, SettingsError) as exc:
         log.error("%s", exc)
         return 1

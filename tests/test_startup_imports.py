@@ -1,5 +1,6 @@
 """The command line starts without what it does not need: ``--version`` and ``--help`` (and the package
-root, with its settings) import no etcd3aio, grpc or aiohttp; the SDK's names still resolve on first use.
+root, with its settings) import no etcd3aio, grpc or aiohttp, serving imports none of the SDK's modules;
+the SDK's names still resolve on first use.
 
 Each case runs in a fresh interpreter, since this test process has imported everything already.
 """
@@ -43,6 +44,28 @@ def test_serving_stdio_imports_neither_aiohttp_nor_the_http_transport() -> None:
         "assert 'kk_etcd_mcp.mcp_server.http' not in sys.modules"
     )
     assert heavy_modules_after(code) == ["etcd3aio", "grpc"]
+
+
+def test_serving_imports_neither_the_sdk_nor_the_embedded_etcd() -> None:
+    """The SDK's ConfigClient, live values and ServiceRegistry are for services, not for the server; the
+    embedded etcd's modules come only with ``embedded_etcd``."""
+    sdk = ["kk_etcd_mcp.config_center.client", "kk_etcd_mcp.config_center.live", "kk_etcd_mcp.registry.sdk"]
+    embedded = ["kk_etcd_mcp.etcd.embedded", "kk_etcd_mcp.holders"]
+    code = f"import kk_etcd_mcp.app.runner\nprint([m for m in {sdk + embedded!r} if m in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", f"import sys\n{code}"], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_sdk_names_of_the_subpackages_resolve_on_first_use() -> None:
+    import kk_etcd_mcp.config_center as center
+    import kk_etcd_mcp.config_center.client as client
+    import kk_etcd_mcp.config_center.live as live
+    import kk_etcd_mcp.registry as registry
+    import kk_etcd_mcp.registry.sdk as sdk
+
+    assert (center.ConfigClient, center.Versioned) == (client.ConfigClient, client.Versioned)
+    assert (center.LiveConfig, center.LiveConfigMap) == (live.LiveConfig, live.LiveConfigMap)
+    assert (registry.ServiceRegistry, registry.KeptRegistration) == (sdk.ServiceRegistry, sdk.KeptRegistration)
 
 
 def test_sdk_names_resolve_on_first_use() -> None:

@@ -9,6 +9,7 @@ What the start-up logs say is true when said: "serving" after the bind, "connect
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -20,8 +21,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ..errors import AuthenticationFailedError, KkEtcdError, PermissionDeniedError, StartupError
-from ..etcd import Endpoint, EtcdClient, EtcdMaintenance, default_data_dir, parse_endpoint
-from ..holders import port_holder
+from ..etcd import Endpoint, EtcdClient, EtcdMaintenance, parse_endpoint
 from ..mcp_server.app import build_server
 from ..mcp_server.live import LiveUpdates
 from ..mcp_server.stdio import run_stdio
@@ -52,6 +52,7 @@ async def embedded_etcd(settings: Settings) -> AsyncIterator[SharedEtcd | None]:
         log.warning("embedded etcd is only started for a plain loopback endpoint, not %s", endpoint.url)
         yield None
         return
+    from ..etcd import default_data_dir  # the embedded etcd's modules (ctypes, ...): only when asked for
     from ..etcd.shared import join_shared_etcd  # file locks: POSIX only, so imported only when asked for
 
     data_dir = settings.data_dir or default_data_dir()
@@ -87,7 +88,9 @@ async def embedded_etcd(settings: Settings) -> AsyncIterator[SharedEtcd | None]:
 
 async def _use_etcd_already_there(settings: Settings, endpoint: Endpoint) -> None:
     """Something listens on the endpoint and no keeper of ours runs it: use it only if it is etcd, and say so."""
+    from ..etcd import default_data_dir
     from ..etcd.keeper import KeeperFiles, running_keeper
+    from ..holders import port_holder
 
     holder = await anyio.to_thread.run_sync(port_holder, endpoint.port)
     who = f" ({holder.describe()})" if holder else ""
@@ -154,6 +157,18 @@ async def registry_service(
             hub_tg.cancel_scope.cancel()
 
 
+def resume_collector() -> None:
+    """Collect garbage as usual from here on, when ``cli.main`` paused the collector for the start-up.
+
+    What the start-up made (modules, pydantic schemas, the tools) is frozen first: it lives as long as the
+    process, so collections never walk it again (the hub, when it runs, unfreezes and freezes as it needs).
+    Without the pause (the server run inside another program) nothing is changed.
+    """
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
 async def serve(settings: Settings) -> None:
     """Serve until a signal. A start-up failure (etcd data dir, port in use, ...) is raised as itself."""
     sessions_left = await _serve(settings)
@@ -193,6 +208,7 @@ async def _serve_on(settings: Settings, listener: socket.socket | None) -> bool:
         live = LiveUpdates(etcd)  # resource subscriptions and the hub's transitions as MCP log messages
         registry = await stack.enter_async_context(registry_service(settings, etcd, live.hub_transition))
         server = build_server(settings, etcd, registry, live)
+        resume_collector()
         await stack.enter_async_context(live.run())
         running.tasks.start_soon(report_etcd_connection, etcd)
         toolsets = ", ".join(settings.toolsets)
