@@ -29,6 +29,7 @@ so keys a dead hub left behind go.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -390,25 +391,31 @@ class Hub:
 
     async def _check_loop(self, monitor: Monitor, first_delay: float) -> None:
         spec = monitor.registration.check
+        # The loop's clock and sleep straight from asyncio (the hub runs on it, as its probes do): anyio's
+        # look up the backend on every call, and this loop runs thousands of times a second.
+        clock = asyncio.get_running_loop().time
         with monitor.scope:
-            slot = anyio.current_time() + first_delay
+            slot = clock() + first_delay
             while True:
-                await anyio.sleep_until(slot)
-                started = anyio.current_time()
+                await asyncio.sleep(slot - clock())
+                started = clock()
                 self._count(started - slot)
                 result = await self._probe(monitor, spec)
                 self._metrics.check(spec.type, result.status, result.latency)
                 await self._record(monitor, result)
                 slot += spec.interval
-                if slot < anyio.current_time():  # fell behind: skip the missed slots, do not burst
+                if slot < clock():  # fell behind: skip the missed slots, do not burst
                     slot = started + spec.interval
 
     async def _probe(self, monitor: Monitor, spec: CheckSpec) -> CheckResult:
         """One check, within an outer deadline: the probes bound themselves by ``spec.timeout``, so one
         still running ``PROBE_GRACE`` seconds later has a bug, and must not stall the instance's loop."""
         deadline = spec.timeout + PROBE_GRACE
-        with anyio.move_on_after(deadline):
-            return await self.prober.check(monitor.key.path, spec)
+        try:
+            async with asyncio.timeout(deadline):
+                return await self.prober.check(monitor.key.path, spec)
+        except TimeoutError:
+            pass  # the probes never raise it: only this deadline does
         what = "check of %s did not end within %gs (its timeout is %gs): a bug in the probe"
         log.error(what, monitor.key.path, deadline, spec.timeout)
         output = f"check did not end within {deadline:g}s: the probe hung (a bug; see the server log)"
