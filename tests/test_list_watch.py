@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 from etcd_under_test import make_etcd
-from polling import HANG_GUARD
+from polling import HANG_GUARD, eventually
 from tcp_proxy import tcp_proxy
 
 from kk_etcd_mcp.backoff import Backoff
@@ -120,16 +120,23 @@ async def test_failures_are_raised_or_retried(tmp_path: Path, caplog: pytest.Log
     async with EtcdClient([f"http://127.0.0.1:{port}"], request_timeout=1) as etcd:
         with anyio.fail_after(HANG_GUARD), pytest.raises(UnavailableError):
             await anext(list_and_watch(etcd, "p/", prefix=True))
+
+        def retried() -> list[str]:
+            return [r.getMessage() for r in caplog.records if "trying again in" in r.getMessage()]
+
+        async def start_once_retried() -> None:  # etcd comes up only after a failed read was logged
+            await eventually(retried, "a failed read logged and tried again")
+            await server.astart()
+
         try:
             async with aclosing(list_and_watch(etcd, "p/", prefix=True, retry=Backoff(0.1, 0.5))) as updates:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(server.astart)  # while the first reads fail and are tried again
+                    tg.start_soon(start_once_retried)
                     snapshot = await next_update(updates)
                 assert isinstance(snapshot, Snapshot) and snapshot.kvs == []
         finally:
             await server.astop()
-    retried = [r.getMessage() for r in caplog.records if "trying again in" in r.getMessage()]
-    assert retried and "etcd unavailable" in retried[0], retried
+    assert "etcd unavailable" in retried()[0], retried()
 
 
 async def test_range_pages_reads_one_revision(etcd_endpoint: str, key_prefix: str) -> None:
