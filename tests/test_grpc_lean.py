@@ -23,9 +23,9 @@ import trustme
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from health_servers import HOST, free_port
-from polling import HANG_GUARD
+from test_checkers import grpc_check
 
-from kk_etcd_mcp.registry.checkers import CheckResult, Prober, probe_grpc
+from kk_etcd_mcp.registry.checkers import Prober, probe_grpc
 from kk_etcd_mcp.registry.checkers.grpc import open_channel
 from kk_etcd_mcp.registry.checkers.grpc_aio import AioHealthChannel
 from kk_etcd_mcp.registry.checkers.grpc_lean import LeanHealthChannel
@@ -36,15 +36,6 @@ pytestmark = pytest.mark.anyio
 
 def grpc_spec(addr: str, **options: Any) -> CheckSpec:
     return resolve_check("grpc", addr, CheckOptions(timeout=options.pop("timeout", 2), **options))
-
-
-async def check_once(spec: CheckSpec) -> CheckResult:
-    channel = await open_channel(spec)
-    try:
-        with anyio.fail_after(HANG_GUARD):
-            return await probe_grpc(spec, channel)
-    finally:
-        await channel.close()
 
 
 @asynccontextmanager
@@ -105,7 +96,7 @@ class AbortingServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
 
 async def test_a_servers_error_message_is_decoded() -> None:
     async with grpc_server(servicer=AbortingServicer()) as addr:
-        result = await check_once(grpc_spec(addr, grpc_service="orders"))
+        result = await grpc_check(grpc_spec(addr, grpc_service="orders"))
     assert (result.status, result.output) == (
         "critical",
         f"gRPC check {addr} service orders: RESOURCE_EXHAUSTED: orders überlastet: 100% busy",
@@ -120,7 +111,7 @@ async def test_a_tls_server_without_http2_is_named(tmp_path: Path) -> None:
     server = await asyncio.start_server(lambda r, w: None, HOST, 0, ssl=context)
     port = server.sockets[0].getsockname()[1]
     try:
-        result = await check_once(grpc_spec(f"{HOST}:{port}", tls=True, ca_file=str(tmp_path / "ca.pem")))
+        result = await grpc_check(grpc_spec(f"{HOST}:{port}", tls=True, ca_file=str(tmp_path / "ca.pem")))
     finally:
         server.close()
     assert (result.status, result.output) == (
@@ -235,7 +226,7 @@ async def test_flow_control_holds_over_many_checks_on_one_connection() -> None:
 
 async def test_an_oversized_answer_is_refused() -> None:
     async with raw_health_server(serving_with_padding(70_000)) as (addr, _):
-        result = await check_once(grpc_spec(addr))
+        result = await grpc_check(grpc_spec(addr))
     assert (result.status, result.output) == (
         "critical",
         f"gRPC check {addr}: UNAVAILABLE: the answer is longer than 65536 bytes",
