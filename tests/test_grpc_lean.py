@@ -58,6 +58,22 @@ async def test_host_port_targets_get_the_lean_client_and_uris_grpc_aio() -> None
     await uri.close()
 
 
+async def test_a_target_uri_is_checked_through_grpc_aio() -> None:
+    async with grpc_server() as addr:
+        uri = f"ipv4:{addr}"
+        prober = Prober()
+        try:
+            passing = await prober.check("svc", grpc_spec(uri))
+            unknown = await prober.check("svc", grpc_spec(uri, grpc_service="nobody"))
+        finally:
+            await prober.aclose()
+    assert (passing.status, passing.output) == ("passing", f"gRPC check {uri}: SERVING")
+    assert (unknown.status, unknown.output) == (
+        "critical",
+        f"gRPC check {uri} service nobody: NOT_FOUND: the server does not know this service",
+    )
+
+
 async def test_etcd_grpc_go_health_service_is_serving(etcd_endpoint: str) -> None:
     # etcd serves grpc.health.v1 from grpc-go: another HTTP/2 and HPACK implementation than ours.
     addr = urlsplit(etcd_endpoint).netloc
