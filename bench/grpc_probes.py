@@ -13,7 +13,7 @@ included) is divided by the checks made:
 * ``grpc.aio (target URIs)``: ``probe_grpc`` on grpc.aio (``AioHealthChannel``, the call awaited through
   ``await_grpc``): what the hub uses for gRPC target URIs, and used for every check before; the baseline;
 * ``lean client, as shipped``: ``probe_grpc`` on ``open_channel``'s channel for host:port, our own HTTP/2
-  client (``registry/checkers/grpc_lean.py`` and ``http2.py``);
+  client (``registry/checkers/grpc_lean.py`` on ``h2grpc``);
 * ``aio, bare await``: the grpc.aio call awaited directly (what ``await_grpc`` and the result add);
 * ``aio, one channel``: every check on one channel (a bound: real instances are on hosts of their own);
 * ``sync stub, .future()``: grpcio's synchronous channel, ``.future()`` per call, its done callback

@@ -64,6 +64,10 @@ async def await_grpc(operation: Awaitable[T], within: float | None = None) -> T:
         task = asyncio.ensure_future(operation)
         try:
             await _wait(task, within)
+        except TimeoutError:
+            _abandon(task)
+            await asyncio.sleep(0)  # let it see its cancellation (and clean up) before our caller goes on
+            raise
         except BaseException:
             _abandon(task)
             raise

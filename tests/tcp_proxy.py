@@ -1,8 +1,9 @@
-"""A loopback TCP proxy whose connections a test can cut, to break streams without stopping etcd."""
+"""A loopback TCP proxy whose connections a test can cut, to break streams without stopping etcd, or
+silence: etcd still gets what the client sends, but its answers on those connections are dropped."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -15,6 +16,7 @@ class TcpProxy:
         self.port = 0
         self.refusing = False
         self._scopes: set[anyio.CancelScope] = set()
+        self._silenced: set[anyio.CancelScope] = set()  # the connections whose answers are dropped
 
     @property
     def url(self) -> str:
@@ -29,6 +31,10 @@ class TcpProxy:
     def restore(self) -> None:
         self.refusing = False
 
+    def silence(self) -> None:
+        """From now on drop what etcd sends on the connections open now; later connections work."""
+        self._silenced |= self._scopes
+
     async def _handle(self, client: SocketStream) -> None:
         async with client:
             if self.refusing:
@@ -39,9 +45,11 @@ class TcpProxy:
                 return
             async with upstream, anyio.create_task_group() as tg:
                 self._scopes.add(tg.cancel_scope)
-                tg.start_soon(_pump, client, upstream, tg.cancel_scope)
-                tg.start_soon(_pump, upstream, client, tg.cancel_scope)
+                scope = tg.cancel_scope
+                tg.start_soon(_pump, client, upstream, scope, lambda: False)
+                tg.start_soon(_pump, upstream, client, scope, lambda: scope in self._silenced)
             self._scopes.discard(tg.cancel_scope)
+            self._silenced.discard(tg.cancel_scope)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
@@ -51,10 +59,13 @@ class TcpProxy:
             await listener.serve(self._handle)
 
 
-async def _pump(source: SocketStream, sink: SocketStream, scope: anyio.CancelScope) -> None:
+async def _pump(
+    source: SocketStream, sink: SocketStream, scope: anyio.CancelScope, silenced: Callable[[], bool]
+) -> None:
     try:
         async for chunk in source:
-            await sink.send(chunk)
+            if not silenced():
+                await sink.send(chunk)
     except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
         pass
     scope.cancel()  # one side closed: close the other

@@ -8,7 +8,7 @@
     etcd/                             the bottom: imports none of the packages above
 
 Beside them, modules every layer may use (settings, errors, logs, holders, change, ranges, metrics, backoff,
-grpc_await, lazy) import no layer above etcd/ (settings builds the etcd client).
+grpc_await, lazy, h2grpc) import no layer above etcd/ (settings builds the etcd client).
 
 The package root's ``__init__`` is the SDK's curated API: it may import the core packages, not the MCP
 surface or the application. Importing the root itself (``kk_etcd_mcp``, its ``__version__``) crosses no
@@ -37,6 +37,7 @@ SHARED = {
     "backoff",
     "grpc_await",
     "lazy",
+    "h2grpc",
 }  # modules every layer may use
 
 # layer -> the parts of kk_etcd_mcp it must not import

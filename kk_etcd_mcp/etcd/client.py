@@ -1,6 +1,7 @@
 """EtcdClient: the adapter every other package uses to talk to etcd (KV, transactions, leases, watch).
 
-Every call goes through the client's ``transport`` (``transport.py``): bounded by the request timeout
+Every call goes through the client's ``transport`` (``transport.py``; KV requests on its own HTTP/2
+channel, ``kv_channel.py``): bounded by the request timeout
 (counted while the event loop runs: ``grpc_await``), authenticated lazily (so the server starts while
 etcd is down and recovers when it comes back), authenticated again once when the token expired, and
 its failures mapped onto ``kk_etcd_mcp.errors``.
@@ -15,6 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from etcd3aio import prefix_range_end
+from etcd3aio._protobuf import CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest
 
 # etcd3aio's public transaction builders cover value, version and create revision, not mod revision,
 # so compares are built from its generated protobuf class (private: etcd3aio is pinned in pyproject.toml).
@@ -150,18 +152,17 @@ class EtcdClient:
         keys_only: bool = False,
         count_only: bool = False,
     ) -> RangePage:
-        kv = self.transport.services.kv
-        resp = await self.transport.call(
-            "read",
-            self._subject(key),
-            lambda: kv.get(
-                range_start(key, range_end),
-                as_bytes(range_end) if range_end is not None else None,
-                revision=revision,
-                limit=limit,
-                keys_only=keys_only,
-                count_only=count_only,
-            ),
+        transport = self.transport
+        request = RangeRequest(
+            key=range_start(key, range_end),
+            range_end=as_bytes(range_end) if range_end is not None else b"",
+            revision=revision,
+            limit=limit,
+            keys_only=keys_only,
+            count_only=count_only,
+        )
+        resp = await transport.call(
+            "read", self._subject(key), lambda: transport.kv.range(request, transport.metadata())
         )
         return range_page(resp)
 
@@ -190,26 +191,24 @@ class EtcdClient:
             start = page.kvs[-1].key + b"\0"
 
     async def put(self, key: BytesLike, value: BytesLike, *, lease: int = 0, prev_kv: bool = False) -> PutResult:
-        kv = self.transport.services.kv
-        resp = await self.transport.call(
-            "write",
-            self._subject(key),
-            lambda: kv.put(as_bytes(key), as_bytes(value), lease=lease, prev_kv=prev_kv),
+        transport = self.transport
+        request = PutRequest(key=as_bytes(key), value=as_bytes(value), lease=lease, prev_kv=prev_kv)
+        resp = await transport.call(
+            "write", self._subject(key), lambda: transport.kv.put(request, transport.metadata())
         )
         return put_result(resp)
 
     async def delete(
         self, key: BytesLike, range_end: BytesLike | None = None, *, prev_kv: bool = False
     ) -> DeleteResult:
-        kv = self.transport.services.kv
-        resp = await self.transport.call(
-            "delete",
-            self._subject(key),
-            lambda: kv.delete(
-                range_start(key, range_end),
-                as_bytes(range_end) if range_end is not None else None,
-                prev_kv=prev_kv,
-            ),
+        transport = self.transport
+        request = DeleteRangeRequest(
+            key=range_start(key, range_end),
+            range_end=as_bytes(range_end) if range_end is not None else b"",
+            prev_kv=prev_kv,
+        )
+        resp = await transport.call(
+            "delete", self._subject(key), lambda: transport.kv.delete_range(request, transport.metadata())
         )
         return delete_result(resp)
 
@@ -217,24 +216,23 @@ class EtcdClient:
         self, compares: Sequence[Compare], success: Sequence[TxnOp], failure: Sequence[TxnOp] = ()
     ) -> TxnResult:
         """One atomic transaction; ``subject`` of errors is the first key it touches."""
-        kv = self.transport.services.kv
-        pb_compares = [_to_pb_compare(c) for c in compares]
-        pb_success = [_to_pb_op(op) for op in success]
-        pb_failure = [_to_pb_op(op) for op in failure]
+        transport = self.transport
+        request = TxnRequest(
+            compare=[_to_pb_compare(c) for c in compares],
+            success=[_to_pb_op(op) for op in success],
+            failure=[_to_pb_op(op) for op in failure],
+        )
         first = compares[0].key if compares else success[0].key if success else b""
-        resp = await self.transport.call(
-            "write",
-            self._subject(first),
-            lambda: kv.txn(pb_compares, pb_success, pb_failure),
+        resp = await transport.call(
+            "write", self._subject(first), lambda: transport.kv.txn(request, transport.metadata())
         )
         return txn_result(resp)
 
     async def compact(self, revision: int, *, physical: bool = True) -> None:
-        kv = self.transport.services.kv
-        await self.transport.call(
-            "compact",
-            f"revision {revision}",
-            lambda: kv.compact(revision, physical=physical),
+        transport = self.transport
+        request = CompactionRequest(revision=revision, physical=physical)
+        await transport.call(
+            "compact", f"revision {revision}", lambda: transport.kv.compact(request, transport.metadata())
         )
 
     async def current_revision(self) -> int:

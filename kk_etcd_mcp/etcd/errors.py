@@ -1,4 +1,4 @@
-"""Maps etcd3aio and gRPC failures onto kk_etcd_mcp's error hierarchy, in this one place."""
+"""Maps etcd3aio, gRPC and our KV channel's failures onto kk_etcd_mcp's error hierarchy, in this one place."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from ..errors import (
     UnavailableError,
 )
 from ..grpc_await import LoopStalledError
+from ..h2grpc.unary import CallError
 
 _INVALID_TOKEN_MARKERS = ("invalid auth token", "user name is empty", "auth token is expired")
 
@@ -31,6 +32,8 @@ def grpc_details(exc: BaseException) -> str:
     while cause is not None:
         if isinstance(cause, grpc.aio.AioRpcError):
             return str(cause.details() or cause.code().name)
+        if isinstance(cause, CallError):
+            return cause.details or str(cause.code)
         cause = cause.__cause__
     return str(exc) or type(exc).__name__
 
@@ -72,9 +75,23 @@ def map_error(exc: BaseException, *, endpoints: str, user: str | None, action: s
         )
     if isinstance(exc, grpc.aio.AioRpcError):
         return _map_status(exc.code(), detail, endpoints=endpoints, action=action, subject=subject)
+    if isinstance(exc, CallError):
+        return _map_call_error(exc, detail, endpoints=endpoints, user=user, action=action, subject=subject)
     if isinstance(exc, EtcdError):
         return UnavailableError(f"etcd call failed at {endpoints}: {detail}")
     raise TypeError(f"not an etcd failure: {exc!r}")
+
+
+def _map_call_error(
+    exc: CallError, detail: str, *, endpoints: str, user: str | None, action: str, subject: str
+) -> KkEtcdError:
+    """A KV channel's failure, read as etcd3aio's are: its status code decides, by the same rules."""
+    as_etcd3aio = {"UNAUTHENTICATED": EtcdUnauthenticatedError, "PERMISSION_DENIED": EtcdPermissionDeniedError}
+    if exc.code in as_etcd3aio:
+        error = as_etcd3aio[exc.code](detail)
+        return map_error(error, endpoints=endpoints, user=user, action=action, subject=subject)
+    code = grpc.StatusCode[exc.code] if exc.code in grpc.StatusCode.__members__ else grpc.StatusCode.UNAVAILABLE
+    return _map_status(code, detail, endpoints=endpoints, action=action, subject=subject)
 
 
 def _map_status(code: grpc.StatusCode, detail: str, *, endpoints: str, action: str, subject: str) -> KkEtcdError:
@@ -100,6 +117,7 @@ _CONNECTION_FAILURES = (
     ("before receiving SETTINGS frame", "connected, but no answer came (is etcd still starting, or is it etcd?)"),
     ("Connection reset", "the connection was reset"),
     ("Socket closed", "the connection was closed"),
+    ("connection refused", "connection refused (is etcd running at that address?)"),
 )
 
 

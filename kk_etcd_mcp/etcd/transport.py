@@ -8,7 +8,8 @@ those classes. What it offers them:
   is down and recovers when it comes back), authenticated again once when the token expired, bounded by
   the request timeout (counted while the event loop runs: ``grpc_await``), failures mapped onto
   ``kk_etcd_mcp.errors`` (``map_error``);
-- ``services``: etcd3aio's public service classes (KV, Lease, Auth, Maintenance, Cluster) on the channel;
+- ``kv``: etcd's KV service on our own HTTP/2 channel, read on the event loop (``kv_channel.py``);
+- ``services``: etcd3aio's public service classes (Lease, Auth, Maintenance, Cluster) on the channel;
 - ``channel``, ``stream_metadata()``, ``forget_token()``: for the streams etcd3aio does not drive the
   way we need (watch, lease keepalive, snapshot: see their modules), opened with its generated stubs;
 - ``member_channel(url)``: a channel of its own to one member, with the same TLS.
@@ -20,8 +21,9 @@ the TLS files are read when the transport opens, in a worker thread: never on th
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -31,16 +33,17 @@ import grpc
 from etcd3aio import EtcdError
 from etcd3aio.auth import AuthService
 from etcd3aio.cluster import ClusterService
-from etcd3aio.kv import KVService
 from etcd3aio.lease import LeaseService
 from etcd3aio.maintenance import MaintenanceService
 
 from .. import metrics
 from ..errors import InvalidArgumentError, KkEtcdError
 from ..grpc_await import await_grpc
+from ..h2grpc.unary import CallError, UnaryChannel
 from .connection import ChannelFactory, system_ca_certificates
 from .endpoint import parse_endpoint
 from .errors import grpc_details, is_token_problem, map_error
+from .kv_channel import MAX_ANSWER, WINDOW, KvChannel
 from .types import Endpoint
 
 log = logging.getLogger(__name__)
@@ -48,7 +51,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Metadata = tuple[tuple[str, str], ...]
 
-RPC_FAILURES = (EtcdError, grpc.aio.AioRpcError, TimeoutError)
+RPC_FAILURES = (EtcdError, grpc.aio.AioRpcError, CallError, TimeoutError)
 _MAX_ATTEMPTS = 3  # etcd3aio retries transient failures itself; our timeout bounds all attempts together
 
 
@@ -71,16 +74,37 @@ class TlsFiles:
                     "no trusted CA certificates found on this system for the https:// etcd endpoint; "
                     "set ca_file (KK_ETCD_CA_FILE) to the CA that signed etcd's certificate"
                 )
-        return TlsMaterial(ca_cert, _read(self.cert_file), _read(self.key_file))
+        material = TlsMaterial(ca_cert, _read(self.cert_file), _read(self.key_file))
+        if ca_cert is None:
+            return material
+        return replace(material, context=self._context(ca_cert))
+
+    def _context(self, ca_cert: bytes) -> ssl.SSLContext:
+        """The TLS context of the KV channel: ALPN h2, ``ca_cert`` trusted, our certificate if any."""
+        try:
+            context = ssl.create_default_context(cadata=ca_cert.decode("ascii", "replace"))
+        except ssl.SSLError as exc:
+            where = self.ca_file or "the system"
+            raise InvalidArgumentError(f"cannot use the CA certificates of {where}: {exc.reason or exc}") from None
+        if self.cert_file is not None:
+            try:
+                context.load_cert_chain(self.cert_file, self.key_file)
+            except ssl.SSLError as exc:
+                raise InvalidArgumentError(
+                    f"cannot use cert_file {self.cert_file} with key_file {self.key_file}: {exc.reason or exc}"
+                ) from None
+        context.set_alpn_protocols(["h2"])
+        return context
 
 
 @dataclass(frozen=True, slots=True)
 class TlsMaterial:
-    """The TLS files' contents; no ``ca_cert`` means a plain-text channel."""
+    """The TLS files' contents; no ``ca_cert`` means a plain-text channel. ``context``: the same for ssl."""
 
     ca_cert: bytes | None
     cert_chain: bytes | None
     cert_key: bytes | None
+    context: ssl.SSLContext | None = None
 
     def channel(self, factory: ChannelFactory, server_name: str | None) -> Any:
         """A channel from ``factory``: TLS with these files, or plain text without a CA."""
@@ -108,7 +132,6 @@ def _read(path: Path | None) -> bytes | None:
 class EtcdServices:
     """etcd3aio's service facades on one channel; each sends the token it was last given."""
 
-    kv: KVService
     lease: LeaseService
     auth: AuthService
     maintenance: MaintenanceService
@@ -117,7 +140,6 @@ class EtcdServices:
     @classmethod
     def on(cls, channel: Any) -> EtcdServices:
         return cls(
-            kv=KVService(channel, max_attempts=_MAX_ATTEMPTS),
             lease=LeaseService(channel, max_attempts=_MAX_ATTEMPTS),
             auth=AuthService(channel, max_attempts=_MAX_ATTEMPTS),
             maintenance=MaintenanceService(channel, max_attempts=_MAX_ATTEMPTS),
@@ -125,7 +147,7 @@ class EtcdServices:
         )
 
     def set_token(self, token: str | None) -> None:
-        for service in (self.kv, self.lease, self.auth, self.maintenance, self.cluster):
+        for service in (self.lease, self.auth, self.maintenance, self.cluster):
             service.set_token(token)
 
 
@@ -149,6 +171,7 @@ class EtcdTransport:
         self._tls: TlsMaterial | None = None
         self._channel: Any = None
         self._services: EtcdServices | None = None
+        self._kv: KvChannel | None = None
         self._token: str | None = None  # None: not authenticated yet; "": auth is off in etcd
         self._auth_lock = anyio.Lock()
 
@@ -160,12 +183,27 @@ class EtcdTransport:
         self._tls = await anyio.to_thread.run_sync(lambda: self._tls_files.load(tls_endpoints=tls_endpoints))
         # The name the server certificate must carry is the host as written: parse_endpoint turns
         # "localhost" into 127.0.0.1 for the channel, but a certificate may name only "localhost".
-        self._channel = self._tls.channel(self._factory, urlsplit(self._parsed[0].url).hostname)
+        server_name = urlsplit(self._parsed[0].url).hostname
+        self._channel = self._tls.channel(self._factory, server_name)
         self._services = EtcdServices.on(self._channel)
+        addresses = [(e.host, e.port) for e in self._parsed]
+        self._kv = KvChannel(
+            UnaryChannel(
+                addresses,
+                tls=self._tls.context,
+                server_name=server_name if self._tls.context else None,
+                max_answer=MAX_ANSWER,
+                window=WINDOW,
+                user_agent="kk-etcd-mcp",
+            )
+        )
         self._services.set_token(self._token or None)
 
     async def close(self) -> None:
         channel, self._channel, self._services = self._channel, None, None
+        kv, self._kv = self._kv, None
+        if kv is not None:
+            await kv.close()
         if channel is not None:
             with anyio.CancelScope(shield=True):  # also on shutdown by cancellation
                 await channel.close()
@@ -175,6 +213,13 @@ class EtcdTransport:
         if self._services is None:
             raise RuntimeError("EtcdClient is not open: use 'async with EtcdClient(...)'")
         return self._services
+
+    @property
+    def kv(self) -> KvChannel:
+        """etcd's KV requests on our own channel (``kv_channel.py``)."""
+        if self._kv is None:
+            raise RuntimeError("EtcdClient is not open: use 'async with EtcdClient(...)'")
+        return self._kv
 
     @property
     def channel(self) -> Any:

@@ -8,14 +8,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-# grpc.StatusCode's names by number (the gRPC wire protocol sends the number in grpc-status).
-STATUS_CODE_NAMES = (
-    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-    "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
-)  # fmt: skip
-CHANNEL_CLOSED = "Channel is closed."
-CLOSED_DURING_CHECK = "cancelled (channel closed)"
+from ...h2grpc.unary import CHANNEL_CLOSED
+from ...h2grpc.unary import CLOSED_DURING_CALL as CLOSED_DURING_CHECK
+
+__all__ = ["CHANNEL_CLOSED", "CLOSED_DURING_CHECK", "HealthCallError", "HealthChannel"]
 
 
 class HealthCallError(Exception):
@@ -32,8 +28,3 @@ class HealthChannel(Protocol):
     async def check(self, service: str, within: float) -> int: ...
 
     async def close(self) -> None: ...
-
-
-def status_code_name(value: str) -> str:
-    """The name of a grpc-status value ('14' -> 'UNAVAILABLE'); the number itself when unknown."""
-    return STATUS_CODE_NAMES[int(value)] if value.isdigit() and int(value) < len(STATUS_CODE_NAMES) else value

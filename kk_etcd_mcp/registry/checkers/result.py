@@ -8,11 +8,10 @@ bytes are what those pay for. It applies to every output a probe builds from wha
 from __future__ import annotations
 
 import codecs
-import errno
-import socket
 import ssl
 from dataclasses import dataclass
 
+from ...h2grpc.unary import connect_reason
 from ..model import Status
 
 OUTPUT_LIMIT = 4096  # bytes; Consul's limit for check output
@@ -43,13 +42,7 @@ def decode_head(data: bytes) -> str:
 
 def os_error_reason(exc: OSError) -> str:
     """'connection refused' and 'connection reset by peer' as such; otherwise the system's words."""
-    if exc.errno == errno.ECONNREFUSED or isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if exc.errno == errno.ECONNRESET or isinstance(exc, ConnectionResetError):
-        return "connection reset by peer"
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve host: {error_reason(exc)}"
-    return error_reason(exc)
+    return one_line(connect_reason(exc))
 
 
 def error_reason(exc: BaseException, limit: int = 512) -> str:

@@ -1,12 +1,14 @@
-"""A small HTTP/2 client connection (RFC 9113) for the hub's gRPC health checks.
+"""A small HTTP/2 client connection (RFC 9113) for unary gRPC calls: the hub's health checks and etcd's
+KV requests (``unary.py`` drives it).
 
 grpc.aio spends about 350 us of CPU per call here, more than half a core for 10,000 instances checked
-every 5 s; the ``h2`` library's general state machine about 280 us. A health check is one short request
-and one short answer on a kept connection, so this client does only what that needs, at about a third of
-grpc.aio's cost (``bench/grpc_probes.py``):
+every 5 s; the ``h2`` library's general state machine about 280 us. And grpc.aio reads its answers on a
+poller thread of its own, which then wakes the event loop: two idle threads woken per etcd request. A
+unary call is one request and one answer on a kept connection, so this client does only what that
+needs, read on the event loop, at about a third of grpc.aio's cost (``bench/grpc_probes.py``):
 
 * requests: a header block encoded once by the caller (``hpack``, literals never indexed, so every
-  request reuses the same bytes) and a small body, sent within the peer's flow-control windows;
+  request reuses the same bytes) and a body, sent within the peer's flow-control windows;
 * answers: every header block decoded with ``hpack`` (the peer's dynamic table must stay in step, even
   for streams we gave up on), DATA collected up to ``max_body`` bytes per stream;
 * the connection's upkeep: SETTINGS and PING acknowledged, WINDOW_UPDATE sent as answers arrive,
@@ -14,19 +16,19 @@ grpc.aio's cost (``bench/grpc_probes.py``):
 
 No server push (disabled in our SETTINGS), priorities or padding beyond skipping them. ``Http2Connection``
 is an asyncio protocol; ``request`` returns a future of the ``Answer``. A failed stream's future gets a
-``StreamError`` that says whether the server can have seen the request (``unprocessed``: safe to retry).
+``StreamError`` that says whether the server cannot have seen the request (``unprocessed``: safe to send
+again) or may have (``unanswered``: the connection was lost before any answer).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import struct
 from dataclasses import dataclass, field
 from typing import Any
 
 import hpack
-
-from .result import os_error_reason
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -43,17 +45,16 @@ DEFAULT_WINDOW = 65_535
 MAX_FRAME_SIZE = 16_384  # ours: we never raise it, so no peer may send larger frames
 MAX_HEADER_LIST = 16_384  # a health answer's headers are a few hundred bytes
 MAX_STREAM_ID = 2**31 - 1
-WINDOW_REFILL = 32_768  # received DATA bytes acknowledged in one WINDOW_UPDATE
 
 
 class StreamError(Exception):
     """A request that got no complete answer; ``unprocessed``: the server cannot have acted on it."""
 
-    def __init__(self, reason: str, *, unprocessed: bool = False, refused: bool = False) -> None:
+    def __init__(self, reason: str, *, unprocessed: bool = False, unanswered: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.unprocessed = unprocessed
-        self.refused = refused  # RST_STREAM REFUSED_STREAM: the server said it did not process it
+        self.unprocessed = unprocessed  # REFUSED_STREAM, or a GOAWAY below its id: the server says it did not
+        self.unanswered = unanswered  # the connection was lost before any answer: a stale kept connection?
 
 
 class ConnectionFailed(Exception):
@@ -89,10 +90,13 @@ def header_block(headers: list[tuple[str, str]]) -> bytes:
 
 
 class Http2Connection(asyncio.Protocol):
-    """One client connection; ``opened`` resolves once the transport is up (and TLS negotiated)."""
+    """One client connection. ``window``: how many answer bytes the server may send ahead of our reading,
+    per stream and in all (a health answer needs the default; etcd's pages of values, more)."""
 
-    def __init__(self, *, max_body: int) -> None:
+    def __init__(self, *, max_body: int, window: int = DEFAULT_WINDOW) -> None:
         self.max_body = max_body
+        self.window = window
+        self.bytes_received = 0  # a caller whose answer is late asks whether anything came at all
         self.transport: asyncio.Transport | None = None
         self.closed_reason: str | None = None  # set once no new stream may start
         self.last_stream_id = MAX_STREAM_ID  # the highest the server may still answer (GOAWAY lowers it)
@@ -124,11 +128,15 @@ class Http2Connection(asyncio.Protocol):
         self.transport = transport
         settings = struct.pack(
             ">HIHIHI", SETTINGS_ENABLE_PUSH, 0, SETTINGS_MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST,
-            SETTINGS_INITIAL_WINDOW_SIZE, DEFAULT_WINDOW,
+            SETTINGS_INITIAL_WINDOW_SIZE, self.window,
         )  # fmt: skip
-        transport.write(PREFACE + frame(SETTINGS, 0, 0, settings))
+        opening = PREFACE + frame(SETTINGS, 0, 0, settings)
+        if self.window > DEFAULT_WINDOW:  # the connection's window starts at the default whatever SETTINGS say
+            opening += frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", self.window - DEFAULT_WINDOW))
+        transport.write(opening)
 
     def data_received(self, data: bytes) -> None:
+        self.bytes_received += len(data)
         self._buffer += data
         try:
             if not self._settled and self._buffer.startswith(b"HTTP/"):
@@ -152,12 +160,12 @@ class Http2Connection(asyncio.Protocol):
             self._fail_connection(f"HTTP/2 header compression error: {exc}", COMPRESSION_ERROR)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        lost = f"connection lost: {os_error_reason(exc) if isinstance(exc, OSError) else exc}"
+        lost = f"connection lost: {_lost_reason(exc)}"
         reason = self.closed_reason or (lost if exc else "connection closed by the server")
         self.closed_reason = reason
         for stream_id in list(self._streams):
             # Nothing came back on the stream: the server may not have read it (a stale kept connection).
-            self._end(stream_id, StreamError(reason, unprocessed=not self._streams[stream_id].answered))
+            self._end(stream_id, StreamError(reason, unanswered=not self._streams[stream_id].answered))
 
     # --- requests ---------------------------------------------------------------------------
 
@@ -228,8 +236,7 @@ class Http2Connection(asyncio.Protocol):
                 self._on_header_block()
         elif kind == RST_STREAM:
             code = int.from_bytes(payload[:4], "big") if len(payload) == 4 else PROTOCOL_ERROR
-            refused = code == REFUSED_STREAM
-            self._end(stream_id, StreamError(_reset_reason(code), unprocessed=refused, refused=refused))
+            self._end(stream_id, StreamError(_reset_reason(code), unprocessed=code == REFUSED_STREAM))
         elif kind == SETTINGS:
             self._on_settings(flags, payload)
         elif kind == PING and not flags & ACK:
@@ -244,7 +251,7 @@ class Http2Connection(asyncio.Protocol):
 
     def _on_data(self, flags: int, stream_id: int, payload: bytes) -> None:
         self._unacknowledged += len(payload)
-        if self._unacknowledged >= WINDOW_REFILL:  # keep the connection's window open
+        if self._unacknowledged >= self.window // 2:  # keep the connection's window open
             self._write(frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", self._unacknowledged)))
             self._unacknowledged = 0
         stream = self._streams.get(stream_id)
@@ -256,7 +263,7 @@ class Http2Connection(asyncio.Protocol):
             stream.done.set_exception(StreamError(f"the answer is longer than {self.max_body} bytes"))
         elif flags & END_STREAM:
             self._end(stream_id, None)
-        elif len(stream.answer.body) > DEFAULT_WINDOW // 2:  # never reached by a health answer
+        elif len(stream.answer.body) > self.window // 2:  # never reached by a health answer
             self._write(frame(WINDOW_UPDATE, 0, stream_id, struct.pack(">I", len(payload))))
 
     def _on_header_block(self) -> None:
@@ -375,6 +382,14 @@ class Http2Connection(asyncio.Protocol):
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
+
+
+def _lost_reason(exc: Exception | None) -> str:
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset by peer"
+    if isinstance(exc, ssl.SSLError) and exc.reason:  # an alert after the handshake: TLS 1.3 client certificates
+        return f"TLS handshake failed: {exc.reason.lower().replace('_', ' ')}"
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
 
 
 def _unpadded(flags: int, payload: bytes) -> bytes:
