@@ -81,8 +81,8 @@ async def test_frozen_etcd_times_out_instead_of_hanging(own_etcd: EmbeddedEtcd) 
 
 
 async def test_a_request_to_frozen_etcd_ends_with_the_callers_cancel_scope(own_etcd: EmbeddedEtcd) -> None:
-    """The request waits in a task of its own (grpc_await): the caller's scope cancels it the ordinary way,
-    whether it is moved on from or fails after its deadline, and the client goes on working."""
+    """The caller's scope cancels a request the ordinary way (grpc_await's deadline yields to it), whether
+    it is moved on from or fails after its deadline, and the client goes on working."""
     async with EtcdClient([own_etcd.client_url], request_timeout=HANG_GUARD) as etcd:
         await etcd.put("k", "v")
         own_etcd.pause()

@@ -161,9 +161,7 @@ class EtcdClient:
             keys_only=keys_only,
             count_only=count_only,
         )
-        resp = await transport.call(
-            "read", self._subject(key), lambda: transport.kv.range(request, transport.metadata())
-        )
+        resp = await transport.kv_call("read", self._subject(key), transport.kv.range, request)
         return range_page(resp)
 
     async def range_pages(
@@ -193,9 +191,7 @@ class EtcdClient:
     async def put(self, key: BytesLike, value: BytesLike, *, lease: int = 0, prev_kv: bool = False) -> PutResult:
         transport = self.transport
         request = PutRequest(key=as_bytes(key), value=as_bytes(value), lease=lease, prev_kv=prev_kv)
-        resp = await transport.call(
-            "write", self._subject(key), lambda: transport.kv.put(request, transport.metadata())
-        )
+        resp = await transport.kv_call("write", self._subject(key), transport.kv.put, request)
         return put_result(resp)
 
     async def delete(
@@ -207,9 +203,7 @@ class EtcdClient:
             range_end=as_bytes(range_end) if range_end is not None else b"",
             prev_kv=prev_kv,
         )
-        resp = await transport.call(
-            "delete", self._subject(key), lambda: transport.kv.delete_range(request, transport.metadata())
-        )
+        resp = await transport.kv_call("delete", self._subject(key), transport.kv.delete_range, request)
         return delete_result(resp)
 
     async def txn(
@@ -223,17 +217,13 @@ class EtcdClient:
             failure=[_to_pb_op(op) for op in failure],
         )
         first = compares[0].key if compares else success[0].key if success else b""
-        resp = await transport.call(
-            "write", self._subject(first), lambda: transport.kv.txn(request, transport.metadata())
-        )
+        resp = await transport.kv_call("write", self._subject(first), transport.kv.txn, request)
         return txn_result(resp)
 
     async def compact(self, revision: int, *, physical: bool = True) -> None:
         transport = self.transport
         request = CompactionRequest(revision=revision, physical=physical)
-        await transport.call(
-            "compact", f"revision {revision}", lambda: transport.kv.compact(request, transport.metadata())
-        )
+        await transport.kv_call("compact", f"revision {revision}", transport.kv.compact, request)
 
     async def current_revision(self) -> int:
         """The store's current revision (also a cheap liveness probe)."""
@@ -284,6 +274,8 @@ class EtcdClient:
 
 def _to_pb_compare(c: Compare) -> Any:
     kwargs: dict[str, Any] = {"result": _PB_OP[c.op], "target": _PB_TARGET[c.target], "key": c.key}
+    if c.range_end is not None:
+        kwargs["range_end"] = c.range_end
     field = {"mod": "mod_revision", "create": "create_revision", "version": "version", "value": "value"}[c.target]
     kwargs[field] = c.value
     return PbCompare(**kwargs)

@@ -38,7 +38,7 @@ from etcd3aio.maintenance import MaintenanceService
 
 from .. import metrics
 from ..errors import InvalidArgumentError, KkEtcdError
-from ..grpc_await import await_grpc
+from ..grpc_await import await_grpc, await_within
 from ..h2grpc.unary import CallError, UnaryChannel
 from .connection import ChannelFactory, system_ca_certificates
 from .endpoint import parse_endpoint
@@ -49,6 +49,7 @@ from .types import Endpoint
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Q = TypeVar("Q")
 Metadata = tuple[tuple[str, str], ...]
 
 RPC_FAILURES = (EtcdError, grpc.aio.AioRpcError, CallError, TimeoutError)
@@ -282,14 +283,22 @@ class EtcdTransport:
     # Calls --------------------------------------------------------------------------------------------
 
     async def call(
-        self, action: str, subject: str, fn: Callable[[], Awaitable[T]], *, endpoints: str | None = None
+        self,
+        action: str,
+        subject: str,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        endpoints: str | None = None,
+        ours: bool = False,
     ) -> T:
         """``fn`` authenticated, retried once on an expired token, failures mapped; ``endpoints``
-        names where ``fn`` went when that is not the configured endpoints (one member's own URL)."""
+        names where ``fn`` went when that is not the configured endpoints (one member's own URL);
+        ``ours``: ``fn`` is a request of our KV channel, awaited in this task (``await_within``)."""
+        wait = await_within if ours else await_grpc
         for attempt in (1, 2):
             await self.authenticate()
             try:
-                return await await_grpc(fn(), within=self.request_timeout)
+                return await wait(fn(), self.request_timeout)
             except RPC_FAILURES as exc:
                 if attempt == 1 and self.username is not None and is_token_problem(exc):
                     log.info("etcd token expired or missing; authenticating again")
@@ -297,6 +306,10 @@ class EtcdTransport:
                     continue
                 raise self.map_error(exc, action, subject, endpoints=endpoints) from exc
         raise AssertionError("unreachable")
+
+    async def kv_call(self, action: str, subject: str, method: Callable[[Q, Metadata], Awaitable[T]], request: Q) -> T:
+        """``method(request)`` of the KV channel (``self.kv``) through ``call``, with the token, in this task."""
+        return await self.call(action, subject, lambda: method(request, self.metadata()), ours=True)
 
     def map_error(self, exc: BaseException, action: str, subject: str, *, endpoints: str | None = None) -> KkEtcdError:
         """``exc`` (an etcd3aio, grpc or timeout failure) as a KkEtcdError naming what was attempted."""

@@ -47,12 +47,14 @@ class DeleteResult:
 
 @dataclass(frozen=True, slots=True)
 class Compare:
-    """``target(key) op value``; a missing key has mod/create revision and version 0."""
+    """``target(key) op value``; a missing key has mod/create revision and version 0. With ``range_end``,
+    every key of ``[key, range_end)`` must pass (etcd 3.3 and later)."""
 
     key: bytes
     target: CompareTarget
     op: CompareOp
     value: int | bytes
+    range_end: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,9 @@ but runs loops only for the instances it owns (``ownership``); when the members 
 hub that lost an instance and start on the one that gained it, seeded from the status in etcd (same
 status, same ``since``: nothing flips because it moved). The new owner writes that status with its own
 id as ``checker`` at once and again after its first check (``Monitor.claim``), so ``checked_by`` tells who
-checks each instance. Its writes carry its membership fence. The per-instance housekeeping below is the
+checks each instance. Its writes carry its membership fence, and its status writes its view of the group
+too (``Membership.view``): a hub that hears of a newcomer late cannot overwrite what the newcomer claimed,
+and once it hears, it drops the results of what moved at once. The per-instance housekeeping below is the
 owner's; the alive document is the duty holder's (``alive_duty.py``). In leader mode (no ``ownership``)
 the one hub owns everything.
 
@@ -50,7 +52,7 @@ from .model import ALIVE_STATUSES, CheckSpec, HealthStatus, Registration
 from .recent import RecentChecks
 from .rendezvous import Ownership
 from .state import HealthState
-from .status_writer import StatusWriter
+from .status_writer import Membership, StatusWriter
 from .store import Pair, RegistryStore, StoredRegistration, join
 from .wire import alive_entry_json, endpoint_to_json
 
@@ -104,16 +106,18 @@ class Hub:
         *,
         on_transition: Transition | None = None,
         ownership: Ownership | None = None,
+        membership: Membership | None = None,
     ) -> None:
         """``fence``: the compare that holds while this hub leads (leader mode) or is a member of the hub
         group (sharded mode); every write of the hub carries it. ``ownership``: sharded mode, where this
-        hub checks only the instances it owns, and the alive document is not its job."""
+        hub checks only the instances it owns, and the alive document is not its job; ``membership``
+        (sharded mode) adds the hub's view of the group to its status writes (``Membership.view``)."""
         self.store = store
         self.prober = prober
         sharded = ownership is not None
         alive = None if sharded else self.alive_entries
         lost = "this hub is no member of the hub group any more" if sharded else "another hub leads now"
-        self.writer = StatusWriter(store.etcd, store.keys, fence, alive, lost=lost)
+        self.writer = StatusWriter(store.etcd, store.keys, fence, alive, lost=lost, membership=membership)
         self.hub_id = hub_id
         self.on_transition = on_transition
         self.ownership = ownership
@@ -151,6 +155,8 @@ class Hub:
         moved = self.ownership.set_members(weights)
         if moved:  # (before the first listing is done too: it may have started loops by the older members)
             log.info("hub %s: %d members; %d instances move", self.hub_id, len(weights), len(moved))
+            for key in [key for key in self.monitors if not self.owns(key)]:
+                self.writer.discard(key)  # at once: the loops stop a little later (_rebalance_loop)
             self._rebalance.set()
 
     def shortest_interval(self) -> float | None:
@@ -429,6 +435,8 @@ class Hub:
             self.stats.lateness.append(lateness)
 
     async def _record(self, monitor: Monitor, result: CheckResult) -> None:
+        if not self.owns(monitor.key):
+            return  # it moved to another hub a moment ago; its loop stops soon, and its result is not ours
         now = utcnow()
         monitor.checked_at, monitor.latest_output = now, result.output
         state = monitor.state

@@ -161,7 +161,13 @@ class HubRunner:
             store = RegistryStore(self.etcd, self.keys)
             ownership = Ownership()
             hub = Hub(
-                store, prober, membership.fence, self.hub_id, on_transition=self.on_transition, ownership=ownership
+                store,
+                prober,
+                membership.fence,
+                self.hub_id,
+                on_transition=self.on_transition,
+                ownership=ownership,
+                membership=membership,
             )
             known = anyio.Event()
 

@@ -9,6 +9,9 @@ The member key's create revision is the hub's proof of membership: ``fence()`` c
 write a member makes for the instances it owns carries that compare. A hub whose lease expired while it
 was paused or cut off finds its writes refused instead of overwriting the new owner's results. The key is
 deleted before it is created again, so a new term's key never shares a create revision with an old one.
+A member's status writes also carry ``view()``: no member key newer than the ones it has seen. A hub
+busy enough to hear of a newcomer late then cannot overwrite the statuses the newcomer just claimed for
+the instances that moved to it; its write is refused, and it writes again once it has caught up.
 
 The member value (``MemberInfo``) also carries the figures ``hub_status`` shows (owned instances,
 checks per second, p99 lateness), refreshed every ``REPORT_EVERY`` seconds under the same fence.
@@ -26,7 +29,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, Field, ValidationError
 
 from .. import __version__
-from ..etcd import Compare, Delete, EtcdClient, LeaseSession, Put, Snapshot, list_and_watch
+from ..etcd import Compare, Delete, EtcdClient, LeaseSession, Put, Snapshot, list_and_watch, prefix_end
 from .keys import RegistryKeys
 
 log = logging.getLogger(__name__)
@@ -82,6 +85,20 @@ class Membership:
         self.key = keys.member(info.hub_id).encode()
         self.create_revision = 0
         self.members: dict[str, MemberInfo] = {}
+        self._joined: dict[str, int] = {}  # each live member's key's create revision
+
+    def view(self) -> Compare:
+        """Holds while no hub joined that this hub has not seen yet: with ``fence()`` in the writes for the
+        instances it owns, so a hub that has not heard of a newcomer cannot overwrite what the newcomer
+        wrote for the instances it took (a join moves instances only to the newcomer)."""
+        newest = max(self._joined.values(), default=0)
+        prefix = self.keys.members.encode()
+        return Compare(prefix, "create", "<", newest + 1, range_end=prefix_end(prefix))
+
+    async def fence_holds(self) -> bool:
+        """Whether this hub's member key is still the one it created (a refused write asks why)."""
+        kv = await self.etcd.get(self.key)
+        return kv is not None and kv.create_revision == self.create_revision
 
     async def join(self) -> None:
         await self.etcd.txn([], [Delete(self.key)])  # a key of an earlier term of ours: never reuse its revision
@@ -115,24 +132,27 @@ class Membership:
         async with aclosing(updates):
             async for update in updates:
                 if isinstance(update, Snapshot):
-                    self.members = {}
+                    self.members, self._joined = {}, {}
                     for kv in update.kvs:
-                        self._apply(kv.key, kv.value)
+                        self._apply(kv.key, kv.value, kv.create_revision)
                 else:
                     for event in update.events:
-                        self._apply(event.kv.key, event.kv.value if event.type == "put" else None)
+                        value = event.kv.value if event.type == "put" else None
+                        self._apply(event.kv.key, value, event.kv.create_revision)
                 if self.info.hub_id not in self.members:
                     raise MembershipLost(f"hub {self.info.hub_id}: its member key is gone (its lease expired?)")
                 on_change(dict(self.members))
 
-    def _apply(self, key: bytes, value: bytes | None) -> None:
+    def _apply(self, key: bytes, value: bytes | None, create_revision: int) -> None:
         hub_id = key.decode(errors="replace").removeprefix(self.keys.members)
+        self._joined[hub_id] = create_revision
         if value is None:
             self.members.pop(hub_id, None)
+            self._joined.pop(hub_id, None)
             return
         info = parse_member(value)
         if info is None or info.hub_id != hub_id:
             log.warning("ignoring member key %s: not a member document of this version", key.decode(errors="replace"))
             self.members.pop(hub_id, None)
-            return
+            return  # (its key still counts in view(): it exists in etcd)
         self.members[hub_id] = info

@@ -15,6 +15,7 @@ import logging
 import math
 from collections.abc import Callable
 from itertools import islice
+from typing import Protocol
 
 import anyio
 
@@ -31,6 +32,7 @@ AliveSource = Callable[[], list[tuple[InstanceKey, str]]]  # each alive instance
 
 _BATCH = 100  # etcd refuses transactions of more than 128 operations by default
 _RETRY_DELAY = 1.0
+_CATCH_UP_DELAY = 0.05  # a write refused because a newcomer joined waits this long for the hub to hear of it
 ALIVE_MIN_GAP = 1.0
 # etcd takes requests up to 1.5 MiB by default; an alive document larger than this is not written.
 ALIVE_DOCUMENT_LIMIT = 1024 * 1024
@@ -38,6 +40,18 @@ ALIVE_DOCUMENT_LIMIT = 1024 * 1024
 
 class LostLeadership(Exception):
     """A fenced write failed: another hub leads now, or this hub is no member of the group any more."""
+
+
+class BehindTheGroup(Exception):
+    """A write refused by ``Membership.view`` alone: a hub joined that this hub has not heard of yet."""
+
+
+class Membership(Protocol):
+    """What a sharded hub's writer asks of its membership (``membership.Membership``)."""
+
+    def view(self) -> Compare: ...
+
+    async def fence_holds(self) -> bool: ...
 
 
 class StatusWriter:
@@ -49,12 +63,15 @@ class StatusWriter:
         alive: AliveSource | None,
         *,
         lost: str = "another hub leads now",
+        membership: Membership | None = None,
     ) -> None:
         """``alive``: every alive instance for the alive document; None: not this writer's job.
-        ``lost``: what a refused write means, for the log."""
+        ``lost``: what a refused write means, for the log. ``membership``: sharded mode, where each write
+        also carries the hub's view of the group (``Membership.view``)."""
         self.etcd = etcd
         self.keys = keys
         self.fence = fence
+        self.membership = membership
         self._alive = alive
         self._lost = lost
         self._pending: dict[InstanceKey, HealthStatus | None] = {}
@@ -77,6 +94,11 @@ class StatusWriter:
         self._endpoints[key] = document
         self._wake.set()
 
+    def discard(self, key: InstanceKey) -> None:
+        """Drop what waits for an instance this hub no longer checks: its new owner writes it now."""
+        self._pending.pop(key, None)
+        self._endpoints.pop(key, None)
+
     def touch_alive(self) -> None:
         """Rewrite the alive document soon (a new term, or a relist: it may be stale or missing)."""
         if self._alive is None:
@@ -94,6 +116,10 @@ class StatusWriter:
             except KkEtcdError as error:
                 log.warning("status writes wait for etcd: %s", error)
                 await anyio.sleep(_RETRY_DELAY)
+                self._wake.set()
+            except BehindTheGroup:
+                # Another hub joined: the hub hands over what moved (discard) once it hears of it, soon.
+                await anyio.sleep(_CATCH_UP_DELAY)
                 self._wake.set()
 
     def _until_alive_due(self) -> float:
@@ -162,8 +188,11 @@ class StatusWriter:
         return Put(raw_key, status_to_json(status).encode())
 
     async def _write(self, ops: list[TxnOp]) -> None:
-        result = await self.etcd.txn([self.fence()], ops)
+        view = [] if self.membership is None else [self.membership.view()]
+        result = await self.etcd.txn([self.fence(), *view], ops)
         if not result.succeeded:
+            if view and self.membership is not None and await self.membership.fence_holds():
+                raise BehindTheGroup
             metrics.FENCED_REFUSALS.inc(len(ops))
             raise LostLeadership(f"{self._lost}: etcd refused {len(ops)} fenced write(s); this hub stops checking")
         self.writes += len(ops)
