@@ -86,13 +86,17 @@ class TlsFiles:
             context = ssl.create_default_context(cadata=ca_cert.decode("ascii", "replace"))
         except ssl.SSLError as exc:
             where = self.ca_file or "the system"
-            raise InvalidArgumentError(f"cannot use the CA certificates of {where}: {exc.reason or exc}") from None
+            raise InvalidArgumentError(
+                f"cannot use the CA certificates of {where}: {exc.reason or exc}; "
+                "set ca_file (KK_ETCD_CA_FILE) to the PEM file of the CA that signed etcd's certificate"
+            ) from None
         if self.cert_file is not None:
             try:
                 context.load_cert_chain(self.cert_file, self.key_file)
             except ssl.SSLError as exc:
                 raise InvalidArgumentError(
-                    f"cannot use cert_file {self.cert_file} with key_file {self.key_file}: {exc.reason or exc}"
+                    f"cannot use cert_file {self.cert_file} with key_file {self.key_file}: {exc.reason or exc}; "
+                    "they must be the client certificate (PEM) and its own private key"
                 ) from None
         context.set_alpn_protocols(["h2"])
         return context
