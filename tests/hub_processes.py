@@ -71,7 +71,17 @@ class HubProcesses:
         return hub
 
     def logs(self) -> str:
-        return "\n".join(f"--- {h.log.name}\n{h.log_text()[-3000:]}" for h in self.started)
+        """Each hub's log for a failure: every line but the routine check results, then its last lines."""
+        return "\n".join(f"--- {h.log.name}\n{_unusual(h.log_text())}" for h in self.started)
+
+
+_ROUTINE = (" is passing: ", " is critical: ", " is warning: ")
+
+
+def _unusual(text: str) -> str:
+    lines = text.splitlines()
+    unusual = [line for line in lines if not any(word in line for word in _ROUTINE)]
+    return "\n".join([*unusual[-40:], "(last lines)", *lines[-5:]])
 
 
 @contextmanager

@@ -68,25 +68,37 @@ async def statuses(etcd: EtcdClient, keys: RegistryKeys) -> dict[InstanceKey, He
     return {key: status for key, status in found.items() if status is not None}
 
 
+class Unsettled(str):
+    """Why the group has not settled yet: falsy, so ``eventually`` goes on and shows it at the end."""
+
+    def __bool__(self) -> bool:
+        return False
+
+
 async def settled(
     etcd: EtcdClient,
     keys: RegistryKeys,
     instances: list[InstanceKey],
     hubs: int,
     expected: dict[int, str] | None = None,
-) -> dict[InstanceKey, HealthStatus] | None:
+) -> dict[InstanceKey, HealthStatus] | Unsettled:
     """The statuses, once ``hubs`` members are live and every instance's status names its rendezvous owner
     as checker and is as ``expected`` (index -> status; passing when not given)."""
     group = await members(etcd, keys)
     if len(group) != hubs:
-        return None
+        return Unsettled(f"{len(group)} members: {sorted(group)}")
     weights = {hub_id: info.weight for hub_id, (info, _) in group.items()}
     found = await statuses(etcd, keys)
+    wrong = []
     for key in instances:
         status = found.get(key)
         wanted = (expected or {}).get(index_of(key), "passing")
-        if status is None or status.status != wanted or status.checker != owner_of(key.path, weights):
-            return None
+        owner = owner_of(key.path, weights)
+        if status is None or status.status != wanted or status.checker != owner:
+            seen = "no status" if status is None else f"{status.status} by {status.checker}"
+            wrong.append(f"{key.addr}: {seen}, wanted {wanted} by {owner}")
+    if wrong:
+        return Unsettled(f"{len(wrong)} not settled, first {wrong[:5]}")
     return found
 
 

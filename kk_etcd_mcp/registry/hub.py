@@ -117,7 +117,9 @@ class Hub:
         sharded = ownership is not None
         alive = None if sharded else self.alive_entries
         lost = "this hub is no member of the hub group any more" if sharded else "another hub leads now"
-        self.writer = StatusWriter(store.etcd, store.keys, fence, alive, lost=lost, membership=membership)
+        self.writer = StatusWriter(
+            store.etcd, store.keys, fence, alive, lost=lost, membership=membership, owns=self.owns
+        )
         self.hub_id = hub_id
         self.on_transition = on_transition
         self.ownership = ownership
@@ -155,9 +157,7 @@ class Hub:
         moved = self.ownership.set_members(weights)
         if moved:  # (before the first listing is done too: it may have started loops by the older members)
             log.info("hub %s: %d members; %d instances move", self.hub_id, len(weights), len(moved))
-            for key in [key for key in self.monitors if not self.owns(key)]:
-                self.writer.discard(key)  # at once: the loops stop a little later (_rebalance_loop)
-            self._rebalance.set()
+            self._rebalance.set()  # (the writer drops what waits for the instances that moved: StatusWriter.owns)
 
     def shortest_interval(self) -> float | None:
         return min((m.registration.check.interval for m in self.monitors.values()), default=None)

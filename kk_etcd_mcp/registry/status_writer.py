@@ -64,14 +64,17 @@ class StatusWriter:
         *,
         lost: str = "another hub leads now",
         membership: Membership | None = None,
+        owns: Callable[[InstanceKey], bool] = lambda key: True,
     ) -> None:
         """``alive``: every alive instance for the alive document; None: not this writer's job.
-        ``lost``: what a refused write means, for the log. ``membership``: sharded mode, where each write
-        also carries the hub's view of the group (``Membership.view``)."""
+        ``lost``: what a refused write means, for the log. ``membership`` and ``owns``: sharded mode, where
+        each write also carries the hub's view of the group (``Membership.view``), and what waits for an
+        instance that moved meanwhile is dropped (its new owner writes it now)."""
         self.etcd = etcd
         self.keys = keys
         self.fence = fence
         self.membership = membership
+        self.owns = owns
         self._alive = alive
         self._lost = lost
         self._pending: dict[InstanceKey, HealthStatus | None] = {}
@@ -93,11 +96,6 @@ class StatusWriter:
         """Queue a gRPC instance's endpoint (None: delete it); a newer one replaces a queued one."""
         self._endpoints[key] = document
         self._wake.set()
-
-    def discard(self, key: InstanceKey) -> None:
-        """Drop what waits for an instance this hub no longer checks: its new owner writes it now."""
-        self._pending.pop(key, None)
-        self._endpoints.pop(key, None)
 
     def touch_alive(self) -> None:
         """Rewrite the alive document soon (a new term, or a relist: it may be stale or missing)."""
@@ -164,7 +162,13 @@ class StatusWriter:
         self._written_alive, self._alive_known = document, True
 
     def _take_batch(self) -> tuple[dict[InstanceKey, HealthStatus | None], dict[InstanceKey, str | None]]:
-        """At most ``_BATCH`` operations: statuses first, each with its instance's endpoint, then endpoints."""
+        """At most ``_BATCH`` operations: statuses first, each with its instance's endpoint, then endpoints.
+
+        Ownership is asked here, next to the write that carries the view it was decided on: a write
+        refused because the group changed is put back, and may be for an instance that moved since."""
+        for key in [key for key in [*self._pending, *self._endpoints] if not self.owns(key)]:
+            self._pending.pop(key, None)
+            self._endpoints.pop(key, None)
         statuses: dict[InstanceKey, HealthStatus | None] = {}
         endpoints: dict[InstanceKey, str | None] = {}
         for key in list(islice(self._pending, _BATCH)):  # not a copy of all that waits
