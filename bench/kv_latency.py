@@ -1,7 +1,7 @@
 """Latency of kv_get / kv_put through MCP, next to the baselines that bound it (issue 2, section 8).
 
     python bench/kv_latency.py [--calls 500] [--warmup 50] [--rounds 5] [--value text|json|yaml] [--breakdown]
-    python bench/kv_latency.py --quick      # 100 calls per case after 20 warm-up, 2 rounds: about 15 s
+    python bench/kv_latency.py --quick      # 100 calls per case after 20 warm-up, 2 rounds, --breakdown: ~25 s
 
 One run starts its own etcd (embedded, free loopback ports, temp data dir) and measures, each as
 sequential calls from one client after a warm-up (all sessions stay open; the calls of every case are
@@ -24,6 +24,9 @@ client's sequential calls exceed the default 20 per second, and the limiter woul
 signature and result model without etcd, and on stdio also through our own stdin reader) and prints
 kv_get's p50 and server CPU split into those steps; over streamable HTTP also kv_get on kk-etcd-mcp
 with mcp's app alone, without our HTTP middleware (bench/kk_plain_http.py), to show what it costs.
+Beside them, the bare MCPServer's kv_get shape after a 1 ms pause without I/O, and reading the key
+with our EtcdClient: what a call that waits costs each transport whoever serves it, with INFO verdicts
+comparing HTTP and stdio for each.
 
 ``--profile DIR`` runs the kk-etcd-mcp servers under cProfile and leaves ``kk-<transport>.prof`` in DIR
 (read with ``python -m pstats``); ``--profiler pyinstrument`` (if installed) leaves ``.pyisession`` files
@@ -63,6 +66,8 @@ NOOP_SERVER = BENCH_DIR / "noop_server.py"
 FLOOR = "noop (floor)"
 KK_STDIO_NOOP = "noop, our stdin"
 SHAPE = "kv_get, no etcd"
+PAUSED = "kv_get, 1 ms pause"  # the shape after an asyncio.sleep: a pause with no I/O (noop_server.py)
+BARE = "kv_get, bare server"  # the shape reading etcd with our EtcdClient, on the bare MCPServer
 NO_MIDDLEWARE = "kv_get, mcp's app"  # kk-etcd-mcp over HTTP without our middleware (bench/kk_plain_http.py)
 CHUNK_TIMEOUT = 60.0  # seconds (plus 0.1 s per call) before a hung case is given up
 TARGET_RATIO = 1.5  # kv_get p50 at most 1.5x the no-op floor on each transport
@@ -373,7 +378,7 @@ async def open_mcp(
     # without etcd too. Served by noop_server.py, which then imports those parts of kk_etcd_mcp.
     kk_stdio = group == "stdio"
     if kk_stdio or args.breakdown:
-        extra = [*(["--kk-stdio"] if kk_stdio else []), *(["--shape"] if args.breakdown else [])]
+        extra = [*(["--kk-stdio"] if kk_stdio else []), *(["--shape", "--etcd", endpoint] if args.breakdown else [])]
         try:
             shape = await stack.enter_async_context(
                 _server_session(stack, tmp, "shape", group, [*noop_cmd, *extra], None)
@@ -382,6 +387,8 @@ async def open_mcp(
                 bench.add(group, KK_STDIO_NOOP, tool_call(shape.client, "noop", {}), shape.pid)
             if args.breakdown:
                 bench.add(group, SHAPE, tool_call(shape.client, "kv_get_shape", get_args), shape.pid)
+                bench.add(group, PAUSED, tool_call(shape.client, "kv_get_paused", get_args), shape.pid)
+                bench.add(group, BARE, tool_call(shape.client, "kv_get_bare", get_args), shape.pid)
         except Exception as exc:
             bench.failed(group, SHAPE if args.breakdown else KK_STDIO_NOOP, exc)
 
@@ -506,6 +513,32 @@ def print_verdicts(bench: Bench, args: argparse.Namespace) -> None:
         http, stdio = extra["http"], extra[stdio_key]
         ok = None if args.profile else http <= HTTP_EXTRA_CPU_RATIO * max(stdio, 0.0)
         verdict(aim, f"{http:.0f} us (HTTP)", f"{stdio:.0f} us (stdio)", ratio_text(http, stdio), ok)
+    # With --breakdown: what a pause in the middle of a call costs each transport, apart from anything of
+    # ours. The same step costs HTTP more than stdio on a bare MCPServer too: it is the transport's.
+    pauses = (
+        (PAUSED, SHAPE, "a 1 ms pause without I/O adds to a call on a bare MCPServer"),
+        (BARE, SHAPE, "an etcd read (our EtcdClient) adds to a call on a bare MCPServer"),
+        ("kv_get", SHAPE, "kv_get adds over its shape without etcd (kk-etcd-mcp)"),
+    )
+    for step, before, what in pauses:
+        added = {group: _added_cpu(bench, group, step, before) for group in ("http", "stdio")}
+        if not any(math.isnan(v) for v in added.values()):
+            aim = f"server CPU {what}: HTTP vs stdio"
+            verdict(
+                aim,
+                f"{added['http']:.0f} us (HTTP)",
+                f"{added['stdio']:.0f} us (stdio)",
+                ratio_text(*added.values()),
+                None,
+            )
+
+
+def _added_cpu(bench: Bench, group: str, step: str, before: str) -> float:
+    """Server CPU per call of ``step`` minus ``before`` on one transport; NaN when either is missing."""
+    after, base = bench.get(group, step), bench.get(group, before)
+    if after is None or base is None:
+        return math.nan
+    return after.cpu_per_call("server") - base.cpu_per_call("server")
 
 
 def report_breakdown(bench: Bench) -> None:
@@ -534,6 +567,17 @@ def report_breakdown(bench: Bench) -> None:
                 cpu = "-" if math.isnan(dc) else f"{dc:+.0f}"
                 print(f"    {text:<52}{dp:>+8.3f} ms  server cpu {cpu:>5} us")
             prev = r
+        for name, text in (
+            (PAUSED, "beside: no etcd, a 1 ms pause"),
+            (BARE, "beside: etcd read on the bare MCPServer"),
+        ):
+            r, shape = bench.get(group, name), bench.get(group, SHAPE)
+            if r is not None and shape is not None:
+                dc = r.cpu_per_call("server") - shape.cpu_per_call("server")
+                cpu = "-" if math.isnan(dc) else f"{dc:+.0f}"
+                print(
+                    f"    {text + ' (over the shape)':<52}{(r.p50 - shape.p50) * 1e3:>+8.3f} ms  server cpu {cpu:>5} us"
+                )
     kv_get, plain = bench.get("http", "kv_get"), bench.get("http", NO_MIDDLEWARE)
     if kv_get is not None and plain is not None:
         dc = kv_get.cpu_per_call("server") - plain.cpu_per_call("server")
@@ -570,10 +614,12 @@ def main() -> int:
         help="with --profile: cProfile (.prof) or pyinstrument if installed (.pyisession)",
     )
     parser.add_argument("--profile", type=Path, help="run the kk-etcd-mcp servers under a profiler, files here")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 100 calls after 20 warm-up, 2 rounds")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 100 calls after 20 warm-up, 2 rounds, --breakdown"
+    )
     args = parser.parse_args()
-    if args.quick:
-        args.calls, args.warmup, args.rounds = 100, 20, 2
+    if args.quick:  # with the breakdown, so that its cases cannot rot either
+        args.calls, args.warmup, args.rounds, args.breakdown = 100, 20, 2, True
     if args.calls < 1 or args.warmup < 0:
         parser.error("--calls must be >= 1 and --warmup >= 0")
     started = time.perf_counter()

@@ -9,11 +9,15 @@ uvicorn without access log), so the difference to kv_get is our own work plus th
 
 For ``kv_latency.py --breakdown`` only (these import kk_etcd_mcp; the floor itself does not):
 ``--shape`` adds ``kv_get_shape``, kv_get's signature and result model registered the way kv_get is,
-returning a fixed entry without touching etcd; ``--kk-stdio`` serves stdio through kk-etcd-mcp's own
+returning a fixed entry without touching etcd, and ``kv_get_paused``, the same after a 1 ms
+``asyncio.sleep`` (no I/O at all); with ``--etcd URL`` also ``kv_get_bare``, the same reading the key
+with our EtcdClient. Those two show what a pause in the middle of a call costs a bare MCPServer on each
+transport, next to what it costs kk-etcd-mcp. ``--kk-stdio`` serves stdio through kk-etcd-mcp's own
 stdin reader (kk_etcd_mcp.mcp_server.stdio) instead of mcp's.
 """
 
 import argparse
+import asyncio
 import contextlib
 import signal
 from collections.abc import Iterator
@@ -24,8 +28,12 @@ import uvicorn
 from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
+Key = Annotated[str, Field(description="etcd key, e.g. 'app/db/url'.")]  # kv_get's parameters
+Revision = Annotated[int, Field(description="Read as of this revision; 0 = latest.")]
+PAUSE = 0.001  # seconds: epoll's timeouts are whole milliseconds, so a shorter sleep lasts this long too
 
-def build(shape: bool = False, tools: int = 1) -> MCPServer:
+
+def build(shape: bool = False, tools: int = 1, etcd: str | None = None) -> MCPServer:
     server = MCPServer("noop", version="0")
 
     @server.tool()
@@ -36,11 +44,11 @@ def build(shape: bool = False, tools: int = 1) -> MCPServer:
     for i in range(2, tools + 1):
         server.add_tool(noop, name=f"noop_{i}")
     if shape:
-        _add_shape_tool(server)
+        _add_shape_tools(server, etcd)
     return server
 
 
-def _add_shape_tool(server: MCPServer) -> None:
+def _add_shape_tools(server: MCPServer, etcd_url: str | None) -> None:
     from kv_latency import GET_KEY, VALUES
 
     from kk_etcd_mcp.config_center.models import KvEntry
@@ -52,16 +60,54 @@ def _add_shape_tool(server: MCPServer) -> None:
     canned = KeyValue(GET_KEY.encode(), VALUES["text"].encode(), create_revision=2, mod_revision=2, version=1)
 
     async def kv_get_shape(
-        key: Annotated[str, Field(description="etcd key, e.g. 'app/db/url'.")],
-        revision: Annotated[int, Field(description="Read as of this revision; 0 = latest.")] = 0,
+        key: Key,
+        revision: Revision = 0,
     ) -> KvEntry:
         """kv_get's signature and result, without etcd: the value is fixed."""
         return entry(canned)
 
-    ToolRegistrar(server, read_only=False).query("kv_get without etcd")(kv_get_shape)
+    async def kv_get_paused(
+        key: Key,
+        revision: Revision = 0,
+    ) -> KvEntry:
+        """kv_get's signature and result, after a pause without I/O: the value is fixed."""
+        await asyncio.sleep(PAUSE)
+        return entry(canned)
+
+    tools = ToolRegistrar(server, read_only=False)
+    tools.query("kv_get without etcd")(kv_get_shape)
+    tools.query("kv_get without etcd, paused")(kv_get_paused)
+    required = {"kv_get_shape": "read", "kv_get_paused": "read"}
+    if etcd_url is not None:
+        tools.query("kv_get from etcd on a bare MCPServer")(_bare_get(etcd_url))
+        required["kv_get_bare"] = "read"
     # As in kk-etcd-mcp: the request's identity (HTTP: the tokenless loopback one, set by _tokenless) made
     # current for the call, which kv_get's wrapper checks.
-    install_scope_guard(server, {"kv_get_shape": "read"})
+    install_scope_guard(server, required)
+
+
+def _bare_get(etcd_url: str) -> Any:
+    """``kv_get_bare``: kv_get's signature and result, the key read with our EtcdClient (opened on first use)."""
+    from kk_etcd_mcp.config_center.models import KvEntry
+    from kk_etcd_mcp.config_center.service import entry
+    from kk_etcd_mcp.errors import NotFoundError
+    from kk_etcd_mcp.etcd import EtcdClient
+
+    clients: list[EtcdClient] = []
+
+    async def kv_get_bare(
+        key: Key,
+        revision: Revision = 0,
+    ) -> KvEntry:
+        """kv_get's signature and result, read from etcd by a bare MCPServer."""
+        if not clients:
+            clients.append(await EtcdClient([etcd_url]).__aenter__())  # the server's whole life
+        found = await clients[0].get(key, revision=revision)
+        if found is None:
+            raise NotFoundError(f"no key {key!r}")
+        return entry(found)
+
+    return kv_get_bare
 
 
 class _HttpServer(uvicorn.Server):
@@ -119,10 +165,11 @@ def main() -> None:
     parser.add_argument("transport", choices=["stdio", "http"])
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--shape", action="store_true", help="also offer kv_get_shape (imports kk_etcd_mcp)")
+    parser.add_argument("--etcd", help="with --shape: also offer kv_get_bare, reading from this etcd")
     parser.add_argument("--kk-stdio", action="store_true", help="serve stdio with kk-etcd-mcp's stdin reader")
     parser.add_argument("--tools", type=int, default=1, help="no-op tools in all (default 1)")
     args = parser.parse_args()
-    server = build(shape=args.shape, tools=args.tools)
+    server = build(shape=args.shape, tools=args.tools, etcd=args.etcd)
     runner: Any
     if args.transport == "http":
         anyio.run(_run_http, server, args.port, args.shape)
