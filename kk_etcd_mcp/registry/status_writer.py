@@ -130,6 +130,8 @@ class StatusWriter:
             statuses, endpoints = self._take_batch()
             ops = [self._op(key, status) for key, status in statuses.items()]
             ops += [self._endpoint_op(key, document) for key, document in endpoints.items()]
+            if not ops:
+                continue  # all that was taken had moved away
             try:
                 await self._write(ops)
             except BaseException:  # put back what a newer set() or set_endpoint() did not replace
@@ -166,19 +168,22 @@ class StatusWriter:
 
         Ownership is asked here, next to the write that carries the view it was decided on: a write
         refused because the group changed is put back, and may be for an instance that moved since."""
-        for key in [key for key in [*self._pending, *self._endpoints] if not self.owns(key)]:
-            self._pending.pop(key, None)
-            self._endpoints.pop(key, None)
         statuses: dict[InstanceKey, HealthStatus | None] = {}
         endpoints: dict[InstanceKey, str | None] = {}
         for key in list(islice(self._pending, _BATCH)):  # not a copy of all that waits
             if len(statuses) + len(endpoints) + 1 + (key in self._endpoints) > _BATCH:
                 break
-            statuses[key] = self._pending.pop(key)
-            if key in self._endpoints:
-                endpoints[key] = self._endpoints.pop(key)
+            status, with_endpoint = self._pending.pop(key), key in self._endpoints
+            document = self._endpoints.pop(key, None)
+            if not self.owns(key):
+                continue  # moved to another hub meanwhile: its new owner writes it
+            statuses[key] = status
+            if with_endpoint:
+                endpoints[key] = document
         for key in list(islice(self._endpoints, _BATCH - len(statuses) - len(endpoints))):
-            endpoints[key] = self._endpoints.pop(key)
+            document = self._endpoints.pop(key)
+            if self.owns(key):
+                endpoints[key] = document
         return statuses, endpoints
 
     def _endpoint_op(self, key: InstanceKey, document: str | None) -> TxnOp:
