@@ -2,9 +2,9 @@
 
     python bench/kk_plain_http.py serve          # the settings from KK_ETCD_* as for kk-etcd-mcp
 
-The app is mcp's own ``streamable_http_app`` with the same arguments ``http_app`` gives it, under one
-step that names every request's client as the tokenless loopback one (the MCP layer refuses calls
-from no one). What remains out: the console wrapper, ClientAuth, RateLimit, BodyLimit and
+The app is mcp's own, as ``http_app`` makes it (``mcp_endpoints``), under one step that names every
+request's client as the tokenless loopback one (the MCP layer refuses calls from no one) instead of
+our guards (``guarded``): the console wrapper, ClientAuth, MetricsRoute, RateLimit, BodyLimit and
 SessionLimits. kv_get's server CPU here and in the real server differ by what that middleware costs.
 Loopback and benchmarks only: nothing here checks a token or limits a client.
 """
@@ -22,13 +22,7 @@ from kk_etcd_mcp.settings import Settings
 
 
 def plain_http_app(server: MCPServer, settings: Settings, *_: Any, **__: Any) -> ASGIApp:
-    app = server.streamable_http_app(
-        streamable_http_path=http.STREAMABLE_HTTP_PATH,
-        transport_security=http.transport_security(settings),
-        host=settings.host,
-        max_request_body_size=settings.http_max_body_bytes,
-        session_idle_timeout=settings.http_session_idle_timeout,
-    )
+    app, _ = http.mcp_endpoints(server, settings)
     user = IdentifiedUser(HTTP_WITHOUT_TOKEN)
 
     async def tokenless(scope: Scope, receive: Receive, send: Send) -> None:

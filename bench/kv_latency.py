@@ -26,7 +26,8 @@ kv_get's p50 and server CPU split into those steps; over streamable HTTP also kv
 with mcp's app alone, without our HTTP middleware (bench/kk_plain_http.py), to show what it costs.
 Beside them, the bare MCPServer's kv_get shape after a 1 ms pause without I/O, and reading the key
 with our EtcdClient: what a call that waits costs each transport whoever serves it, with INFO verdicts
-comparing HTTP and stdio for each.
+comparing HTTP and stdio for each, and the two HTTP aims applied to that bare server's read (what mcp's
+transport reaches on this machine without kk-etcd-mcp).
 
 ``--profile DIR`` runs the kk-etcd-mcp servers under cProfile and leaves ``kk-<transport>.prof`` in DIR
 (read with ``python -m pstats``); ``--profiler pyinstrument`` (if installed) leaves ``.pyisession`` files
@@ -513,6 +514,7 @@ def print_verdicts(bench: Bench, args: argparse.Namespace) -> None:
         http, stdio = extra["http"], extra[stdio_key]
         ok = None if args.profile else http <= HTTP_EXTRA_CPU_RATIO * max(stdio, 0.0)
         verdict(aim, f"{http:.0f} us (HTTP)", f"{stdio:.0f} us (stdio)", ratio_text(http, stdio), ok)
+    _bare_server_aims(bench)
     # With --breakdown: what a pause in the middle of a call costs each transport, apart from anything of
     # ours. The same step costs HTTP more than stdio on a bare MCPServer too: it is the transport's.
     pauses = (
@@ -531,6 +533,30 @@ def print_verdicts(bench: Bench, args: argparse.Namespace) -> None:
                 ratio_text(*added.values()),
                 None,
             )
+
+
+def _bare_server_aims(bench: Bench) -> None:
+    """With --breakdown: the two HTTP aims applied to the bare MCPServer doing kv_get's etcd read (no code of
+    kk-etcd-mcp on its path but the etcd client and the result model), as INFO: what mcp's transport reaches
+    on this machine without us, the bound beside which our own figures are read."""
+    same = "(the same aim, bare MCPServer doing kv_get's read)"
+    bare, floor = bench.get("http", BARE), bench.get("http", FLOOR)
+    if bare is not None and floor is not None:
+        aim = f"{same} p50 <= {TARGET_RATIO}x the no-op floor, streamable HTTP"
+        ratio = bare.p50 / floor.p50
+        verdict(aim, f"{_ms(bare.p50)} ms", f"{_ms(floor.p50)} ms", f"{ratio:.2f}x", None)
+    added = {
+        "http": _added_cpu(bench, "http", BARE, FLOOR),
+        "stdio": _added_cpu(bench, "stdio", BARE, KK_STDIO_NOOP),
+    }
+    if not any(math.isnan(v) for v in added.values()):
+        aim = (
+            f"{same} server CPU it adds over the no-op: "
+            f"HTTP <= {HTTP_EXTRA_CPU_RATIO}x stdio (stdio's floor through our reader)"
+        )
+        verdict(
+            aim, f"{added['http']:.0f} us (HTTP)", f"{added['stdio']:.0f} us (stdio)", ratio_text(*added.values()), None
+        )
 
 
 def _added_cpu(bench: Bench, group: str, step: str, before: str) -> float:

@@ -5,13 +5,16 @@
 
 Each row adds one layer on top of the previous one, so the difference between two rows is the cost of
 that layer; the "cpu only" rows repeat the pure-Python steps without etcd. A companion to
-bench/kv_latency.py: use it to see which layer a change makes cheaper. Its ``verdict:`` line (no aim of its
-own, informational) is what our layers add to EtcdClient.get, next to a no-op's MCPServer.call_tool.
+bench/kv_latency.py: use it to see which layer a change makes cheaper. Its ``verdict:`` lines (no aim of
+their own, informational): what our layers add to EtcdClient.get, and what our HTTP guards (console, auth,
+metrics, limits, sessions; ``kk_etcd_mcp.mcp_server.http.guarded``) add to one POST around an ASGI app that
+answers at once, each next to a no-op's MCPServer.call_tool.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import tempfile
@@ -22,12 +25,14 @@ from typing import Any
 
 import anyio
 from mcp import Client
+from mcp_types.version import LATEST_PROTOCOL_VERSION
 
 from kk_etcd_mcp.config_center import ConfigCenter, KeyPolicy
 from kk_etcd_mcp.config_center.service import entry
 from kk_etcd_mcp.etcd import EtcdClient
 from kk_etcd_mcp.etcd.embedded import EmbeddedEtcd, free_port
 from kk_etcd_mcp.mcp_server.app import build_server, reserved_prefixes
+from kk_etcd_mcp.mcp_server.http import guarded
 from kk_etcd_mcp.mcp_server.identity import STDIO, acting_as
 from kk_etcd_mcp.registry import RegistryKeys
 from kk_etcd_mcp.settings import Settings
@@ -36,6 +41,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kv_latency import GET_KEY, VALUES
 from noop_server import build as build_noop
 from verdicts import ratio_text, verdict
+
+
+def _http_post(app: Any, body: bytes) -> Callable[[], Awaitable[None]]:
+    """One kv_get POST of the current protocol era, as uvicorn hands it to an ASGI app (body already in)."""
+    headers = [
+        (b"host", b"127.0.0.1:8000"),
+        (b"content-type", b"application/json"),
+        (b"accept", b"application/json, text/event-stream"),
+        (b"mcp-protocol-version", LATEST_PROTOCOL_VERSION.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Any) -> None:
+        return None
+
+    async def post() -> None:
+        scope = {"type": "http", "method": "POST", "path": "/mcp", "headers": headers, "client": ("127.0.0.1", 1)}
+        await app(scope, receive, send)
+
+    return post
+
+
+async def _answer_at_once(scope: Any, receive: Any, send: Any) -> None:
+    """The innermost app of the HTTP rows: reads the body and answers, as mcp's endpoint would, at once."""
+    await receive()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b"{}"})
 
 
 def _pct(samples: list[float], pct: float) -> float:
@@ -83,6 +118,10 @@ async def run(args: argparse.Namespace) -> None:
                 model = entry(kv)
                 key_bytes = GET_KEY.encode()
                 policy = center.policy
+                # The rate limiter counts, but never refuses these back-to-back calls (as in kv_latency.py).
+                unlimited = settings.model_copy(update={"http_rate_limit": 1e9, "http_rate_burst": 100_000})
+                call = {"name": "kv_get", "arguments": {"key": GET_KEY}}
+                post_body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call}).encode()
 
                 async def tool_fn() -> Any:
                     return await tool.fn(key=GET_KEY)
@@ -97,6 +136,10 @@ async def run(args: argparse.Namespace) -> None:
                     ("cpu only: entry(kv)", lambda: entry(kv)),
                     ("cpu only: validate args", lambda: tool.fn_metadata.validate_arguments({"key": GET_KEY})),
                     ("cpu only: convert_result", lambda: tool.fn_metadata.convert_result(model)),
+                    # Our HTTP guards (console, auth, metrics, limits, sessions) at their defaults, around an app
+                    # that answers at once: what they add to each request, apart from mcp's HTTP transport.
+                    ("cpu only: POST, bare ASGI app", _http_post(_answer_at_once, post_body)),
+                    ("cpu only: POST, our HTTP guards", _http_post(guarded(_answer_at_once, unlimited), post_body)),
                 ]
                 async with Client(server) as c_kk, Client(noop) as c_noop:
                     cases += [
@@ -114,12 +157,20 @@ async def run(args: argparse.Namespace) -> None:
     p50 = {name: _pct(samples, 50) * 1e6 for name, samples in rows}
     ours = p50["+ MCPServer.call_tool"] - p50["EtcdClient.get"]
     noop = p50["noop: MCPServer.call_tool"]
+    guards = p50["cpu only: POST, our HTTP guards"] - p50["cpu only: POST, bare ASGI app"]
     print()
     verdict(
         "kv_get's layers over EtcdClient.get (in process), next to a no-op's MCPServer.call_tool",
         f"{ours:.0f} us",
         f"{noop:.0f} us",
         ratio_text(ours, noop),
+        None,
+    )
+    verdict(
+        "our HTTP guards per request (in process), next to a no-op's MCPServer.call_tool",
+        f"{guards:.0f} us",
+        f"{noop:.0f} us",
+        ratio_text(guards, noop),
         None,
     )
 

@@ -38,6 +38,7 @@ from oidc_provider import INTROSPECTOR, SECRET, OidcProvider, new_key
 from test_tokens_limits import raw_post
 
 from kk_etcd_mcp.cli import build_parser
+from kk_etcd_mcp.mcp_server.http import guarded, oauth_resource
 from kk_etcd_mcp.settings import SettingsError, load_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -592,6 +593,18 @@ def test_oauth_alone_allows_a_non_loopback_bind() -> None:
     )
     assert settings.oauth and settings.base_url() == "https://etcd-mcp.example.com"
     assert settings.oauth_issuer == "https://idp.example.com/realms/ops"  # kept exactly: compared with iss
+
+
+def test_the_http_guards_never_take_oauth_tokens_without_the_scope_step() -> None:
+    settings = load_settings(
+        env={"KK_ETCD_TRANSPORT": "streamable-http", "KK_ETCD_OAUTH_ISSUER": "https://idp.example.com/realms/ops"}
+    )
+
+    async def endpoints(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("never reached")
+
+    with pytest.raises(ValueError, match="needs scope_check"):
+        guarded(endpoints, settings, oauth=oauth_resource(settings))
 
 
 def test_the_introspection_secret_has_no_flag_and_is_never_shown(tmp_path: Path) -> None:

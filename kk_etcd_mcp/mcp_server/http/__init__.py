@@ -31,7 +31,7 @@ import functools
 import logging
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Container, Iterator
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -53,7 +53,7 @@ from .metrics_route import MetricsRoute
 from .oauth import OAuthResource, ProtectedResourceMetadataRoutes
 from .protocol import head_timeout_protocol
 from .refusals import RefusalLog
-from .scope_challenge import ScopeChallenge
+from .scope_challenge import RefuseBeyondScope, ScopeChallenge
 from .sessions import SessionLimits, open_session_ids
 
 log = logging.getLogger(__name__)
@@ -94,35 +94,61 @@ def http_app(
     server: MCPServer, settings: Settings, refusals: RefusalLog | None = None, oauth: OAuthResource | None = None
 ) -> ASGIApp:
     """``oauth``: the OAuth resource server the settings describe (made here when not given)."""
+    oauth = oauth or oauth_resource(settings)
+    app, open_sessions = mcp_endpoints(server, settings)
+    scope_check = functools.partial(refuse_beyond_scope, server)
+    return guarded(app, settings, refusals=refusals, oauth=oauth, scope_check=scope_check, open_sessions=open_sessions)
+
+
+def mcp_endpoints(server: MCPServer, settings: Settings) -> tuple[ASGIApp, Callable[[], Container[str]] | None]:
+    """mcp's app for the configured transport (SSE, streamable HTTP, or both for the console beside SSE), and
+    how to ask it which streamable HTTP sessions are open (None without streamable HTTP)."""
     security = transport_security(settings)
     limit = settings.http_max_body_bytes
+    sse = settings.transport == "sse"
+    if not streamable_served(settings):
+        return server.sse_app(
+            sse_path=SSE_PATH, transport_security=security, host=settings.host, max_request_body_size=limit
+        ), None
+    streamable_app = server.streamable_http_app(
+        streamable_http_path=STREAMABLE_HTTP_PATH,
+        transport_security=security,
+        host=settings.host,
+        max_request_body_size=limit,
+        session_idle_timeout=settings.http_session_idle_timeout,
+    )
+    open_sessions = open_session_ids(server.session_manager)
+    if not sse:
+        return streamable_app, open_sessions
+    sse_app = server.sse_app(
+        sse_path=SSE_PATH, transport_security=security, host=settings.host, max_request_body_size=limit
+    )
+    # Both endpoints in one app, with the lifespan of streamable HTTP's session manager.
+    manager = server.session_manager
+    both = Starlette(routes=[*sse_app.routes, *streamable_app.routes], lifespan=lambda _app: manager.run())
+    return both, open_sessions
+
+
+def streamable_served(settings: Settings) -> bool:
+    return settings.transport != "sse" or settings.ui  # the web console speaks streamable HTTP, beside /sse too
+
+
+def guarded(
+    app: ASGIApp,
+    settings: Settings,
+    *,
+    refusals: RefusalLog | None = None,
+    oauth: OAuthResource | None = None,
+    scope_check: RefuseBeyondScope | None = None,
+    open_sessions: Callable[[], Container[str]] | None = None,
+) -> ASGIApp:
+    """``app`` (the MCP endpoints) behind every step of the module docstring, outermost last here.
+    ``scope_check``: with OAuth, what refuses a tool call above the token's scope."""
+    security = transport_security(settings)
     refusals = refusals or RefusalLog(log, settings.http_refusal_log_interval)
     tokens = settings.bearer_tokens()
-    sse = settings.transport == "sse"
-    streamable = not sse or settings.ui  # the web console speaks streamable HTTP, beside /sse too
-    path = transport_path(settings)
-    oauth = oauth or oauth_resource(settings)
+    sse, streamable = settings.transport == "sse", streamable_served(settings)
     by_token = bool(tokens) or oauth is not None  # per-client limits count clients by name, else by address
-    app: ASGIApp
-    open_sessions = None
-    if streamable:
-        streamable_app = server.streamable_http_app(
-            streamable_http_path=STREAMABLE_HTTP_PATH,
-            transport_security=security,
-            host=settings.host,
-            max_request_body_size=limit,
-            session_idle_timeout=settings.http_session_idle_timeout,
-        )
-        open_sessions = open_session_ids(server.session_manager)
-        app = streamable_app
-    if sse:
-        sse_app = server.sse_app(
-            sse_path=SSE_PATH, transport_security=security, host=settings.host, max_request_body_size=limit
-        )
-        app = sse_app
-        if streamable:  # both endpoints in one app, with the lifespan of streamable HTTP's session manager
-            manager = server.session_manager
-            app = Starlette(routes=[*sse_app.routes, *streamable_app.routes], lifespan=lambda _app: manager.run())
     app = SessionLimits(
         app,
         streamable_path=STREAMABLE_HTTP_PATH if streamable else None,
@@ -134,8 +160,10 @@ def http_app(
         refusals=refusals,
     )
     if oauth is not None and streamable:
-        app = ScopeChallenge(app, STREAMABLE_HTTP_PATH, oauth, functools.partial(refuse_beyond_scope, server), refusals)
-    app = BodyLimit(app, limit, settings.http_body_timeout, refusals)
+        if scope_check is None:  # a programming error: never serve OAuth tokens without the scope step
+            raise ValueError("guarded: OAuth over streamable HTTP needs scope_check (refuse_beyond_scope)")
+        app = ScopeChallenge(app, STREAMABLE_HTTP_PATH, oauth, scope_check, refusals)
+    app = BodyLimit(app, settings.http_max_body_bytes, settings.http_body_timeout, refusals)
     if settings.http_rate_limit > 0:
         app = RateLimit(app, settings.http_rate_limit, settings.http_rate_burst, by_token=by_token, refusals=refusals)
     app = MetricsRoute(app, security)  # GET /metrics, behind the token and Host checks
@@ -143,7 +171,7 @@ def http_app(
         app, tokens, oauth=oauth, auth_failures_per_minute=settings.http_auth_failures_per_minute, refusals=refusals
     )
     if oauth is not None:
-        app = ProtectedResourceMetadataRoutes(app, oauth, path)
+        app = ProtectedResourceMetadataRoutes(app, oauth, transport_path(settings))
     # The console's files need no token (a browser opening a page sends none); its MCP requests do.
     return WithConsole(app, security, token_required=by_token) if settings.ui else app
 
