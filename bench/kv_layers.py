@@ -53,15 +53,20 @@ def _http_post(app: Any, body: bytes) -> Callable[[], Awaitable[None]]:
         (b"content-length", str(len(body)).encode()),
     ]
 
+    statuses: list[int] = []
+
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: Any) -> None:
-        return None
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
 
     async def post() -> None:
         scope = {"type": "http", "method": "POST", "path": "/mcp", "headers": headers, "client": ("127.0.0.1", 1)}
         await app(scope, receive, send)
+        if statuses.pop() != 200:  # a refusal is a cheaper path: the row would not measure what it says
+            raise RuntimeError("the bench's POST was refused; the HTTP rows measure a request that passes")
 
     return post
 
